@@ -1,0 +1,124 @@
+//! `fixed_window`: a window of length `window` opens at the key's first admitted hit;
+//! up to `limit` cost is admitted in it; the count resets when the window ends.
+
+use std::time::Duration;
+
+use super::Algorithm;
+use crate::decision::Decision;
+use crate::error::PolicyError;
+use crate::rate::{check_limit, window_micros};
+
+/// Fixed windows anchored at each key's first admitted hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedWindow {
+    limit: u64,
+    window: u64,
+}
+
+/// Per-key state of [`FixedWindow`]: the window's start and the cost admitted in it. 16 bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct FixedWindowState {
+    /// Microsecond time the current window opened.
+    pub start: u64,
+    /// Cost admitted since `start` (0 = no open window).
+    pub count: u64,
+}
+
+impl FixedWindow {
+    /// Up to `limit` cost per `window`.
+    pub fn new(limit: u64, window: Duration) -> Result<Self, PolicyError> {
+        let window = window_micros(window)?;
+        check_limit("limit", limit, window)?;
+        Ok(Self { limit, window })
+    }
+
+    /// `(limit, window µs)`.
+    pub fn params(&self) -> (u64, u64) {
+        (self.limit, self.window)
+    }
+}
+
+impl Algorithm for FixedWindow {
+    type State = FixedWindowState;
+
+    fn fresh(&self) -> FixedWindowState {
+        FixedWindowState::default()
+    }
+
+    fn acquire(&self, s: &mut FixedWindowState, now: u64, cost: u64) -> Decision {
+        let end = s.start.saturating_add(self.window);
+        if s.count > 0 && now >= end {
+            s.count = 0;
+        }
+        if s.count + cost <= self.limit {
+            if s.count == 0 {
+                s.start = now;
+            }
+            s.count += cost;
+            Decision {
+                allowed: true,
+                limit: self.limit,
+                remaining: self.limit - s.count,
+                retry_after_us: None,
+                reset_after_us: s.start + self.window - now,
+                delay_us: None,
+            }
+        } else {
+            // The window is open (a fresh one admits any cost up to the limit).
+            Decision {
+                allowed: false,
+                limit: self.limit,
+                remaining: self.limit - s.count,
+                retry_after_us: Some(end - now),
+                reset_after_us: end - now,
+                delay_us: None,
+            }
+        }
+    }
+
+    fn expires_at(&self, s: &FixedWindowState) -> u64 {
+        if s.count == 0 {
+            0
+        } else {
+            s.start.saturating_add(self.window)
+        }
+    }
+
+    fn capacity(&self) -> u64 {
+        self.limit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000;
+
+    #[test]
+    fn fixed_window_three_per_twenty_seconds_resets_at_the_window_end() {
+        let fw = FixedWindow::new(3, Duration::from_secs(20)).unwrap();
+        let mut s = fw.fresh();
+        for _ in 0..3 {
+            assert!(fw.acquire(&mut s, 0, 1).allowed);
+        }
+        let d = fw.acquire(&mut s, 0, 1);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after_us, Some(20 * S));
+        let d = fw.acquire(&mut s, 19 * S, 1);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after_us, Some(S));
+        let d = fw.acquire(&mut s, 20 * S, 1);
+        assert!(d.allowed);
+        assert_eq!((d.remaining, d.reset_after_us), (2, 20 * S));
+    }
+
+    #[test]
+    fn fixed_window_opens_at_the_first_admitted_hit_not_on_a_grid() {
+        let fw = FixedWindow::new(1, Duration::from_secs(10)).unwrap();
+        let mut s = fw.fresh();
+        assert!(fw.acquire(&mut s, 7 * S, 1).allowed);
+        assert!(!fw.acquire(&mut s, 16 * S, 1).allowed);
+        assert!(fw.acquire(&mut s, 17 * S, 1).allowed);
+    }
+}

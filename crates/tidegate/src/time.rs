@@ -1,0 +1,178 @@
+//! Time: the microsecond timeline every algorithm runs on, and the clocks that feed it.
+//!
+//! All limiter arithmetic is done in whole microseconds (`u64`). Microseconds are exact
+//! for every duration a policy can name, and they stay below 2^53 for Unix epoch times,
+//! so the Redis Lua scripts (doubles only) can mirror the Rust arithmetic bit for bit.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Microseconds per second.
+pub const MICROS_PER_SEC: u64 = 1_000_000;
+
+/// Converts a [`Duration`] to whole microseconds, rounding up and saturating.
+pub fn duration_to_micros(d: Duration) -> u64 {
+    let micros = d.as_nanos().div_ceil(1_000);
+    u64::try_from(micros).unwrap_or(u64::MAX)
+}
+
+/// Converts whole microseconds to a [`Duration`].
+pub fn micros_to_duration(us: u64) -> Duration {
+    Duration::from_micros(us)
+}
+
+/// A source of the current time, in microseconds on a non-decreasing timeline.
+pub trait Clock: Send + Sync {
+    /// The current time in microseconds.
+    fn now_micros(&self) -> u64;
+}
+
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now_micros(&self) -> u64 {
+        (**self).now_micros()
+    }
+}
+
+impl<C: Clock + ?Sized> Clock for &C {
+    fn now_micros(&self) -> u64 {
+        (**self).now_micros()
+    }
+}
+
+/// The process-wide origin of the monotonic timeline (first use of any clock here).
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// Microseconds since the process-wide origin, read from the OS monotonic clock.
+fn monotonic_micros() -> u64 {
+    // One microsecond after the origin at the earliest, so that 0 never means "now".
+    duration_to_micros(origin().elapsed()) + 1
+}
+
+/// The precise monotonic clock: reads the OS monotonic clock on every call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MonotonicClock;
+
+impl Clock for MonotonicClock {
+    fn now_micros(&self) -> u64 {
+        monotonic_micros()
+    }
+}
+
+/// A cheap monotonic clock: a cached reading refreshed by one background thread.
+///
+/// Reading it is a single relaxed atomic load. It lags real time by at most the
+/// refresh period (1 ms) plus scheduling delay, and never goes backwards. A lagging
+/// clock can only make a limiter stricter (tokens come back a little later), never
+/// more permissive. All `CoarseClock` values share one ticker thread, started on
+/// first use.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CoarseClock;
+
+/// The refresh period of [`CoarseClock`].
+pub const COARSE_CLOCK_PERIOD: Duration = Duration::from_millis(1);
+
+fn coarse_cell() -> &'static AtomicU64 {
+    static CELL: OnceLock<&'static AtomicU64> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let cell: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(monotonic_micros())));
+        std::thread::Builder::new()
+            .name("tidegate-clock".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(COARSE_CLOCK_PERIOD);
+                    cell.fetch_max(monotonic_micros(), Ordering::Relaxed);
+                }
+            })
+            .expect("spawning the tidegate-clock thread");
+        cell
+    })
+}
+
+impl Clock for CoarseClock {
+    #[inline]
+    fn now_micros(&self) -> u64 {
+        coarse_cell().load(Ordering::Relaxed)
+    }
+}
+
+/// A clock that only moves when told to: for tests, replays and explicit timestamps.
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock {
+    now: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A manual clock starting at `micros`.
+    pub fn new(micros: u64) -> Self {
+        Self {
+            now: Arc::new(AtomicU64::new(micros)),
+        }
+    }
+
+    /// Sets the time to `micros` (it may go backwards; algorithms tolerate that).
+    pub fn set_micros(&self, micros: u64) {
+        self.now.store(micros, Ordering::Relaxed);
+    }
+
+    /// Moves the time forward by `d`.
+    pub fn advance(&self, d: Duration) {
+        self.now
+            .fetch_add(duration_to_micros(d), Ordering::Relaxed);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_micros(&self) -> u64 {
+        self.now.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_conversion_rounds_up_to_whole_micros() {
+        assert_eq!(duration_to_micros(Duration::from_nanos(1)), 1);
+        assert_eq!(duration_to_micros(Duration::from_nanos(1_000)), 1);
+        assert_eq!(duration_to_micros(Duration::from_nanos(1_001)), 2);
+        assert_eq!(duration_to_micros(Duration::from_secs(12)), 12_000_000);
+        assert_eq!(duration_to_micros(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn monotonic_and_coarse_clocks_never_go_backwards() {
+        let mut last_precise = 0;
+        let mut last_coarse = 0;
+        for _ in 0..10_000 {
+            let p = MonotonicClock.now_micros();
+            let c = CoarseClock.now_micros();
+            assert!(p >= last_precise && c >= last_coarse);
+            last_precise = p;
+            last_coarse = c;
+        }
+    }
+
+    #[test]
+    fn coarse_clock_follows_real_time() {
+        let start = CoarseClock.now_micros();
+        std::thread::sleep(Duration::from_millis(30));
+        let later = CoarseClock.now_micros();
+        assert!(later > start, "coarse clock did not advance: {start} -> {later}");
+        assert!(later <= MonotonicClock.now_micros());
+    }
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let clock = ManualClock::new(5);
+        assert_eq!(clock.now_micros(), 5);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(clock.now_micros(), 1_000_005);
+        clock.set_micros(7);
+        assert_eq!(clock.now_micros(), 7);
+    }
+}
