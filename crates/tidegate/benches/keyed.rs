@@ -1,1 +1,327 @@
-fn main(){}
+//! Keyed checks, tidegate against governor 0.10, in the same run; prints the ratio.
+//!
+//! `cargo bench -p tidegate --bench keyed` (see `docs/BENCHMARKS.md`). Options after
+//! `--`: `--rounds N` (default 7), `--ops N` checks per thread per round (default
+//! 2_000_000), `--keys 1,10000,1000000`, `--threads 1,2`, `--no-rss`, `--quick`.
+//!
+//! Workload: uniformly random u64 keys drawn from a universe of 1, 10k or 1M random
+//! keys, pre-generated (one sequence per thread, identical for both libraries), every
+//! key inserted once before timing. Same quota for both: 10^9 per second (every check
+//! is admitted, so every check does the full admit path and writes its state). The
+//! rounds of the three subjects are interleaved and the medians reported, so slow
+//! phases of a shared machine hit all of them alike.
+//!
+//! Memory: `--rss-child governor|tidegate N` (run by the parent in a fresh process)
+//! inserts N keys and prints the growth of the resident set, read from /proc/self/statm.
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::process::Command;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use governor::{Quota, RateLimiter};
+use tidegate::Limiter;
+use tidegate::algorithm::Gcra;
+use tidegate::algorithm::gcra::GcraState;
+use tidegate::time::{Clock, CoarseClock, MonotonicClock};
+
+/// Checks per second per key, for both libraries.
+const LIMIT: u32 = 1_000_000_000;
+
+struct Options {
+    rounds: usize,
+    ops: usize,
+    keys: Vec<usize>,
+    threads: Vec<usize>,
+    rss: bool,
+}
+
+fn parse_list(s: &str) -> Vec<usize> {
+    s.split(',')
+        .map(|x| x.replace('_', "").parse().expect("a number"))
+        .collect()
+}
+
+fn options(args: &[String]) -> Options {
+    let mut o = Options {
+        rounds: 7,
+        ops: 2_000_000,
+        keys: vec![1, 10_000, 1_000_000],
+        threads: vec![1, 2],
+        rss: true,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().expect("option value").clone();
+        match a.as_str() {
+            "--rounds" => o.rounds = value().parse().expect("rounds"),
+            "--ops" => o.ops = parse_list(&value())[0],
+            "--keys" => o.keys = parse_list(&value()),
+            "--threads" => o.threads = parse_list(&value()),
+            "--no-rss" => o.rss = false,
+            "--quick" => {
+                o.rounds = 3;
+                o.ops = 500_000;
+            }
+            // `cargo bench` passes `--bench`; filters are not supported.
+            _ => {}
+        }
+    }
+    o
+}
+
+/// splitmix64: a fast, well-mixed sequence, good enough for benchmark keys.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (multiply-shift, no modulo bias worth mentioning).
+    fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next()) * n as u128) >> 64) as usize
+    }
+}
+
+fn universe(n: usize) -> Vec<u64> {
+    let mut rng = SplitMix(0x71DE_9A7E_u64.wrapping_mul(n as u64 + 1));
+    (0..n).map(|_| rng.next()).collect()
+}
+
+fn sequence(universe: &[u64], len: usize, seed: u64) -> Vec<u64> {
+    let mut rng = SplitMix(seed);
+    (0..len)
+        .map(|_| universe[rng.below(universe.len())])
+        .collect()
+}
+
+/// Runs `check` over each sequence on its own thread, all started together; returns
+/// the wall time from the start signal until the last thread finished.
+fn timed<F: Fn(&u64) -> bool + Sync>(check: &F, seqs: &[Vec<u64>]) -> Duration {
+    let barrier = Barrier::new(seqs.len() + 1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = seqs
+            .iter()
+            .map(|seq| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    let mut admitted = 0u64;
+                    for k in seq {
+                        admitted += u64::from(check(black_box(k)));
+                    }
+                    black_box(admitted)
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        for h in handles {
+            h.join().expect("bench thread");
+        }
+        start.elapsed()
+    })
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn quota() -> Quota {
+    Quota::per_second(NonZeroU32::new(LIMIT).expect("non-zero"))
+}
+
+fn gcra() -> Gcra {
+    Gcra::new(u64::from(LIMIT), Duration::from_secs(1), None).expect("valid rate")
+}
+
+fn tidegate_limiter<C: Clock + Clone + 'static>(clock: C) -> Limiter<Gcra, u64, C> {
+    // No background sweeper: governor has none either (its `retain_recent` is manual),
+    // and with this quota every state expires a nanosecond after its check, so a
+    // sweeper would turn the workload into insertions.
+    Limiter::builder(gcra())
+        .sweep_interval(None)
+        .clock(clock)
+        .build::<u64>()
+}
+
+struct Row {
+    keys: usize,
+    threads: usize,
+    governor: f64,
+    monotonic: f64,
+    coarse: f64,
+    spread: [f64; 3],
+}
+
+fn run_config(keys: usize, threads: usize, o: &Options) -> Row {
+    let universe = universe(keys);
+    let seqs: Vec<Vec<u64>> = (0..threads)
+        .map(|t| sequence(&universe, o.ops, 0xC0FFEE + t as u64))
+        .collect();
+
+    let governor = RateLimiter::keyed(quota());
+    let monotonic = tidegate_limiter(MonotonicClock);
+    let coarse = tidegate_limiter(CoarseClock);
+    for k in &universe {
+        assert!(governor.check_key(k).is_ok());
+        assert!(monotonic.check(k, 1).expect("check").allowed);
+        assert!(coarse.check(k, 1).expect("check").allowed);
+    }
+
+    let g = |k: &u64| governor.check_key(k).is_ok();
+    let m = |k: &u64| monotonic.check(k, 1).is_ok_and(|d| d.allowed);
+    let c = |k: &u64| coarse.check(k, 1).is_ok_and(|d| d.allowed);
+    let total = (o.ops * threads) as f64;
+    let mut ns: [Vec<f64>; 3] = Default::default();
+    for round in 0..o.rounds {
+        // Rotate the order so that no subject always runs first or last.
+        for i in 0..3 {
+            let which = (round + i) % 3;
+            let elapsed = match which {
+                0 => timed(&g, &seqs),
+                1 => timed(&m, &seqs),
+                _ => timed(&c, &seqs),
+            };
+            ns[which].push(elapsed.as_nanos() as f64 / total);
+        }
+    }
+    let spread = std::array::from_fn(|i| {
+        let v = &ns[i];
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        (hi - lo) / median(&mut v.clone())
+    });
+    let [mut gv, mut mv, mut cv] = ns;
+    Row {
+        keys,
+        threads,
+        governor: median(&mut gv),
+        monotonic: median(&mut mv),
+        coarse: median(&mut cv),
+        spread,
+    }
+}
+
+/// Resident set size in bytes, from /proc/self/statm (pages; 4 KiB pages assumed,
+/// which is what x86-64 Linux uses).
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("statm resident field");
+    pages * 4096
+}
+
+/// In a fresh process: inserts `n` keys into one limiter, prints RSS growth per key.
+fn rss_child(which: &str, n: usize) {
+    let keys = universe(n);
+    let before;
+    match which {
+        "governor" => {
+            before = rss_bytes();
+            let limiter = RateLimiter::keyed(quota());
+            for k in &keys {
+                assert!(limiter.check_key(k).is_ok());
+            }
+            black_box(&limiter);
+        }
+        "tidegate" => {
+            before = rss_bytes();
+            let limiter = tidegate_limiter(MonotonicClock);
+            for k in &keys {
+                assert!(limiter.check(k, 1).expect("check").allowed);
+            }
+            assert_eq!(limiter.len(), n);
+            black_box(&limiter);
+        }
+        other => panic!("unknown subject {other}"),
+    }
+    let after = rss_bytes();
+    println!("rss_per_key {:.1}", (after - before) as f64 / n as f64);
+}
+
+fn rss_in_child(which: &str, n: usize) -> Option<f64> {
+    let exe = std::env::current_exe().ok()?;
+    let out = Command::new(exe)
+        .args(["--rss-child", which, &n.to_string()])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("rss_per_key "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--rss-child") {
+        let n = args[i + 2].parse().expect("key count");
+        return rss_child(&args[i + 1], n);
+    }
+    let o = options(&args);
+    println!(
+        "keyed checks, quota {LIMIT}/s for both, {} rounds x {} checks per thread, medians",
+        o.rounds, o.ops
+    );
+    println!(
+        "governor: RateLimiter::keyed (DashMap, default clock); tidegate: Limiter<Gcra, u64> \
+         with MonotonicClock (default) and CoarseClock"
+    );
+    println!(
+        "{:>9} {:>3} | {:>9} | {:>10} {:>6} | {:>10} {:>6} | spread g/m/c",
+        "keys", "thr", "governor", "tg mono", "ratio", "tg coarse", "ratio"
+    );
+    for &keys in &o.keys {
+        for &threads in &o.threads {
+            let r = run_config(keys, threads, &o);
+            println!(
+                "{:>9} {:>3} | {:>6.1} ns | {:>7.1} ns {:>5.2}x | {:>7.1} ns {:>5.2}x | {:.0}%/{:.0}%/{:.0}%",
+                r.keys,
+                r.threads,
+                r.governor,
+                r.monotonic,
+                r.governor / r.monotonic,
+                r.coarse,
+                r.governor / r.coarse,
+                r.spread[0] * 100.0,
+                r.spread[1] * 100.0,
+                r.spread[2] * 100.0,
+            );
+        }
+    }
+    println!(
+        "(ns per check = wall time / all checks of all threads; ratio = tidegate throughput / governor throughput; spread = (max - min) / median over rounds)"
+    );
+    println!(
+        "state per key: tidegate size_of::<(u64, GcraState)>() = {} B; governor size_of::<(u64, InMemoryState)>() = {} B",
+        size_of::<(u64, GcraState)>(),
+        size_of::<(u64, governor::state::InMemoryState)>()
+    );
+    if o.rss {
+        let n = 1_000_000;
+        let g = rss_in_child("governor", n);
+        let t = rss_in_child("tidegate", n);
+        let show = |v: Option<f64>| v.map_or("n/a".to_string(), |b| format!("{b:.1} B"));
+        println!(
+            "resident memory per key, {n} keys, fresh process each: governor {}, tidegate {}",
+            show(g),
+            show(t)
+        );
+    }
+}

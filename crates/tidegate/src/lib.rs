@@ -27,3 +27,8 @@ pub use policy::{AlgorithmKind, Policy, PolicyState};
 pub use policy_set::PolicySet;
 pub use throttler::Throttler;
 pub use time::{Clock, CoarseClock, ManualClock, MonotonicClock};
+
+/// The README's code examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

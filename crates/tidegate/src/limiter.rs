@@ -141,7 +141,9 @@ where
         .spawn(move || {
             let mut shard = 0;
             loop {
-                let Some(shared) = shared.upgrade() else { return };
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
                 let shards = shared.store.shard_count();
                 let (_, wrapped) = shared.store.sweep_step(
                     &shared.algorithm,
@@ -321,7 +323,10 @@ mod tests {
                 capacity: 20
             }))
         );
-        assert_eq!(limiter.check("k", 0), Err(LimitError::Cost(CostError::Zero)));
+        assert_eq!(
+            limiter.check("k", 0),
+            Err(LimitError::Cost(CostError::Zero))
+        );
         assert!(limiter.is_empty(), "an error creates no state");
         assert!(limiter.check("k", 20).unwrap().allowed);
     }

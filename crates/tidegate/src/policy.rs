@@ -157,12 +157,16 @@ impl Policy {
             K::FixedWindow => Self::FixedWindow(FixedWindow::new(need_limit()?, window)?),
             K::SlidingWindow => Self::SlidingWindow(SlidingWindow::new(need_limit()?, window)?),
             K::SlidingLog => Self::SlidingLog(SlidingLog::new(need_limit()?, window)?),
-            K::TokenBucket => {
-                Self::TokenBucket(TokenBucket::from_rate(Rate::new(need_limit()?, window, burst)?))
-            }
-            K::LeakyBucket => {
-                Self::LeakyBucket(LeakyBucket::from_rate(Rate::new(need_limit()?, window, burst)?))
-            }
+            K::TokenBucket => Self::TokenBucket(TokenBucket::from_rate(Rate::new(
+                need_limit()?,
+                window,
+                burst,
+            )?)),
+            K::LeakyBucket => Self::LeakyBucket(LeakyBucket::from_rate(Rate::new(
+                need_limit()?,
+                window,
+                burst,
+            )?)),
             K::Gcra => Self::Gcra(Gcra::from_rate(Rate::new(need_limit()?, window, burst)?)),
             K::Throttle => {
                 if let Some(l) = limit.filter(|&l| l != 1) {
@@ -437,9 +441,8 @@ impl<'de> Visitor<'de> for PolicyVisitor {
             let algorithm: AlgorithmKind = algorithm
                 .ok_or_else(|| PolicyError::new("algorithm", "is required"))?
                 .parse()?;
-            let window = parse_window(
-                &window.ok_or_else(|| PolicyError::new("window", "is required"))?,
-            )?;
+            let window =
+                parse_window(&window.ok_or_else(|| PolicyError::new("window", "is required"))?)?;
             Policy::new(algorithm, limit, window, burst)
         };
         build().map_err(de::Error::custom)
@@ -485,12 +488,17 @@ mod tests {
     #[test]
     fn invalid_policies_name_the_field_and_the_reason() {
         let e = err("fixed_window:0/10s");
-        assert_eq!((e.field.as_str(), e.reason.as_str()), ("limit", "must be at least 1"));
+        assert_eq!(
+            (e.field.as_str(), e.reason.as_str()),
+            ("limit", "must be at least 1")
+        );
         assert_eq!(e.policy.as_deref(), Some("fixed_window:0/10s"));
         assert_eq!(err("fixed_window:3/0s").field, "window");
         let e = err("leaky:3/1s");
         assert_eq!(e.field, "algorithm");
-        assert!(e.reason.contains("fixed_window, sliding_window, sliding_log, token_bucket, leaky_bucket, gcra, throttle"));
+        assert!(e.reason.contains(
+            "fixed_window, sliding_window, sliding_log, token_bucket, leaky_bucket, gcra, throttle"
+        ));
         assert_eq!(err("fixed_window:3/10s,burst=5").field, "burst");
         assert_eq!(err("token_bucket:3/10s,burst=0").field, "burst");
         assert_eq!(err("token_bucket:3/10s,size=4").field, "size");
@@ -521,7 +529,10 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(cfg.policies["api"].to_string(), "token_bucket:100/1m,burst=20");
+        assert_eq!(
+            cfg.policies["api"].to_string(),
+            "token_bucket:100/1m,burst=20"
+        );
         assert_eq!(cfg.policies["login"].to_string(), "fixed_window:3/10s");
         assert_eq!(cfg.policies["once"].to_string(), "throttle:10s");
     }

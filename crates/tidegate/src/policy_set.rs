@@ -19,7 +19,10 @@ impl PolicySet {
     /// Guards each key with all of `policies` (at least one).
     pub fn new(policies: Vec<Policy>) -> Result<Self, PolicyError> {
         if policies.is_empty() {
-            return Err(PolicyError::new("policies", "must list at least one policy"));
+            return Err(PolicyError::new(
+                "policies",
+                "must list at least one policy",
+            ));
         }
         Ok(Self { policies })
     }
@@ -51,7 +54,12 @@ impl PolicySet {
                 .map(|(p, s)| p.peek(s, now, cost)),
         );
         if each.iter().all(|d| d.allowed) {
-            for ((p, s), d) in self.policies.iter().zip(state.iter_mut()).zip(each.iter_mut()) {
+            for ((p, s), d) in self
+                .policies
+                .iter()
+                .zip(state.iter_mut())
+                .zip(each.iter_mut())
+            {
                 *d = p.acquire(s, now, cost);
             }
         }
@@ -73,7 +81,12 @@ impl Algorithm for PolicySet {
             }
             return only.acquire(&mut state[0], now, cost);
         }
-        self.acquire_each(state, now, cost, &mut Vec::with_capacity(self.policies.len()))
+        self.acquire_each(
+            state,
+            now,
+            cost,
+            &mut Vec::with_capacity(self.policies.len()),
+        )
     }
 
     fn peek(&self, state: &Vec<PolicyState>, now: u64, cost: u64) -> Decision {

@@ -87,12 +87,19 @@ mod tests {
     #[test]
     fn rate_rejects_zero_limit_window_and_burst_naming_the_field() {
         assert_eq!(
-            Rate::new(0, Duration::from_secs(1), None).unwrap_err().field,
+            Rate::new(0, Duration::from_secs(1), None)
+                .unwrap_err()
+                .field,
             "limit"
         );
-        assert_eq!(Rate::new(1, Duration::ZERO, None).unwrap_err().field, "window");
         assert_eq!(
-            Rate::new(1, Duration::from_secs(1), Some(0)).unwrap_err().field,
+            Rate::new(1, Duration::ZERO, None).unwrap_err().field,
+            "window"
+        );
+        assert_eq!(
+            Rate::new(1, Duration::from_secs(1), Some(0))
+                .unwrap_err()
+                .field,
             "burst"
         );
     }

@@ -110,7 +110,10 @@ impl Throttler {
     }
 
     /// Like [`new`](Self::new), sweeping idle keys every `interval`.
-    pub fn with_cleanup_interval(window: Duration, interval: Duration) -> Result<Self, PolicyError> {
+    pub fn with_cleanup_interval(
+        window: Duration,
+        interval: Duration,
+    ) -> Result<Self, PolicyError> {
         let algorithm = AdjustableThrottle {
             window: AtomicU64::new(window_micros(window)?),
         };
@@ -137,9 +140,7 @@ impl Throttler {
         let now = duration_to_micros(timestamp);
         self.latest.observe(now);
         // Cost 1 always fits a throttle, and a full store admits untracked by default.
-        self.limiter
-            .check_at(key, 1, now)
-            .is_ok_and(|d| d.allowed)
+        self.limiter.check_at(key, 1, now).is_ok_and(|d| d.allowed)
     }
 
     /// Changes the window; it applies to existing keys at once.
@@ -181,7 +182,10 @@ mod tests {
         t.clear();
         assert!(t.should_process(0, "e1", "k"));
         t.update_window(Duration::from_secs(30)).unwrap();
-        assert!(!t.should_process(20, "e2", "k"), "30 s window now applies to k");
+        assert!(
+            !t.should_process(20, "e2", "k"),
+            "30 s window now applies to k"
+        );
         assert!(t.should_process(30, "e3", "k"));
     }
 

@@ -120,8 +120,7 @@ impl ManualClock {
 
     /// Moves the time forward by `d`.
     pub fn advance(&self, d: Duration) {
-        self.now
-            .fetch_add(duration_to_micros(d), Ordering::Relaxed);
+        self.now.fetch_add(duration_to_micros(d), Ordering::Relaxed);
     }
 }
 
@@ -162,7 +161,10 @@ mod tests {
         let start = CoarseClock.now_micros();
         std::thread::sleep(Duration::from_millis(30));
         let later = CoarseClock.now_micros();
-        assert!(later > start, "coarse clock did not advance: {start} -> {later}");
+        assert!(
+            later > start,
+            "coarse clock did not advance: {start} -> {later}"
+        );
         assert!(later <= MonotonicClock.now_micros());
     }
 

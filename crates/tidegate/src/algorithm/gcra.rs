@@ -176,7 +176,13 @@ mod tests {
         let mut s = g.fresh();
         g.acquire(&mut s, 10, 1);
         // tat = 10 + 333_333 µs + 1/3 µs.
-        assert_eq!(s, GcraState { tat: 333_343, rem: 1 });
+        assert_eq!(
+            s,
+            GcraState {
+                tat: 333_343,
+                rem: 1
+            }
+        );
         assert_eq!(g.expires_at(&s), 333_344);
         assert_eq!(g.excess(&s, 333_344), 0);
     }

@@ -66,3 +66,22 @@ pub trait Algorithm: Send + Sync {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    use super::*;
+    use crate::policy::PolicyState;
+
+    #[test]
+    fn per_key_states_stay_compact() {
+        assert_eq!(size_of::<gcra::GcraState>(), 16);
+        assert_eq!(size_of::<token_bucket::TokenBucketState>(), 16);
+        assert_eq!(size_of::<fixed_window::FixedWindowState>(), 16);
+        assert_eq!(size_of::<sliding_window::SlidingWindowState>(), 24);
+        assert_eq!(size_of::<throttle::ThrottleState>(), 16);
+        assert_eq!(size_of::<sliding_log::SlidingLogState>(), 40);
+        assert_eq!(size_of::<PolicyState>(), 32);
+    }
+}

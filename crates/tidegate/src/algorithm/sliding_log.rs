@@ -33,7 +33,9 @@ pub struct SlidingLogState {
 impl SlidingLogState {
     /// Cost admitted by the entries still in the log.
     pub fn total(&self) -> u64 {
-        self.entries.back().map_or(0, |&(_, cum)| cum - self.dropped)
+        self.entries
+            .back()
+            .map_or(0, |&(_, cum)| cum - self.dropped)
     }
 
     /// Number of log entries held.

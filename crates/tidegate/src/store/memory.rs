@@ -159,7 +159,13 @@ impl<S, K: Hash + Eq> MemoryStore<S, K> {
     ///
     /// The caller has checked `cost` (see [`Algorithm::check_cost`]).
     #[inline]
-    pub fn acquire<A, Q>(&self, alg: &A, key: &Q, now: u64, cost: u64) -> Result<Decision, LimitError>
+    pub fn acquire<A, Q>(
+        &self,
+        alg: &A,
+        key: &Q,
+        now: u64,
+        cost: u64,
+    ) -> Result<Decision, LimitError>
     where
         A: Algorithm<State = S>,
         K: Borrow<Q>,
@@ -188,7 +194,9 @@ impl<S, K: Hash + Eq> MemoryStore<S, K> {
         }
         table
             .entries
-            .insert_unique(hash, (key.to_owned(), state), |(k, _)| self.hasher.hash_one(k));
+            .insert_unique(hash, (key.to_owned(), state), |(k, _)| {
+                self.hasher.hash_one(k)
+            });
         Ok(decision)
     }
 
@@ -209,11 +217,18 @@ impl<S, K: Hash + Eq> MemoryStore<S, K> {
 
     /// Counts one more key, evicting a fresh-equivalent state of this shard if the store
     /// is full. Returns false when there is no room.
-    fn make_room<A: Algorithm<State = S>>(&self, table: &mut Table<K, S>, alg: &A, now: u64) -> bool {
+    fn make_room<A: Algorithm<State = S>>(
+        &self,
+        table: &mut Table<K, S>,
+        alg: &A,
+        now: u64,
+    ) -> bool {
         let max = self.config.max_keys;
         if self
             .len
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
             .is_ok()
         {
             return true;
@@ -331,7 +346,9 @@ impl<S, K: Hash + Eq> MemoryStore<S, K> {
         table.cursor = if wrapped { 0 } else { end };
         if table.entries.is_empty() && buckets > 0 {
             // Give a drained shard's memory back.
-            table.entries.shrink_to_fit(|(k, _)| self.hasher.hash_one(k));
+            table
+                .entries
+                .shrink_to_fit(|(k, _)| self.hasher.hash_one(k));
         }
         drop(table);
         if removed > 0 {
@@ -428,7 +445,10 @@ mod tests {
         let admit = store(1, OnFull::AdmitUntracked);
         admit.acquire(&t, "a", 0, 1).unwrap();
         assert!(admit.acquire(&t, "b", S, 1).unwrap().allowed);
-        assert!(admit.acquire(&t, "b", S, 1).unwrap().allowed, "untracked: no state kept");
+        assert!(
+            admit.acquire(&t, "b", S, 1).unwrap().allowed,
+            "untracked: no state kept"
+        );
         assert_eq!(admit.len(), 1);
         assert_eq!(admit.stats().untracked, 2);
     }

@@ -1,0 +1,253 @@
+//! `tidegate replay`: what-if runs of a policy over recorded traffic.
+//!
+//! Input: JSON lines `{"t_ms": 1500, "key": "u1", "cost": 1}` (`t_ms` on a virtual
+//! clock, non-decreasing; `cost` optional, default 1). Output: one JSON decision per
+//! input line on stdout, in order; a summary on stderr. The decisions come from the
+//! same `Limiter` code an application runs, driven by the virtual clock.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use tidegate::{Limiter, ManualClock, PolicySet};
+
+/// Lines between two sweeps of expired keys, so long replays stay bounded in memory.
+const SWEEP_EVERY: u64 = 100_000;
+
+/// Arguments of `tidegate replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Policy in short form, e.g. `token_bucket:100/1m,burst=20`, `fixed_window:3/10s`,
+    /// `throttle:10s`. Several policies guarding each key together: repeat the flag or
+    /// separate them with `;`.
+    #[arg(long, short, required = true)]
+    policy: Vec<String>,
+
+    /// JSON-lines input file (default: standard input).
+    #[arg(long, short)]
+    input: Option<PathBuf>,
+}
+
+/// One input line.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Event {
+    t_ms: u64,
+    key: String,
+    #[serde(default = "one")]
+    cost: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// One output line.
+#[derive(Debug, Serialize)]
+struct Line<'a> {
+    t_ms: u64,
+    key: &'a str,
+    allowed: bool,
+    limit: u64,
+    remaining: u64,
+    retry_after_ms: Option<u64>,
+    reset_after_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delay_ms: Option<u64>,
+}
+
+/// Whole milliseconds, rounded up: a client told to wait must never come back early.
+fn ms(us: u64) -> u64 {
+    us.div_ceil(1_000)
+}
+
+/// Runs the replay; returns the exit code (1 when a line was bad).
+pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
+    let policies: PolicySet = args.policy.join(";").parse().context("--policy")?;
+    let input: Box<dyn BufRead> = match &args.input {
+        Some(path) => Box::new(BufReader::new(
+            File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+        )),
+        None => Box::new(io::stdin().lock()),
+    };
+    let stdout = io::stdout().lock();
+    let mut out = BufWriter::new(stdout);
+    let summary = replay(&policies, input, &mut out);
+    out.flush().context("writing decisions")?;
+    match summary {
+        Ok(s) => {
+            eprintln!("{s}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("tidegate replay: {e:#}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Totals printed on stderr at the end.
+#[derive(Debug, Default)]
+struct Summary {
+    policies: String,
+    lines: u64,
+    allowed: u64,
+    denied: u64,
+    admitted_cost: u64,
+    keys: usize,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pct = |n: u64| {
+            if self.lines == 0 {
+                0.0
+            } else {
+                100.0 * n as f64 / self.lines as f64
+            }
+        };
+        write!(
+            f,
+            "replayed {} events for {} keys with {}: {} allowed ({:.1}%), {} denied ({:.1}%), admitted cost {}",
+            self.lines,
+            self.keys,
+            self.policies,
+            self.allowed,
+            pct(self.allowed),
+            self.denied,
+            pct(self.denied),
+            self.admitted_cost
+        )
+    }
+}
+
+fn replay(policies: &PolicySet, input: impl BufRead, out: &mut impl Write) -> Result<Summary> {
+    let clock = ManualClock::new(0);
+    let limiter = Limiter::builder(policies.clone())
+        .sweep_interval(None)
+        .clock(clock.clone())
+        .build::<String>();
+    let mut summary = Summary {
+        policies: policies.to_string(),
+        ..Summary::default()
+    };
+    let mut keys = HashSet::new();
+    let mut last_t = 0;
+    for (index, line) in input.lines().enumerate() {
+        let number = index + 1;
+        let line = line.with_context(|| format!("line {number}: cannot read input"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: Event = serde_json::from_str(&line).with_context(|| {
+            format!("line {number}: not a valid event {{\"t_ms\", \"key\", \"cost\"}}")
+        })?;
+        if event.t_ms < last_t {
+            anyhow::bail!(
+                "line {number}: t_ms {} is earlier than the previous event's {last_t} (t_ms must not decrease)",
+                event.t_ms
+            );
+        }
+        last_t = event.t_ms;
+        let now = event
+            .t_ms
+            .checked_mul(1_000)
+            .with_context(|| format!("line {number}: t_ms {} is too large", event.t_ms))?;
+        clock.set_micros(now);
+        let d = limiter
+            .check_at(event.key.as_str(), event.cost, now)
+            .with_context(|| format!("line {number}: key {:?}", event.key))?;
+        summary.lines += 1;
+        if d.allowed {
+            summary.allowed += 1;
+            summary.admitted_cost += event.cost;
+        } else {
+            summary.denied += 1;
+        }
+        if !keys.contains(event.key.as_str()) {
+            keys.insert(event.key.clone());
+        }
+        let line = Line {
+            t_ms: event.t_ms,
+            key: &event.key,
+            allowed: d.allowed,
+            limit: d.limit,
+            remaining: d.remaining,
+            retry_after_ms: d.retry_after_us.map(ms),
+            reset_after_ms: ms(d.reset_after_us),
+            delay_ms: d.delay_us.map(ms),
+        };
+        serde_json::to_writer(&mut *out, &line).context("writing decisions")?;
+        out.write_all(b"\n").context("writing decisions")?;
+        if summary.lines % SWEEP_EVERY == 0 {
+            limiter.sweep();
+        }
+    }
+    summary.keys = keys.len();
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_str(policy: &str, input: &str) -> (Result<Summary>, String) {
+        let mut out = Vec::new();
+        let r = replay(&policy.parse().unwrap(), input.as_bytes(), &mut out);
+        (r, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn replay_prints_one_decision_per_line_in_order() {
+        let input = "{\"t_ms\":1000,\"key\":\"A\"}\n{\"t_ms\":5000,\"key\":\"A\"}\n\n{\"t_ms\":12000,\"key\":\"A\",\"cost\":1}\n";
+        let (summary, out) = run_str("throttle:10s", input);
+        let summary = summary.unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[1],
+            r#"{"t_ms":5000,"key":"A","allowed":false,"limit":1,"remaining":0,"retry_after_ms":6000,"reset_after_ms":6000}"#
+        );
+        assert_eq!((summary.allowed, summary.denied, summary.keys), (2, 1, 1));
+    }
+
+    #[test]
+    fn replay_reports_the_number_of_a_bad_line() {
+        let input = "{\"t_ms\":1,\"key\":\"A\"}\n{\"t_ms\":2,\"kee\":\"A\"}\n";
+        let (r, out) = run_str("fixed_window:3/10s", input);
+        let e = format!("{:#}", r.unwrap_err());
+        assert!(e.starts_with("line 2: not a valid event"), "{e}");
+        assert_eq!(out.lines().count(), 1);
+
+        let (r, _) = run_str(
+            "fixed_window:3/10s",
+            "{\"t_ms\":5,\"key\":\"A\"}\n{\"t_ms\":4,\"key\":\"A\"}\n",
+        );
+        assert!(format!("{:#}", r.unwrap_err()).contains("line 2: t_ms 4 is earlier"));
+
+        let (r, _) = run_str(
+            "fixed_window:3/10s",
+            "{\"t_ms\":5,\"key\":\"A\",\"cost\":4}\n",
+        );
+        let e = format!("{:#}", r.unwrap_err());
+        assert!(
+            e.contains("line 1") && e.contains("cost 4 can never be admitted"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn replay_reports_leaky_bucket_delays() {
+        let input = "{\"t_ms\":0,\"key\":\"A\"}\n{\"t_ms\":0,\"key\":\"A\"}\n";
+        let (_, out) = run_str("leaky_bucket:20/1m", input);
+        assert!(
+            out.lines().nth(1).unwrap().ends_with(r#""delay_ms":3000}"#),
+            "{out}"
+        );
+    }
+}
