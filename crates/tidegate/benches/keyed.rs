@@ -216,9 +216,8 @@ fn run_config(keys: usize, threads: usize, o: &Options) -> Row {
     }
 }
 
-/// Resident set size in bytes. /proc/self/smaps_rollup walks the page tables, so it is
-/// exact; /proc/self/statm (the fallback) reads counters that recent kernels update
-/// lazily per CPU, and on this machine (Linux 6.18) it lagged by tens of megabytes.
+/// Resident set size in bytes, from /proc/self/smaps_rollup (which walks the page
+/// tables), else /proc/self/statm (which reads the kernel's counters).
 fn rss_bytes() -> u64 {
     if let Ok(rollup) = std::fs::read_to_string("/proc/self/smaps_rollup") {
         let kib = rollup.lines().find_map(|l| {
@@ -259,6 +258,8 @@ fn rss_child(which: &str, n: usize) {
                 assert!(limiter.check(k, 1).expect("check").allowed);
             }
             assert_eq!(limiter.len(), n);
+            let table = limiter.store().table_bytes();
+            println!("table_per_key {:.1}", table as f64 / n as f64);
             rss_bytes()
         }
         other => panic!("unknown subject {other}"),
@@ -266,16 +267,24 @@ fn rss_child(which: &str, n: usize) {
     println!("rss_per_key {:.1}", (after - before) as f64 / n as f64);
 }
 
-fn rss_in_child(which: &str, n: usize) -> Option<f64> {
-    let exe = std::env::current_exe().ok()?;
-    let out = Command::new(exe)
+/// Runs `rss_child` in a fresh process; returns the `name value` lines it printed.
+fn rss_in_child(which: &str, n: usize) -> Vec<(String, f64)> {
+    let Ok(exe) = std::env::current_exe() else {
+        return Vec::new();
+    };
+    let Ok(out) = Command::new(exe)
         .args(["--rss-child", which, &n.to_string()])
         .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix("rss_per_key "))
-        .and_then(|v| v.trim().parse().ok())
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (name, v) = l.split_once(' ')?;
+            Some((name.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 fn main() {
@@ -325,13 +334,31 @@ fn main() {
     );
     if o.rss {
         let n = 1_000_000;
-        let g = rss_in_child("governor", n);
-        let t = rss_in_child("tidegate", n);
-        let show = |v: Option<f64>| v.map_or("n/a".to_string(), |b| format!("{b:.1} B"));
+        let (mut g, mut t, mut tt) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..3 {
+            let find = |v: &[(String, f64)], name: &str| {
+                v.iter().find(|(k, _)| k == name).map(|(_, x)| *x)
+            };
+            let gv = rss_in_child("governor", n);
+            let tv = rss_in_child("tidegate", n);
+            g.extend(find(&gv, "rss_per_key"));
+            t.extend(find(&tv, "rss_per_key"));
+            tt.extend(find(&tv, "table_per_key"));
+        }
+        let show = |v: &mut Vec<f64>| {
+            if v.is_empty() {
+                "n/a".to_string()
+            } else {
+                format!("{:.1} B", median(v))
+            }
+        };
         println!(
-            "resident memory per key, {n} keys, fresh process each: governor {}, tidegate {}",
-            show(g),
-            show(t)
+            "resident memory per key, {n} keys, fresh process each, median of {}: governor {}, \
+             tidegate {} (its tables: {} allocated)",
+            g.len(),
+            show(&mut g),
+            show(&mut t),
+            show(&mut tt)
         );
     }
 }

@@ -68,6 +68,12 @@ pub enum LimitError {
         /// The configured bound.
         max_keys: usize,
     },
+    /// A remote store failed an operation that has no failure policy (reset, listing).
+    #[error("store error: {message}")]
+    Store {
+        /// What the store reported.
+        message: String,
+    },
 }
 
 #[cfg(test)]

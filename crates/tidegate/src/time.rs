@@ -12,9 +12,13 @@ use std::time::{Duration, Instant};
 pub const MICROS_PER_SEC: u64 = 1_000_000;
 
 /// Converts a [`Duration`] to whole microseconds, rounding up and saturating.
+#[inline]
 pub fn duration_to_micros(d: Duration) -> u64 {
-    let micros = d.as_nanos().div_ceil(1_000);
-    u64::try_from(micros).unwrap_or(u64::MAX)
+    // Same result as `d.as_nanos().div_ceil(1_000)` saturated to u64, without the u128
+    // division (a library call costing ~9 ns, a third of a `MonotonicClock` reading).
+    d.as_secs()
+        .saturating_mul(MICROS_PER_SEC)
+        .saturating_add(u64::from(d.subsec_nanos().div_ceil(1_000)))
 }
 
 /// Converts whole microseconds to a [`Duration`].
@@ -47,6 +51,7 @@ fn origin() -> Instant {
 }
 
 /// Microseconds since the process-wide origin, read from the OS monotonic clock.
+#[inline]
 fn monotonic_micros() -> u64 {
     // One microsecond after the origin at the earliest, so that 0 never means "now".
     duration_to_micros(origin().elapsed()) + 1
@@ -57,6 +62,7 @@ fn monotonic_micros() -> u64 {
 pub struct MonotonicClock;
 
 impl Clock for MonotonicClock {
+    #[inline]
     fn now_micros(&self) -> u64 {
         monotonic_micros()
     }
@@ -141,6 +147,32 @@ mod tests {
         assert_eq!(duration_to_micros(Duration::from_nanos(1_001)), 2);
         assert_eq!(duration_to_micros(Duration::from_secs(12)), 12_000_000);
         assert_eq!(duration_to_micros(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn duration_conversion_matches_the_u128_formula() {
+        let reference =
+            |d: Duration| u64::try_from(d.as_nanos().div_ceil(1_000)).unwrap_or(u64::MAX);
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let edges = [0, 1, 999, 1_000, 1_001, 999_999_999];
+        for i in 0..10_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let secs = match i % 4 {
+                0 => x,
+                1 => x % 1_000_000,
+                2 => u64::MAX / MICROS_PER_SEC - (x % 3),
+                _ => u64::MAX - (x % 3),
+            };
+            let nanos = if i % 3 == 0 {
+                edges[(x % 6) as usize]
+            } else {
+                (x >> 20) as u32 % 1_000_000_000
+            };
+            let d = Duration::new(secs, nanos);
+            assert_eq!(duration_to_micros(d), reference(d), "{d:?}");
+        }
     }
 
     #[test]

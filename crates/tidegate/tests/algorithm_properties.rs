@@ -93,6 +93,23 @@ proptest! {
     }
 
     #[test]
+    fn gcra_and_token_bucket_agree_on_fractional_interval_boundaries(
+        limit in 2u64..=7,
+        burst in 1u64..=3,
+        gaps in prop::collection::vec(prop::sample::select(vec![0u64, 1, 1_428, 1_429, 3_333, 3_334, 6_666, 10_000]), 1..60),
+    ) {
+        // 10 ms / limit is a fraction of a microsecond for every limit here but 2 and 5.
+        let window = Duration::from_millis(10);
+        let gcra = Gcra::new(limit, window, Some(burst)).unwrap();
+        let bucket = TokenBucket::new(limit, window, Some(burst)).unwrap();
+        let (mut g, mut b, mut t) = (gcra.fresh(), bucket.fresh(), 0);
+        for gap in gaps {
+            t += gap;
+            prop_assert_eq!(gcra.acquire(&mut g, t, 1), bucket.acquire(&mut b, t, 1), "at {}", t);
+        }
+    }
+
+    #[test]
     fn fixed_window_never_exceeds_limit_per_window(
         limit in 1u64..=20,
         window in window(),

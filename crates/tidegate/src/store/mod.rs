@@ -5,6 +5,8 @@
 //! implements it too) without touching their code.
 
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::future::Future;
 
@@ -31,4 +33,18 @@ pub trait LimitStore: Send + Sync {
 
     /// Forgets `key`'s state; returns whether there was one.
     fn reset(&self, key: &str) -> impl Future<Output = Result<bool, LimitError>> + Send;
+}
+
+/// What a limiter backed by a remote store answers when the store cannot answer in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// Admit every request (availability over protection).
+    FailOpen,
+    /// Deny every request (protection over availability).
+    FailClosed,
+    /// An in-memory limiter with the same policies decides, per instance, until the
+    /// store answers again.
+    #[default]
+    Local,
 }

@@ -1,0 +1,442 @@
+//! The Redis store: the same decisions as the memory store, shared by every instance
+//! that talks to the same Redis (a single node or a Redis Cluster).
+//!
+//! Each decision is one `EVALSHA` of `decide.lua` (reloaded on `NOSCRIPT`), which mirrors
+//! the Rust algorithms exactly, reads the server's `TIME` unless a time is given, and
+//! sets each key to expire exactly when its state has become equivalent to fresh.
+//! Concurrent decisions share one multiplexed connection (per node) and are pipelined.
+
+mod breaker;
+mod limiter;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, RedisError, Script, ScriptInvocation};
+use thiserror::Error;
+
+pub use limiter::{RedisLimiter, RedisLimiterBuilder, RedisLimiterStats};
+
+use breaker::{Breaker, LogGate};
+
+/// The decision script.
+const DECIDE_LUA: &str = include_str!("decide.lua");
+
+/// A Redis store could not be set up or could not answer.
+#[derive(Debug, Error)]
+pub enum RedisStoreError {
+    /// The URL list is empty or a URL is malformed.
+    #[error("invalid Redis URL `{url}`: {reason}")]
+    Url {
+        /// The URL at fault.
+        url: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// Redis did not answer, or answered with an error.
+    #[error("Redis at {urls}: {source}")]
+    Redis {
+        /// The URL(s) of the store.
+        urls: String,
+        /// The client's error.
+        #[source]
+        source: RedisError,
+    },
+    /// Redis did not answer within the timeout.
+    #[error("Redis at {urls} did not answer within {timeout:?}")]
+    Timeout {
+        /// The URL(s) of the store.
+        urls: String,
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+    /// The circuit breaker is open: Redis failed recently and is not called until it recovers.
+    #[error("Redis at {urls} is unavailable (circuit open after repeated failures)")]
+    CircuitOpen {
+        /// The URL(s) of the store.
+        urls: String,
+    },
+}
+
+/// Settings of a [`RedisStore`] connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// Longest a decision waits for Redis before the failure policy answers (default 50 ms).
+    pub timeout: Duration,
+    /// Longest the initial connection (and each reconnection) may take (default 2 s).
+    pub connect_timeout: Duration,
+    /// Consecutive failures that open the circuit breaker (default 3).
+    pub breaker_threshold: u32,
+    /// How long an open circuit refuses calls before one probe (default 1 s).
+    pub breaker_cooldown: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_millis(50),
+            connect_timeout: Duration::from_secs(2),
+            breaker_threshold: 3,
+            breaker_cooldown: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Counters of a [`RedisStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct RedisStats {
+    /// Calls that failed (error or timeout).
+    pub errors: u64,
+    /// Of those, calls that timed out.
+    pub timeouts: u64,
+    /// Calls refused because the circuit was open.
+    pub refused: u64,
+    /// Times the circuit opened.
+    pub circuit_opened: u64,
+    /// Whether the circuit is open now.
+    pub circuit_open: bool,
+}
+
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+struct Inner {
+    connection: Connection,
+    script: Script,
+    options: RedisOptions,
+    urls: String,
+    breaker: Breaker,
+    log_gate: LogGate,
+    errors: AtomicU64,
+    timeouts: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// A connection to Redis (single node or cluster) that [`RedisLimiter`]s decide through.
+/// Cheap to clone; clones share the connection, the breaker and the counters.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("urls", &self.inner.urls)
+            .field("cluster", &self.is_cluster())
+            .finish()
+    }
+}
+
+/// Splits `redis://a:1,redis://b:2` into URLs; more than one selects Redis Cluster.
+pub fn parse_urls(text: &str) -> Result<Vec<String>, RedisStoreError> {
+    let urls: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect();
+    if urls.is_empty() {
+        return Err(RedisStoreError::Url {
+            url: text.to_string(),
+            reason: "no URL given (expected redis://HOST:PORT, rediss:// for TLS)".into(),
+        });
+    }
+    for url in &urls {
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Err(RedisStoreError::Url {
+                url: url.clone(),
+                reason: "must start with redis:// or rediss:// (TLS)".into(),
+            });
+        }
+    }
+    Ok(urls)
+}
+
+impl RedisStore {
+    /// Connects to one node (one URL) or a cluster (several seed URLs of its nodes).
+    /// `rediss://` URLs use TLS.
+    pub async fn connect(urls: &[String], options: RedisOptions) -> Result<Self, RedisStoreError> {
+        let label = urls.join(",");
+        let url_error = |e: RedisError| RedisStoreError::Url {
+            url: label.clone(),
+            reason: e.to_string(),
+        };
+        let redis_error = |source| RedisStoreError::Redis {
+            urls: label.clone(),
+            source,
+        };
+        let connecting = async {
+            if urls.len() == 1 {
+                let client = redis::Client::open(urls[0].as_str()).map_err(url_error)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(options.connect_timeout))
+                    .set_response_timeout(Some(options.timeout.max(Duration::from_millis(1))))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map(Connection::Single)
+                    .map_err(redis_error)
+            } else {
+                let client = ClusterClientBuilder::new(urls.to_vec())
+                    .connection_timeout(options.connect_timeout)
+                    .response_timeout(options.timeout.max(Duration::from_millis(1)))
+                    .retries(2)
+                    .build()
+                    .map_err(url_error)?;
+                client
+                    .get_async_connection()
+                    .await
+                    .map(Connection::Cluster)
+                    .map_err(redis_error)
+            }
+        };
+        let connection = tokio::time::timeout(options.connect_timeout * 2, connecting)
+            .await
+            .map_err(|_| RedisStoreError::Timeout {
+                urls: label.clone(),
+                timeout: options.connect_timeout * 2,
+            })??;
+        let store = Self {
+            inner: Arc::new(Inner {
+                connection,
+                script: Script::new(DECIDE_LUA),
+                breaker: Breaker::new(options.breaker_threshold, options.breaker_cooldown),
+                log_gate: LogGate::new(Duration::from_secs(10)),
+                options,
+                urls: label,
+                errors: AtomicU64::new(0),
+                timeouts: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+            }),
+        };
+        store.load_script().await?;
+        Ok(store)
+    }
+
+    /// Connects to the comma-separated URL list `urls` (see [`parse_urls`]).
+    pub async fn connect_str(urls: &str, options: RedisOptions) -> Result<Self, RedisStoreError> {
+        Self::connect(&parse_urls(urls)?, options).await
+    }
+
+    /// Starts building a limiter named `name` (its keys are `tidegate:<name>:{<key>}:...`).
+    pub fn limiter(&self, name: &str, policies: crate::PolicySet) -> RedisLimiterBuilder {
+        RedisLimiterBuilder::new(self.clone(), name, policies)
+    }
+
+    /// Whether this store talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.connection, Connection::Cluster(_))
+    }
+
+    /// The connection settings.
+    pub fn options(&self) -> &RedisOptions {
+        &self.inner.options
+    }
+
+    /// Counters of failures and of the circuit breaker.
+    pub fn stats(&self) -> RedisStats {
+        let i = &self.inner;
+        RedisStats {
+            errors: i.errors.load(Ordering::Relaxed),
+            timeouts: i.timeouts.load(Ordering::Relaxed),
+            refused: i.refused.load(Ordering::Relaxed),
+            circuit_opened: i.breaker.times_opened(),
+            circuit_open: i.breaker.is_open(),
+        }
+    }
+
+    /// Loads the decision script (on every node of a cluster).
+    async fn load_script(&self) -> Result<(), RedisStoreError> {
+        let load = async {
+            match self.inner.connection.clone() {
+                Connection::Single(mut c) => {
+                    self.inner.script.prepare_invoke().load_async(&mut c).await
+                }
+                Connection::Cluster(mut c) => {
+                    self.inner.script.prepare_invoke().load_async(&mut c).await
+                }
+            }
+        };
+        self.bounded(self.inner.options.connect_timeout, load)
+            .await
+            .map(|_| ())
+    }
+
+    /// Whether Redis answers a PING within the timeout (bypasses the breaker).
+    pub async fn ping(&self) -> Result<(), RedisStoreError> {
+        let ping = async {
+            match self.inner.connection.clone() {
+                Connection::Single(mut c) => redis::cmd("PING").query_async::<String>(&mut c).await,
+                Connection::Cluster(mut c) => {
+                    redis::cmd("PING").query_async::<String>(&mut c).await
+                }
+            }
+        };
+        self.bounded(
+            self.inner.options.timeout.max(Duration::from_millis(200)),
+            ping,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn bounded<T>(
+        &self,
+        timeout: Duration,
+        fut: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, RedisStoreError> {
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(source)) => Err(RedisStoreError::Redis {
+                urls: self.inner.urls.clone(),
+                source,
+            }),
+            Err(_) => Err(RedisStoreError::Timeout {
+                urls: self.inner.urls.clone(),
+                timeout,
+            }),
+        }
+    }
+
+    /// Runs the decision script, within the timeout and through the breaker.
+    pub(crate) async fn eval(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<Vec<i64>, RedisStoreError> {
+        let inner = &*self.inner;
+        let permit = inner.breaker.permit();
+        if permit == breaker::Permit::Refuse {
+            inner.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(RedisStoreError::CircuitOpen {
+                urls: inner.urls.clone(),
+            });
+        }
+        let call = async {
+            match inner.connection.clone() {
+                Connection::Single(mut c) => invocation.invoke_async::<Vec<i64>>(&mut c).await,
+                Connection::Cluster(mut c) => invocation.invoke_async::<Vec<i64>>(&mut c).await,
+            }
+        };
+        let result = self.bounded(inner.options.timeout, call).await;
+        match &result {
+            Ok(_) => inner.breaker.success(permit),
+            Err(e) => {
+                inner.breaker.failure(permit);
+                self.record_error(e);
+            }
+        }
+        result
+    }
+
+    fn record_error(&self, e: &RedisStoreError) {
+        let inner = &*self.inner;
+        inner.errors.fetch_add(1, Ordering::Relaxed);
+        if matches!(e, RedisStoreError::Timeout { .. }) {
+            inner.timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(suppressed) = inner.log_gate.pass() {
+            tracing::warn!(error = %e, suppressed, "tidegate: Redis store error");
+        }
+    }
+
+    /// Runs a plain command on the node owning `routing_key` (or any node).
+    pub(crate) async fn command<T: redis::FromRedisValue>(
+        &self,
+        cmd: Cmd,
+    ) -> Result<T, RedisStoreError> {
+        let timeout = self.inner.options.timeout.max(Duration::from_millis(500));
+        let call = async {
+            match self.inner.connection.clone() {
+                Connection::Single(mut c) => cmd.query_async::<T>(&mut c).await,
+                Connection::Cluster(mut c) => cmd.query_async::<T>(&mut c).await,
+            }
+        };
+        self.bounded(timeout, call).await
+    }
+
+    /// Every key matching `pattern`, found with SCAN on every primary (never KEYS),
+    /// stopping once `limit` distinct keys are found.
+    pub(crate) async fn scan(
+        &self,
+        pattern: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, RedisStoreError> {
+        let mut found: HashSet<String> = HashSet::new();
+        let mut out = Vec::new();
+        let nodes: Vec<Option<(String, u16)>> = match &self.inner.connection {
+            Connection::Single(_) => vec![None],
+            Connection::Cluster(_) => self.primaries().await?.into_iter().map(Some).collect(),
+        };
+        for node in nodes {
+            let mut cursor = 0u64;
+            loop {
+                let mut cmd = redis::cmd("SCAN");
+                cmd.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let (next, keys): (u64, Vec<String>) = match (&node, self.inner.connection.clone())
+                {
+                    (Some((host, port)), Connection::Cluster(mut c)) => {
+                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port: *port,
+                        });
+                        let fut = c.route_command(cmd, routing);
+                        let value = self.bounded(Duration::from_secs(2), fut).await?;
+                        redis::from_redis_value(value).map_err(|source| RedisStoreError::Redis {
+                            urls: self.inner.urls.clone(),
+                            source: source.into(),
+                        })?
+                    }
+                    _ => self.command(cmd).await?,
+                };
+                for k in keys {
+                    if found.insert(k.clone()) {
+                        out.push(k);
+                        if out.len() >= limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `(host, port)` of every primary of the cluster.
+    async fn primaries(&self) -> Result<Vec<(String, u16)>, RedisStoreError> {
+        let text: String = self
+            .command(redis::cmd("CLUSTER").arg("NODES").clone())
+            .await?;
+        Ok(text
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let flags = fields.get(2)?;
+                if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                    return None;
+                }
+                let addr = fields.get(1)?.split('@').next()?;
+                let (host, port) = addr.rsplit_once(':')?;
+                Some((host.to_string(), port.parse().ok()?))
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,461 @@
+//! The Redis store against real redis-server processes (single node and a 3-master
+//! cluster) started by the test harness: the same decisions as memory, exact totals
+//! under contention, failure policies during outages, NOSCRIPT recovery, key expiry.
+#![cfg(feature = "redis")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use redis_test_server::{RedisCluster, RedisServer};
+use tidegate::store::redis::{RedisLimiter, RedisOptions, RedisStore};
+use tidegate::store::{FailurePolicy, LimitStore};
+use tidegate::{AlgorithmKind, Limiter, ManualClock, Policy, PolicySet};
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A limiter name no other test uses.
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn policy() -> impl Strategy<Value = Policy> {
+    (
+        prop::sample::select(AlgorithmKind::ALL.to_vec()),
+        1u64..=12,
+        prop_oneof![
+            (1u64..=5).prop_map(Duration::from_secs),
+            (1u64..=3_000_000).prop_map(Duration::from_micros),
+            // Intervals that are not whole microseconds (10 ms / 3 = 3333.3 µs).
+            Just(Duration::from_millis(10)),
+            Just(Duration::from_secs(1)),
+        ],
+        prop::option::of(1u64..=15),
+    )
+        .prop_map(|(kind, limit, window, burst)| {
+            let burst = burst.filter(|_| kind.takes_burst());
+            let limit = (kind != AlgorithmKind::Throttle).then_some(limit);
+            Policy::new(kind, limit, window, burst).unwrap()
+        })
+}
+
+/// Non-decreasing µs times (starting at a realistic epoch), keys, costs.
+fn traffic() -> impl Strategy<Value = Vec<(u64, u8, u64)>> {
+    // Gaps that land exactly on boundaries (whole ms, T = 3333 µs, 1/3 s) as well as anywhere.
+    let gap = prop_oneof![
+        4 => 0u64..=700_000,
+        1 => 0u64..=3,
+        1 => Just(3_333u64),
+        1 => Just(333_333u64),
+        1 => (1u64..=10).prop_map(|k| k * 1_000),
+    ];
+    prop::collection::vec((gap, 0u8..3, 1u64..=3), 1..60).prop_map(|steps| {
+        let mut t = 1_763_000_000_000_000;
+        steps
+            .into_iter()
+            .map(|(gap, key, cost)| {
+                t += gap;
+                (t, key, cost)
+            })
+            .collect()
+    })
+}
+
+/// Policies with an emission interval of 3333.3 µs, and traffic landing on the
+/// microseconds around its multiples: the boundaries where rounding would show.
+fn boundary_case() -> impl Strategy<Value = (Vec<Policy>, Vec<(u64, u8, u64)>)> {
+    let specs = [
+        "gcra:3/10ms,burst=1",
+        "gcra:3/10ms",
+        "token_bucket:3/10ms,burst=2",
+        "leaky_bucket:3/10ms,burst=2",
+        "sliding_window:3/10ms",
+        "sliding_log:3/10ms",
+        "fixed_window:3/10ms",
+        "throttle:10ms",
+    ];
+    let policy = prop::sample::select(specs.to_vec()).prop_map(|s| s.parse::<Policy>().unwrap());
+    let gap = prop::sample::select(vec![
+        0u64, 1, 3_332, 3_333, 3_334, 6_666, 6_667, 9_999, 10_000,
+    ]);
+    (
+        prop::collection::vec(policy, 1..=2),
+        prop::collection::vec((gap, 0u8..2, 1u64..=2), 1..40).prop_map(|steps| {
+            let mut t = 1_763_000_000_000_000;
+            steps
+                .into_iter()
+                .map(|(gap, key, cost)| {
+                    t += gap;
+                    (t, key, cost)
+                })
+                .collect()
+        }),
+    )
+}
+
+/// Random traffic with an explicit clock through memory and Redis: identical decisions.
+fn differential(rt: &tokio::runtime::Runtime, store: &RedisStore, cases: u32) {
+    let random = (prop::collection::vec(policy(), 1..=3), traffic());
+    let strategy = prop_oneof![random, boundary_case()];
+    let mut runner = TestRunner::new(Config::with_cases(cases));
+    runner
+        .run(&strategy, |(policies, traffic)| {
+            let set = PolicySet::new(policies).unwrap();
+            let capacity = tidegate::Algorithm::capacity(&set);
+            let memory = Limiter::builder(set.clone())
+                .clock(ManualClock::new(0))
+                .sweep_interval(None)
+                .build::<String>();
+            let redis = store
+                .limiter(&unique("diff"), set.clone())
+                .on_error(FailurePolicy::FailClosed)
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for (i, &(t, key, cost)) in traffic.iter().enumerate() {
+                    let key = format!("k{key}");
+                    let cost = cost.min(capacity);
+                    let m = memory.check_at(key.as_str(), cost, t).unwrap();
+                    let r = redis.acquire(&key, cost, Some(t)).await.unwrap();
+                    prop_assert_eq!(m, r, "event {} of {:?} with {}", i, traffic, set);
+                }
+                prop_assert_eq!(redis.stats().fallbacks, 0);
+                Ok(())
+            })
+        })
+        .unwrap();
+}
+
+async fn connect(urls: &[String], options: RedisOptions) -> RedisStore {
+    RedisStore::connect(urls, options).await.unwrap()
+}
+
+#[test]
+fn redis_decides_exactly_like_memory_on_random_traffic() {
+    let server = RedisServer::start();
+    // The connection's driver task lives on the runtime it was made in: keep it.
+    let rt = runtime();
+    let store = rt.block_on(connect(
+        &[server.url()],
+        RedisOptions {
+            timeout: Duration::from_secs(2),
+            ..RedisOptions::default()
+        },
+    ));
+    differential(&rt, &store, 96);
+}
+
+#[test]
+fn redis_cluster_decides_exactly_like_memory_on_random_traffic() {
+    let cluster = RedisCluster::start();
+    let rt = runtime();
+    let store = rt.block_on(connect(
+        &cluster.urls(),
+        RedisOptions {
+            timeout: Duration::from_secs(2),
+            ..RedisOptions::default()
+        },
+    ));
+    assert!(store.is_cluster());
+    differential(&rt, &store, 32);
+}
+
+async fn hammer_one_key(urls: Vec<String>) {
+    const CLIENTS: usize = 4;
+    const TASKS: usize = 16;
+    const TRIES: usize = 40;
+    let name = unique("hammer");
+    let policies: PolicySet = "fixed_window:1000/1h;gcra:700/1h".parse().unwrap();
+    let admitted = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..CLIENTS {
+        // A separate connection per client, as separate instances would have.
+        let store = connect(
+            &urls,
+            RedisOptions {
+                timeout: Duration::from_secs(5),
+                ..RedisOptions::default()
+            },
+        )
+        .await;
+        let limiter = Arc::new(
+            store
+                .limiter(&name, policies.clone())
+                .on_error(FailurePolicy::FailClosed)
+                .build()
+                .unwrap(),
+        );
+        for _ in 0..TASKS {
+            let (limiter, admitted) = (Arc::clone(&limiter), Arc::clone(&admitted));
+            handles.push(tokio::spawn(async move {
+                for _ in 0..TRIES {
+                    if limiter.acquire("hot", 1, None).await.unwrap().allowed {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                assert_eq!(limiter.stats().fallbacks, 0);
+            }));
+        }
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    // 2560 tries; the gcra policy (700 per hour) is the binding one.
+    assert_eq!(admitted.load(Ordering::Relaxed), 700);
+}
+
+#[test]
+fn clients_on_separate_connections_admit_exactly_the_limit_of_one_key() {
+    let server = RedisServer::start();
+    runtime().block_on(hammer_one_key(vec![server.url()]));
+    let cluster = RedisCluster::start();
+    runtime().block_on(hammer_one_key(cluster.urls()));
+}
+
+fn outage_options() -> RedisOptions {
+    RedisOptions {
+        timeout: Duration::from_millis(50),
+        connect_timeout: Duration::from_millis(500),
+        breaker_threshold: 3,
+        breaker_cooldown: Duration::from_millis(200),
+    }
+}
+
+/// Every decision in an outage comes back within the timeout (plus scheduling slack).
+const BOUND: Duration = Duration::from_millis(50 + 450);
+
+async fn timed(limiter: &RedisLimiter, key: &str) -> (bool, Duration) {
+    let start = Instant::now();
+    let d = limiter.acquire(key, 1, None).await.unwrap();
+    (d.allowed, start.elapsed())
+}
+
+#[test]
+fn outage_follows_each_failure_policy_within_the_timeout_and_recovers() {
+    let server = RedisServer::start();
+    let rt = runtime();
+    rt.block_on(async {
+        let store = connect(&[server.url()], outage_options()).await;
+        let policies: PolicySet = "fixed_window:5/1h".parse().unwrap();
+        let build = |on_error| {
+            store
+                .limiter(&unique("outage"), policies.clone())
+                .on_error(on_error)
+                .build()
+                .unwrap()
+        };
+        let (open, closed, local) = (
+            build(FailurePolicy::FailOpen),
+            build(FailurePolicy::FailClosed),
+            build(FailurePolicy::Local),
+        );
+        // Healthy: Redis decides; use up 3 of local's 5 in Redis.
+        for _ in 0..3 {
+            assert!(timed(&local, "k").await.0);
+        }
+
+        server.pause(); // SIGSTOP: connections hang.
+        let mut local_admits = 0;
+        for i in 0..20 {
+            let (allowed, took) = timed(&open, "k").await;
+            assert!(allowed, "fail_open admits (call {i})");
+            assert!(took < BOUND, "fail_open call {i} took {took:?}");
+            let (allowed, took) = timed(&closed, "k").await;
+            assert!(!allowed, "fail_closed denies (call {i})");
+            assert!(took < BOUND, "fail_closed call {i} took {took:?}");
+            let (allowed, took) = timed(&local, "k").await;
+            local_admits += u64::from(allowed);
+            assert!(took < BOUND, "local call {i} took {took:?}");
+        }
+        assert_eq!(
+            local_admits, 5,
+            "the local limiter enforces the same policy"
+        );
+        let stats = store.stats();
+        assert!(stats.circuit_opened >= 1 && stats.refused > 0, "{stats:?}");
+        assert!(local.stats().fallbacks >= 20);
+
+        server.resume();
+        // Recovers without a restart: once the cool-down passes, a probe closes the circuit.
+        let before = local.stats().decisions;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while local.stats().decisions == before && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            timed(&local, "k2").await;
+        }
+        assert!(
+            local.stats().decisions > before,
+            "Redis answers again after SIGCONT"
+        );
+
+        server.kill(); // Connections refused now.
+        for _ in 0..10 {
+            let (allowed, took) = timed(&closed, "k").await;
+            assert!(!allowed);
+            assert!(took < BOUND, "after kill a call took {took:?}");
+        }
+        server.restart();
+        let before = closed.stats().decisions;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while closed.stats().decisions == before && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            timed(&closed, "fresh").await;
+        }
+        assert!(
+            closed.stats().decisions > before,
+            "Redis answers again after a restart"
+        );
+        assert!(
+            timed(&closed, "fresh2").await.0,
+            "a decision from the restarted Redis"
+        );
+    });
+}
+
+#[test]
+fn script_flush_mid_traffic_fails_no_decision() {
+    let server = RedisServer::start();
+    runtime().block_on(async {
+        let store = connect(
+            &[server.url()],
+            RedisOptions {
+                timeout: Duration::from_secs(2),
+                ..RedisOptions::default()
+            },
+        )
+        .await;
+        let limiter = store
+            .limiter(&unique("flush"), "gcra:100/1s".parse().unwrap())
+            .on_error(FailurePolicy::FailClosed)
+            .build()
+            .unwrap();
+        for i in 0..300 {
+            if i % 50 == 25 {
+                assert_eq!(server.cli(&["SCRIPT", "FLUSH"]), "OK");
+            }
+            limiter
+                .acquire(&format!("k{}", i % 7), 1, None)
+                .await
+                .unwrap();
+        }
+        assert_eq!(limiter.stats().fallbacks, 0);
+        assert_eq!(limiter.stats().decisions, 300);
+    });
+}
+
+#[test]
+fn keys_expire_once_their_state_is_fresh_again() {
+    let server = RedisServer::start();
+    runtime().block_on(async {
+        let store = connect(
+            &[server.url()],
+            RedisOptions {
+                timeout: Duration::from_secs(2),
+                ..RedisOptions::default()
+            },
+        )
+        .await;
+        let specs = [
+            "fixed_window:3/300ms",
+            "sliding_window:3/300ms",
+            "sliding_log:3/300ms",
+            "token_bucket:3/300ms",
+            "leaky_bucket:3/300ms",
+            "gcra:3/300ms;throttle:200ms",
+        ];
+        let limiters: Vec<RedisLimiter> = specs
+            .iter()
+            .map(|s| {
+                store
+                    .limiter(&unique("ttl"), s.parse().unwrap())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        for l in &limiters {
+            for k in 0..20 {
+                for _ in 0..4 {
+                    l.acquire(&format!("user{k}"), 1, None).await.unwrap();
+                }
+            }
+            assert_eq!(l.keys(1000).await.unwrap().len(), 20);
+        }
+        assert!(server.cli(&["DBSIZE"]).parse::<u64>().unwrap() > 0);
+        // TTLs are exact: no key outlives its state (sliding_window: 2 windows).
+        let ttl: i64 = server
+            .cli(&["PTTL", &limiters[0].redis_key("user0", 0)])
+            .parse()
+            .unwrap();
+        assert!((1..=300).contains(&ttl), "fixed window key PTTL {ttl}");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(
+            server.cli(&["DBSIZE"]),
+            "0",
+            "keys left: {}",
+            server.cli(&["KEYS", "*"])
+        );
+    });
+}
+
+#[test]
+fn reset_and_peek_and_listing_work_on_a_cluster() {
+    let cluster = RedisCluster::start();
+    runtime().block_on(async {
+        let store = connect(
+            &cluster.urls(),
+            RedisOptions {
+                timeout: Duration::from_secs(2),
+                ..RedisOptions::default()
+            },
+        )
+        .await;
+        let limiter = store
+            .limiter(&unique("admin"), "fixed_window:2/1h".parse().unwrap())
+            .build()
+            .unwrap();
+        for k in 0..30 {
+            limiter.acquire(&format!("user{k}"), 2, None).await.unwrap();
+        }
+        let mut keys = limiter.keys(1000).await.unwrap();
+        keys.sort();
+        assert_eq!(keys.len(), 30, "SCAN over every primary finds every key");
+        assert!(!limiter.peek("user3", 1, None).await.unwrap().allowed);
+        assert!(limiter.reset("user3").await.unwrap());
+        assert!(!limiter.reset("user3").await.unwrap());
+        assert!(limiter.peek("user3", 2, None).await.unwrap().allowed);
+        assert_eq!(limiter.keys(1000).await.unwrap().len(), 29);
+    });
+}
+
+#[test]
+fn invalid_store_urls_and_names_are_clear_errors() {
+    let e = tidegate::store::redis::parse_urls("localhost:6379").unwrap_err();
+    assert!(e.to_string().contains("must start with redis://"), "{e}");
+    let server = RedisServer::start();
+    runtime().block_on(async {
+        let store = connect(&[server.url()], RedisOptions::default()).await;
+        let e = store
+            .limiter("a{b", "gcra:1/1s".parse().unwrap())
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field, "name");
+    });
+    let refused = runtime().block_on(RedisStore::connect(
+        &["redis://127.0.0.1:1".to_string()],
+        RedisOptions {
+            connect_timeout: Duration::from_millis(300),
+            ..RedisOptions::default()
+        },
+    ));
+    assert!(refused.is_err());
+}
