@@ -3,7 +3,9 @@
 //! Input: JSON lines `{"t_ms": 1500, "key": "u1", "cost": 1}` (`t_ms` on a virtual
 //! clock, non-decreasing; `cost` optional, default 1). Output: one JSON decision per
 //! input line on stdout, in order; a summary on stderr. The decisions come from the
-//! same `Limiter` code an application runs, driven by the virtual clock.
+//! same `Limiter` code an application runs, driven by the virtual clock; with
+//! `--store redis://...` from the Redis store, the virtual time passed to its script,
+//! so the output is comparable line by line.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -14,7 +16,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use tidegate::{Limiter, ManualClock, PolicySet};
+use tidegate::store::LimitStore;
+use tidegate::store::redis::{RedisLimiter, RedisOptions, RedisStore};
+use tidegate::{Decision, LimitError, Limiter, ManualClock, PolicySet};
 
 /// Lines between two sweeps of expired keys, so long replays stay bounded in memory.
 const SWEEP_EVERY: u64 = 100_000;
@@ -31,6 +35,47 @@ pub struct ReplayArgs {
     /// JSON-lines input file (default: standard input).
     #[arg(long, short)]
     input: Option<PathBuf>,
+
+    /// Where states live: `memory` (default), or `redis://HOST:PORT` (`rediss://` for
+    /// TLS); several comma-separated URLs select Redis Cluster. The replay uses its own
+    /// key namespace and deletes its keys at the end.
+    #[arg(long, default_value = "memory")]
+    store: String,
+}
+
+/// Where the replay's decisions are made.
+enum Backend {
+    Memory(Limiter<PolicySet, String, ManualClock>, ManualClock),
+    Redis(RedisLimiter),
+}
+
+impl Backend {
+    async fn decide(&self, key: &str, cost: u64, now: u64) -> Result<Decision, LimitError> {
+        match self {
+            Backend::Memory(limiter, clock) => {
+                clock.set_micros(now);
+                limiter.check_at(key, cost, now)
+            }
+            Backend::Redis(limiter) => limiter.acquire(key, cost, Some(now)).await,
+        }
+    }
+
+    /// Drops state that can no longer matter (memory) so long replays stay bounded.
+    fn sweep(&self) {
+        if let Backend::Memory(limiter, _) = self {
+            limiter.sweep();
+        }
+    }
+
+    /// Deletes the replay's keys from Redis.
+    async fn clean_up(&self) -> Result<()> {
+        if let Backend::Redis(limiter) = self {
+            for key in limiter.keys(usize::MAX).await? {
+                limiter.reset(&key).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One input line.
@@ -75,10 +120,18 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
         )),
         None => Box::new(io::stdin().lock()),
     };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let backend = runtime.block_on(backend(&policies, &args.store))?;
     let stdout = io::stdout().lock();
     let mut out = BufWriter::new(stdout);
-    let summary = replay(&policies, input, &mut out);
+    let summary = runtime.block_on(replay(&backend, &policies, input, &mut out));
     out.flush().context("writing decisions")?;
+    runtime
+        .block_on(backend.clean_up())
+        .context("deleting the replay's keys")?;
     match summary {
         Ok(s) => {
             eprintln!("{s}");
@@ -126,12 +179,43 @@ impl std::fmt::Display for Summary {
     }
 }
 
-fn replay(policies: &PolicySet, input: impl BufRead, out: &mut impl Write) -> Result<Summary> {
-    let clock = ManualClock::new(0);
-    let limiter = Limiter::builder(policies.clone())
-        .sweep_interval(None)
-        .clock(clock.clone())
-        .build::<String>();
+async fn backend(policies: &PolicySet, store: &str) -> Result<Backend> {
+    if store == "memory" {
+        let clock = ManualClock::new(0);
+        let limiter = Limiter::builder(policies.clone())
+            .sweep_interval(None)
+            .clock(clock.clone())
+            .build::<String>();
+        return Ok(Backend::Memory(limiter, clock));
+    }
+    let options = RedisOptions {
+        timeout: std::time::Duration::from_secs(5),
+        ..RedisOptions::default()
+    };
+    let redis = RedisStore::connect_str(store, options)
+        .await
+        .with_context(|| format!("--store {store}"))?;
+    let name = format!(
+        "replay-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros())
+    );
+    // A replay must not silently fall back: Redis errors end it.
+    let limiter = redis
+        .limiter(&name, policies.clone())
+        .on_error(tidegate::store::FailurePolicy::FailClosed)
+        .build()?;
+    Ok(Backend::Redis(limiter))
+}
+
+async fn replay(
+    backend: &Backend,
+    policies: &PolicySet,
+    input: impl BufRead,
+    out: &mut impl Write,
+) -> Result<Summary> {
     let mut summary = Summary {
         policies: policies.to_string(),
         ..Summary::default()
@@ -158,10 +242,17 @@ fn replay(policies: &PolicySet, input: impl BufRead, out: &mut impl Write) -> Re
             .t_ms
             .checked_mul(1_000)
             .with_context(|| format!("line {number}: t_ms {} is too large", event.t_ms))?;
-        clock.set_micros(now);
-        let d = limiter
-            .check_at(event.key.as_str(), event.cost, now)
+        let d = backend
+            .decide(&event.key, event.cost, now)
+            .await
             .with_context(|| format!("line {number}: key {:?}", event.key))?;
+        if let Backend::Redis(limiter) = backend
+            && limiter.stats().fallbacks > 0
+        {
+            anyhow::bail!(
+                "line {number}: Redis did not answer; the replay stops rather than guess"
+            );
+        }
         summary.lines += 1;
         if d.allowed {
             summary.allowed += 1;
@@ -185,7 +276,7 @@ fn replay(policies: &PolicySet, input: impl BufRead, out: &mut impl Write) -> Re
         serde_json::to_writer(&mut *out, &line).context("writing decisions")?;
         out.write_all(b"\n").context("writing decisions")?;
         if summary.lines % SWEEP_EVERY == 0 {
-            limiter.sweep();
+            backend.sweep();
         }
     }
     summary.keys = keys.len();
@@ -197,8 +288,13 @@ mod tests {
     use super::*;
 
     fn run_str(policy: &str, input: &str) -> (Result<Summary>, String) {
+        let policies: PolicySet = policy.parse().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let backend = rt.block_on(backend(&policies, "memory")).unwrap();
         let mut out = Vec::new();
-        let r = replay(&policy.parse().unwrap(), input.as_bytes(), &mut out);
+        let r = rt.block_on(replay(&backend, &policies, input.as_bytes(), &mut out));
         (r, String::from_utf8(out).unwrap())
     }
 

@@ -101,3 +101,63 @@ fn replay_rejects_an_invalid_policy_naming_the_field() {
         "{stderr}"
     );
 }
+
+#[test]
+fn replay_through_redis_matches_memory_line_by_line() {
+    let server = redis_test_server::RedisServer::start();
+    let cluster = redis_test_server::RedisCluster::start();
+    let cluster_urls = cluster.urls().join(",");
+    for policy in [
+        "fixed_window:3/10s",
+        "sliding_window:3/10s",
+        "sliding_log:3/10s",
+        "token_bucket:5/1m,burst=2",
+        "leaky_bucket:2/1s",
+        "gcra:3/7s",
+        "gcra:2/1s;fixed_window:6/1m",
+    ] {
+        let args = |store: &str| {
+            vec![
+                "replay".to_string(),
+                "--policy".into(),
+                policy.into(),
+                "--input".into(),
+                "examples/traffic.jsonl".into(),
+                "--store".into(),
+                store.into(),
+            ]
+        };
+        let run = |store: &str| {
+            let a = args(store);
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            let out = tidegate(&a, "");
+            assert!(
+                out.status.success(),
+                "{store}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let memory = run("memory");
+        assert_eq!(run(&server.url()), memory, "{policy} single node");
+        assert_eq!(run(&cluster_urls), memory, "{policy} cluster");
+    }
+    assert_eq!(server.cli(&["DBSIZE"]), "0", "the replay deletes its keys");
+}
+
+#[test]
+fn replay_against_an_unreachable_redis_fails_clearly() {
+    let out = tidegate(
+        &[
+            "replay",
+            "--policy",
+            "gcra:1/1s",
+            "--store",
+            "redis://127.0.0.1:1",
+        ],
+        "{\"t_ms\":0,\"key\":\"a\"}\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("--store redis://127.0.0.1:1"), "{stderr}");
+}
