@@ -46,7 +46,7 @@ pub struct ReplayArgs {
 /// Where the replay's decisions are made.
 enum Backend {
     Memory(Limiter<PolicySet, String, ManualClock>, ManualClock),
-    Redis(RedisLimiter),
+    Redis(Box<RedisLimiter>),
 }
 
 impl Backend {
@@ -207,7 +207,7 @@ async fn backend(policies: &PolicySet, store: &str) -> Result<Backend> {
         .limiter(&name, policies.clone())
         .on_error(tidegate::store::FailurePolicy::FailClosed)
         .build()?;
-    Ok(Backend::Redis(limiter))
+    Ok(Backend::Redis(Box::new(limiter)))
 }
 
 async fn replay(
