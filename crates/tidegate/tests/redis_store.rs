@@ -178,6 +178,7 @@ async fn hammer_one_key(urls: Vec<String>) {
     let policies: PolicySet = "fixed_window:1000/1h;gcra:700/1h".parse().unwrap();
     let admitted = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::new();
+    let mut stores = Vec::new();
     for _ in 0..CLIENTS {
         // A separate connection per client, as separate instances would have.
         let store = connect(
@@ -188,6 +189,7 @@ async fn hammer_one_key(urls: Vec<String>) {
             },
         )
         .await;
+        stores.push(store.clone());
         let limiter = Arc::new(
             store
                 .limiter(&name, policies.clone())
@@ -212,6 +214,11 @@ async fn hammer_one_key(urls: Vec<String>) {
     }
     // 2560 tries; the gcra policy (700 per hour) is the binding one.
     assert_eq!(admitted.load(Ordering::Relaxed), 700);
+    let stats = stores[0].stats();
+    assert!(
+        stats.batch_requests > stats.batch_calls,
+        "concurrent decisions on one key share script calls: {stats:?}"
+    );
 }
 
 #[test]
@@ -228,6 +235,7 @@ fn outage_options() -> RedisOptions {
         connect_timeout: Duration::from_millis(500),
         breaker_threshold: 3,
         breaker_cooldown: Duration::from_millis(200),
+        ..RedisOptions::default()
     }
 }
 

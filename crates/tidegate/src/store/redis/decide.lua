@@ -1,29 +1,23 @@
--- tidegate: one rate-limit decision, atomically, for one key guarded by N policies.
+-- tidegate: rate-limit decisions, each atomic, for a batch of R requests (R >= 1);
+-- each request is one key guarded by N policies.
 --
 -- This script mirrors crates/tidegate/src/algorithm/*.rs line for line; a differential
 -- test proves both give identical decisions. Every number stays an integer below 2^53,
 -- where Lua's doubles are exact; divisions go through idiv/cdiv, which correct the
 -- rounding of the floating-point quotient.
 --
--- KEYS[i]  state key of policy i (all in one hash slot: "<ns>:{<key>}:<i>:<algorithm>")
--- ARGV[1]  now in µs, or "-1" to read the server's TIME
--- ARGV[2]  cost
--- ARGV[3]  "1" to consume when every policy admits, "0" to only look
--- ARGV[4]  extra milliseconds added to every key's TTL (for explicit, virtual clocks)
--- ARGV[5]  number of policies N, then for each policy: algorithm, limit, window µs, burst
+-- ARGV[1]  R, the number of requests; then for each request:
+--            now in µs (or -1 to read the server's TIME), cost, "1" to consume when
+--            every policy admits ("0" to only look), extra TTL milliseconds (for
+--            explicit, virtual clocks), N, then per policy: algorithm, limit, window µs, burst
+-- KEYS     for each request, the state key of each of its N policies (all keys of a
+--          batch in one hash slot: "<ns>:{<key>}:<i>:<algorithm>")
 --
--- Reply: { all_allowed, now, then per policy: allowed, limit, remaining, retry_after,
---          reset_after, delay } with -1 for "none".
+-- Reply: for each request { all_allowed, now, then per policy: allowed, limit,
+--        remaining, retry_after, reset_after, delay } with -1 for "none".
 
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local cost = tonumber(ARGV[2])
-local commit = ARGV[3] == '1'
-local grace_ms = tonumber(ARGV[4])
-local n = tonumber(ARGV[5])
+local server_now = nil
+local now, cost, commit, grace_ms
 
 local function idiv(a, b)
   local q = math.floor(a / b)
@@ -200,40 +194,63 @@ local function throttle(key, W)
   end
 end
 
-local decisions, writers, all = {}, {}, 1
-for i = 1, n do
-  local base = 5 + (i - 1) * 4
-  local alg = ARGV[base + 1]
-  local L, W, B = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
-  local key = KEYS[i]
-  local d, w
-  if alg == 'fixed_window' then
-    d, w = fixed_window(key, L, W)
-  elseif alg == 'sliding_window' then
-    d, w = sliding_window(key, L, W)
-  elseif alg == 'sliding_log' then
-    d, w = sliding_log(key, L, W)
-  elseif alg == 'token_bucket' then
-    d, w = token_bucket(key, L, W, B)
-  elseif alg == 'leaky_bucket' then
-    d, w = gcra(key, L, W, B, true)
-  elseif alg == 'gcra' then
-    d, w = gcra(key, L, W, B, false)
-  elseif alg == 'throttle' then
-    d, w = throttle(key, W)
-  else
-    return redis.error_reply('tidegate: unknown algorithm ' .. tostring(alg))
+local function decide(k, a)
+  now = tonumber(ARGV[a])
+  if now < 0 then
+    if not server_now then
+      local t = redis.call('TIME')
+      server_now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    end
+    now = server_now
   end
-  if d[1] == 0 then all = 0 end
-  decisions[i], writers[i] = d, w
+  cost = tonumber(ARGV[a + 1])
+  commit = ARGV[a + 2] == '1'
+  grace_ms = tonumber(ARGV[a + 3])
+  local n = tonumber(ARGV[a + 4])
+  local decisions, writers, all = {}, {}, 1
+  for i = 1, n do
+    local base = a + 5 + (i - 1) * 4
+    local alg = ARGV[base]
+    local L, W, B = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
+    local key = KEYS[k + i - 1]
+    local d, w
+    if alg == 'fixed_window' then
+      d, w = fixed_window(key, L, W)
+    elseif alg == 'sliding_window' then
+      d, w = sliding_window(key, L, W)
+    elseif alg == 'sliding_log' then
+      d, w = sliding_log(key, L, W)
+    elseif alg == 'token_bucket' then
+      d, w = token_bucket(key, L, W, B)
+    elseif alg == 'leaky_bucket' then
+      d, w = gcra(key, L, W, B, true)
+    elseif alg == 'gcra' then
+      d, w = gcra(key, L, W, B, false)
+    elseif alg == 'throttle' then
+      d, w = throttle(key, W)
+    else
+      return nil, 'tidegate: unknown algorithm ' .. tostring(alg)
+    end
+    if d[1] == 0 then all = 0 end
+    decisions[i], writers[i] = d, w
+  end
+  if commit and all == 1 then
+    for i = 1, n do writers[i]() end
+  end
+  local reply = {all, now}
+  for i = 1, n do
+    for j = 1, 6 do reply[#reply + 1] = decisions[i][j] end
+  end
+  return reply, n
 end
 
-if commit and all == 1 then
-  for i = 1, n do writers[i]() end
-end
-
-local reply = {all, now}
-for i = 1, n do
-  for j = 1, 6 do reply[#reply + 1] = decisions[i][j] end
+local reply = {}
+local k, a = 1, 2
+for _ = 1, tonumber(ARGV[1]) do
+  local r, n = decide(k, a)
+  if not r then return redis.error_reply(n) end
+  for _, v in ipairs(r) do reply[#reply + 1] = v end
+  k = k + n
+  a = a + 5 + 4 * n
 end
 return reply

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::batch::Request;
 use super::{RedisStore, RedisStoreError};
 use crate::algorithm::Algorithm;
 use crate::decision::Decision;
@@ -183,11 +184,14 @@ impl RedisLimiter {
         }
     }
 
-    /// The Redis key of policy `i` for `key`: `<namespace>:<name>:{<key>}:<i>:<algorithm>`.
+    /// The Redis key of policy `i` for `key`: `<namespace>:<name>:{=<key>}:<i>:<algorithm>`.
+    ///
+    /// The hash tag `{=<key>}` puts every policy key of one user key in one Cluster slot
+    /// (the `=` keeps the tag non-empty for an empty key or one starting with `}`).
     pub fn redis_key(&self, key: &str, i: usize) -> String {
         let mut k = String::with_capacity(self.prefix.len() + key.len() + 20);
         k.push_str(&self.prefix);
-        k.push_str(":{");
+        k.push_str(":{=");
         k.push_str(key);
         k.push_str(&self.suffixes[i]);
         k
@@ -201,25 +205,27 @@ impl RedisLimiter {
         at: Option<u64>,
         commit: bool,
     ) -> Result<Decision, RedisStoreError> {
-        let script = &self.store.inner.script;
-        let mut inv = script.prepare_invoke();
-        for i in 0..self.suffixes.len() {
-            inv.key(self.redis_key(key, i));
-        }
-        inv.arg(at.map_or(-1, |t| t as i64))
-            .arg(cost)
-            .arg(if commit { 1 } else { 0 })
-            .arg(if at.is_some() {
+        let n = self.suffixes.len();
+        let mut args = Vec::with_capacity(5 + self.policy_args.len());
+        args.push(at.map_or_else(|| "-1".to_string(), |t| t.to_string()));
+        args.push(cost.to_string());
+        args.push(if commit { "1" } else { "0" }.to_string());
+        args.push(
+            if at.is_some() {
                 EXPLICIT_TIME_GRACE_MS
             } else {
                 0
-            })
-            .arg(self.suffixes.len());
-        for a in &self.policy_args {
-            inv.arg(a.as_str());
-        }
-        let reply = self.store.eval(&inv).await?;
-        Ok(decode(&reply, self.suffixes.len()))
+            }
+            .to_string(),
+        );
+        args.push(n.to_string());
+        args.extend(self.policy_args.iter().cloned());
+        let request = Request {
+            keys: (0..n).map(|i| self.redis_key(key, i)).collect(),
+            args,
+        };
+        let reply = self.store.decide(request).await?;
+        Ok(decode(&reply, n))
     }
 
     /// What the failure policy answers when Redis cannot.
@@ -283,13 +289,13 @@ impl RedisLimiter {
 
     /// Up to `limit` keys this limiter holds state for, found with SCAN.
     pub async fn keys(&self, limit: usize) -> Result<Vec<String>, LimitError> {
-        let pattern = format!("{}:{{*", self.prefix);
+        let pattern = format!("{}:{{=*", self.prefix);
         let raw = self
             .store
             .scan(&pattern, limit.saturating_mul(self.suffixes.len()))
             .await
             .map_err(store_error)?;
-        let head = self.prefix.len() + 2;
+        let head = self.prefix.len() + 3;
         let mut seen = std::collections::HashSet::new();
         let mut keys = Vec::new();
         for k in raw {

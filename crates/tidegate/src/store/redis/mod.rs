@@ -6,6 +6,7 @@
 //! sets each key to expire exactly when its state has become equivalent to fresh.
 //! Concurrent decisions share one multiplexed connection (per node) and are pipelined.
 
+mod batch;
 mod breaker;
 mod limiter;
 
@@ -18,8 +19,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, RedisError, Script, ScriptInvocation};
+use redis::{Cmd, RedisError, Script};
 use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
 
 pub use limiter::{RedisLimiter, RedisLimiterBuilder, RedisLimiterStats};
 
@@ -29,7 +31,7 @@ use breaker::{Breaker, LogGate};
 const DECIDE_LUA: &str = include_str!("decide.lua");
 
 /// A Redis store could not be set up or could not answer.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum RedisStoreError {
     /// The URL list is empty or a URL is malformed.
     #[error("invalid Redis URL `{url}`: {reason}")]
@@ -56,6 +58,14 @@ pub enum RedisStoreError {
         /// The timeout that passed.
         timeout: Duration,
     },
+    /// Redis answered something the store did not expect.
+    #[error("Redis at {urls} gave an unexpected reply: {reason}")]
+    Reply {
+        /// The URL(s) of the store.
+        urls: String,
+        /// What was wrong with it.
+        reason: String,
+    },
     /// The circuit breaker is open: Redis failed recently and is not called until it recovers.
     #[error("Redis at {urls} is unavailable (circuit open after repeated failures)")]
     CircuitOpen {
@@ -75,6 +85,9 @@ pub struct RedisOptions {
     pub breaker_threshold: u32,
     /// How long an open circuit refuses calls before one probe (default 1 s).
     pub breaker_cooldown: Duration,
+    /// Most decisions sent in one script call (default 64; 1 turns batching off).
+    /// Requests are never held back to fill a batch.
+    pub batch_max: usize,
 }
 
 impl Default for RedisOptions {
@@ -84,6 +97,7 @@ impl Default for RedisOptions {
             connect_timeout: Duration::from_secs(2),
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(1),
+            batch_max: 64,
         }
     }
 }
@@ -101,6 +115,10 @@ pub struct RedisStats {
     pub circuit_opened: u64,
     /// Whether the circuit is open now.
     pub circuit_open: bool,
+    /// Script calls made by the batcher.
+    pub batch_calls: u64,
+    /// Decisions those calls carried (`batch_requests / batch_calls` = mean batch size).
+    pub batch_requests: u64,
 }
 
 #[derive(Clone)]
@@ -111,7 +129,9 @@ enum Connection {
 
 struct Inner {
     connection: Connection,
-    script: Script,
+    script: Arc<Script>,
+    batcher: Option<mpsc::Sender<batch::Queued>>,
+    batch_counters: Arc<batch::Counters>,
     options: RedisOptions,
     urls: String,
     breaker: Breaker,
@@ -207,10 +227,24 @@ impl RedisStore {
                 urls: label.clone(),
                 timeout: options.connect_timeout * 2,
             })??;
+        let script = Arc::new(Script::new(DECIDE_LUA));
+        let batch_counters = Arc::new(batch::Counters::default());
+        let batcher = (options.batch_max > 1).then(|| {
+            batch::spawn(
+                connection.clone(),
+                Arc::clone(&script),
+                Arc::from(label.as_str()),
+                options.batch_max,
+                matches!(connection, Connection::Cluster(_)),
+                Arc::clone(&batch_counters),
+            )
+        });
         let store = Self {
             inner: Arc::new(Inner {
                 connection,
-                script: Script::new(DECIDE_LUA),
+                script,
+                batcher,
+                batch_counters,
                 breaker: Breaker::new(options.breaker_threshold, options.breaker_cooldown),
                 log_gate: LogGate::new(Duration::from_secs(10)),
                 options,
@@ -253,6 +287,8 @@ impl RedisStore {
             refused: i.refused.load(Ordering::Relaxed),
             circuit_opened: i.breaker.times_opened(),
             circuit_open: i.breaker.is_open(),
+            batch_calls: i.batch_counters.calls.load(Ordering::Relaxed),
+            batch_requests: i.batch_counters.requests.load(Ordering::Relaxed),
         }
     }
 
@@ -309,10 +345,11 @@ impl RedisStore {
         }
     }
 
-    /// Runs the decision script, within the timeout and through the breaker.
-    pub(crate) async fn eval(
+    /// Runs one decision through the script (batched with others waiting), within the
+    /// timeout and through the breaker.
+    pub(crate) async fn decide(
         &self,
-        invocation: &ScriptInvocation<'_>,
+        request: batch::Request,
     ) -> Result<Vec<i64>, RedisStoreError> {
         let inner = &*self.inner;
         let permit = inner.breaker.permit();
@@ -322,13 +359,40 @@ impl RedisStore {
                 urls: inner.urls.clone(),
             });
         }
+        let timeout = inner.options.timeout;
         let call = async {
-            match inner.connection.clone() {
-                Connection::Single(mut c) => invocation.invoke_async::<Vec<i64>>(&mut c).await,
-                Connection::Cluster(mut c) => invocation.invoke_async::<Vec<i64>>(&mut c).await,
+            match &inner.batcher {
+                Some(batcher) => {
+                    let (reply, answer) = oneshot::channel();
+                    if batcher
+                        .send(batch::Queued { request, reply })
+                        .await
+                        .is_err()
+                    {
+                        return Err(RedisStoreError::Reply {
+                            urls: inner.urls.clone(),
+                            reason: "the batching task has stopped".into(),
+                        });
+                    }
+                    answer.await.unwrap_or_else(|_| {
+                        Err(RedisStoreError::Reply {
+                            urls: inner.urls.clone(),
+                            reason: "the batching task dropped the request".into(),
+                        })
+                    })
+                }
+                None => batch::invoke(&inner.connection, &inner.script, &[&request], &inner.urls)
+                    .await
+                    .map(|mut parts| parts.swap_remove(0)),
             }
         };
-        let result = self.bounded(inner.options.timeout, call).await;
+        let result = match tokio::time::timeout(timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(RedisStoreError::Timeout {
+                urls: inner.urls.clone(),
+                timeout,
+            }),
+        };
         match &result {
             Ok(_) => inner.breaker.success(permit),
             Err(e) => {

@@ -1,0 +1,137 @@
+//! Batching: decisions waiting at the same moment go to Redis in one script call per
+//! hash slot, so the per-call cost of `EVALSHA` is paid once for many decisions.
+//!
+//! The batcher never waits to fill a batch: it takes the first waiting request and
+//! whatever else is already queued (up to `max`), so at low load every batch holds one
+//! request and adds no latency. Batches run concurrently over the multiplexed
+//! connection, so they are pipelined like single calls.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redis::Script;
+use redis::cluster_routing::Slot;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Connection, RedisStoreError};
+
+/// One decision's script input: its keys and its arguments (see `decide.lua`).
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub(crate) keys: Vec<String>,
+    pub(crate) args: Vec<String>,
+}
+
+impl Request {
+    /// Length of this request's part of the script's reply.
+    fn reply_len(&self) -> usize {
+        2 + 6 * self.keys.len()
+    }
+}
+
+pub(crate) type Reply = Result<Vec<i64>, RedisStoreError>;
+
+pub(crate) struct Queued {
+    pub(crate) request: Request,
+    pub(crate) reply: oneshot::Sender<Reply>,
+}
+
+/// Runs the script once for `requests` (all in one hash slot) and splits the reply.
+pub(crate) async fn invoke(
+    connection: &Connection,
+    script: &Script,
+    requests: &[&Request],
+    urls: &str,
+) -> Result<Vec<Vec<i64>>, RedisStoreError> {
+    let mut inv = script.prepare_invoke();
+    inv.arg(requests.len());
+    for r in requests {
+        for k in &r.keys {
+            inv.key(k.as_str());
+        }
+        for a in &r.args {
+            inv.arg(a.as_str());
+        }
+    }
+    let flat: Vec<i64> = match connection.clone() {
+        Connection::Single(mut c) => inv.invoke_async(&mut c).await,
+        Connection::Cluster(mut c) => inv.invoke_async(&mut c).await,
+    }
+    .map_err(|source| RedisStoreError::Redis {
+        urls: urls.to_string(),
+        source,
+    })?;
+    let mut out = Vec::with_capacity(requests.len());
+    let mut at = 0;
+    for r in requests {
+        let end = at + r.reply_len();
+        let Some(part) = flat.get(at..end) else {
+            return Err(RedisStoreError::Reply {
+                urls: urls.to_string(),
+                reason: format!(
+                    "script reply has {} values, expected at least {end}",
+                    flat.len()
+                ),
+            });
+        };
+        out.push(part.to_vec());
+        at = end;
+    }
+    Ok(out)
+}
+
+/// Script calls made by the batcher and the decisions they carried.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) calls: AtomicU64,
+    pub(crate) requests: AtomicU64,
+}
+
+/// Starts the batcher task; requests sent to the returned channel are answered on their
+/// oneshot. Ends when every sender is dropped.
+pub(crate) fn spawn(
+    connection: Connection,
+    script: Arc<Script>,
+    urls: Arc<str>,
+    max: usize,
+    cluster: bool,
+    counters: Arc<Counters>,
+) -> mpsc::Sender<Queued> {
+    let (tx, mut rx) = mpsc::channel::<Queued>(65_536);
+    tokio::spawn(async move {
+        let mut waiting = Vec::with_capacity(max);
+        while rx.recv_many(&mut waiting, max).await > 0 {
+            let mut groups: HashMap<Option<Slot>, Vec<Queued>> = HashMap::new();
+            for q in waiting.drain(..) {
+                let slot = cluster.then(|| Slot::for_key(q.request.keys[0].as_bytes()));
+                groups.entry(slot).or_default().push(q);
+            }
+            for (_, group) in groups {
+                counters.calls.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .requests
+                    .fetch_add(group.len() as u64, Ordering::Relaxed);
+                let (connection, script, urls) =
+                    (connection.clone(), Arc::clone(&script), Arc::clone(&urls));
+                tokio::spawn(async move {
+                    let requests: Vec<&Request> = group.iter().map(|q| &q.request).collect();
+                    let result = invoke(&connection, &script, &requests, &urls).await;
+                    match result {
+                        Ok(parts) => {
+                            for (q, part) in group.into_iter().zip(parts) {
+                                let _ = q.reply.send(Ok(part));
+                            }
+                        }
+                        Err(e) => {
+                            for q in group {
+                                let _ = q.reply.send(Err(e.clone()));
+                            }
+                        }
+                    }
+                });
+            }
+        }
+    });
+    tx
+}
