@@ -467,3 +467,34 @@ fn invalid_store_urls_and_names_are_clear_errors() {
     ));
     assert!(refused.is_err());
 }
+
+#[test]
+fn deny_cache_answers_a_denied_key_locally_until_retry_after() {
+    let server = RedisServer::start();
+    runtime().block_on(async {
+        let store = connect(&[server.url()], RedisOptions::default()).await;
+        let limiter = store
+            .limiter(&unique("deny"), "fixed_window:1/300ms".parse().unwrap())
+            .deny_cache(true)
+            .build()
+            .unwrap();
+        assert!(limiter.acquire("k", 1, None).await.unwrap().allowed);
+        let first = limiter.acquire("k", 1, None).await.unwrap();
+        assert!(!first.allowed);
+        for _ in 0..10 {
+            let d = limiter.acquire("k", 1, None).await.unwrap();
+            assert!(!d.allowed);
+            assert!(d.retry_after_us.unwrap() <= first.retry_after_us.unwrap());
+        }
+        let stats = limiter.stats();
+        assert_eq!((stats.decisions, stats.deny_cache_hits), (2, 10));
+        // Once retry_after has passed, Redis is asked again and admits.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(limiter.acquire("k", 1, None).await.unwrap().allowed);
+        assert_eq!(limiter.stats().decisions, 3);
+        // A reset through the limiter clears the cached denial.
+        assert!(!limiter.acquire("k", 1, None).await.unwrap().allowed);
+        assert!(limiter.reset("k").await.unwrap());
+        assert!(limiter.acquire("k", 1, None).await.unwrap().allowed);
+    });
+}
