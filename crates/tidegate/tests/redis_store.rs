@@ -498,3 +498,122 @@ fn deny_cache_answers_a_denied_key_locally_until_retry_after() {
         assert!(limiter.acquire("k", 1, None).await.unwrap().allowed);
     });
 }
+
+/// Writes a CA and a server certificate for 127.0.0.1 into `dir` with the openssl CLI.
+fn make_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl must be installed (scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tidegate test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+}
+
+#[test]
+fn rediss_urls_decide_over_tls() {
+    let dir = std::env::temp_dir().join(unique(&format!("tidegate-tls-{}-", std::process::id())));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certificates(&dir);
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = |f: &str| dir.join(f).display().to_string();
+    let server = RedisServer::start_with_args(&[
+        "--tls-port",
+        &tls_port.to_string(),
+        "--tls-cert-file",
+        &path("server.crt"),
+        "--tls-key-file",
+        &path("server.key"),
+        "--tls-ca-cert-file",
+        &path("ca.crt"),
+        "--tls-auth-clients",
+        "no",
+    ]);
+    runtime().block_on(async {
+        let url = format!("rediss://127.0.0.1:{tls_port}");
+        let options = RedisOptions {
+            tls_ca_file: Some(dir.join("ca.crt")),
+            timeout: Duration::from_secs(2),
+            ..RedisOptions::default()
+        };
+        let store = RedisStore::connect(&[url.clone()], options).await.unwrap();
+        let limiter = store
+            .limiter(&unique("tls"), "fixed_window:2/1h".parse().unwrap())
+            .build()
+            .unwrap();
+        let allowed: Vec<bool> = [
+            limiter.acquire("k", 1, None).await.unwrap().allowed,
+            limiter.acquire("k", 1, None).await.unwrap().allowed,
+            limiter.acquire("k", 1, None).await.unwrap().allowed,
+        ]
+        .to_vec();
+        assert_eq!(allowed, [true, true, false]);
+        assert_eq!(limiter.stats().fallbacks, 0);
+        // Without the CA the server's certificate is not trusted: a clear error.
+        let untrusted = RedisStore::connect(
+            &[url],
+            RedisOptions {
+                connect_timeout: Duration::from_millis(500),
+                ..RedisOptions::default()
+            },
+        )
+        .await;
+        assert!(untrusted.is_err());
+    });
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -41,6 +41,14 @@ pub enum RedisStoreError {
         /// Why it was rejected.
         reason: String,
     },
+    /// The TLS settings could not be used.
+    #[error("TLS CA file {path}: {reason}")]
+    Tls {
+        /// The file at fault.
+        path: String,
+        /// Why it could not be used.
+        reason: String,
+    },
     /// Redis did not answer, or answered with an error.
     #[error("Redis at {urls}: {source}")]
     Redis {
@@ -88,6 +96,9 @@ pub struct RedisOptions {
     /// Most decisions sent in one script call (default 64; 1 turns batching off).
     /// Requests are never held back to fill a batch.
     pub batch_max: usize,
+    /// For `rediss://`: a PEM file of the CA that signed the server's certificate, when
+    /// it is not in the system's trust store (default: system roots).
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisOptions {
@@ -98,6 +109,7 @@ impl Default for RedisOptions {
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(1),
             batch_max: 64,
+            tls_ca_file: None,
         }
     }
 }
@@ -195,9 +207,23 @@ impl RedisStore {
             urls: label.clone(),
             source,
         };
+        let certs = match &options.tls_ca_file {
+            Some(path) => Some(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(path).map_err(|e| RedisStoreError::Tls {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?),
+            }),
+            None => None,
+        };
         let connecting = async {
             if urls.len() == 1 {
-                let client = redis::Client::open(urls[0].as_str()).map_err(url_error)?;
+                let client = match certs.clone() {
+                    Some(certs) => redis::Client::build_with_tls(urls[0].as_str(), certs),
+                    None => redis::Client::open(urls[0].as_str()),
+                }
+                .map_err(url_error)?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(options.connect_timeout))
                     .set_response_timeout(Some(options.timeout.max(Duration::from_millis(1))))
@@ -208,7 +234,11 @@ impl RedisStore {
                     .map(Connection::Single)
                     .map_err(redis_error)
             } else {
-                let client = ClusterClientBuilder::new(urls.to_vec())
+                let mut builder = ClusterClientBuilder::new(urls.to_vec());
+                if let Some(certs) = certs.clone() {
+                    builder = builder.certs(certs);
+                }
+                let client = builder
                     .connection_timeout(options.connect_timeout)
                     .response_timeout(options.timeout.max(Duration::from_millis(1)))
                     .retries(2)
