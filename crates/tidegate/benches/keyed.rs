@@ -1,15 +1,18 @@
 //! Keyed checks, tidegate against governor 0.10, in the same run; prints the ratio.
 //!
 //! `cargo bench -p tidegate --bench keyed` (see `docs/BENCHMARKS.md`). Options after
-//! `--`: `--rounds N` (default 7), `--ops N` checks per thread per round (default
-//! 2_000_000), `--keys 1,10000,1000000`, `--threads 1,2`, `--no-rss`, `--quick`.
+//! `--`: `--rounds N` (default 11), `--ops N` checks per thread per round (default
+//! 1_000_000), `--keys 1,10000,1000000`, `--threads 1,2`, `--no-rss`, `--quick`.
 //!
 //! Workload: uniformly random u64 keys drawn from a universe of 1, 10k or 1M random
 //! keys, pre-generated (one sequence per thread, identical for both libraries), every
 //! key inserted once before timing. Same quota for both: 10^9 per second (every check
 //! is admitted, so every check does the full admit path and writes its state). The
-//! rounds of the three subjects are interleaved and the medians reported, so slow
-//! phases of a shared machine hit all of them alike.
+//! rounds of the three subjects are interleaved; each figure is a median over rounds,
+//! and each ratio the median of the ratios within a round (a slow phase of a shared
+//! machine then hits both sides of a ratio alike). `waited` is the share of the bench
+//! threads' time spent runnable but not running (preempted by other processes), from
+//! /proc/thread-self/schedstat: the noise indicator.
 //!
 //! Memory: `--rss-child governor|tidegate N` (run by the parent in a fresh process)
 //! inserts N keys and prints the growth of the resident set (/proc/self/smaps_rollup).
@@ -45,8 +48,8 @@ fn parse_list(s: &str) -> Vec<usize> {
 
 fn options(args: &[String]) -> Options {
     let mut o = Options {
-        rounds: 7,
-        ops: 2_000_000,
+        rounds: 11,
+        ops: 1_000_000,
         keys: vec![1, 10_000, 1_000_000],
         threads: vec![1, 2],
         rss: true,
@@ -101,32 +104,60 @@ fn sequence(universe: &[u64], len: usize, seed: u64) -> Vec<u64> {
         .collect()
 }
 
-/// Runs `check` over each sequence on its own thread, all started together; returns
-/// the wall time from the start signal until the last thread finished.
-fn timed<F: Fn(&u64) -> bool + Sync>(check: &F, seqs: &[Vec<u64>]) -> Duration {
+/// Time this thread spent running and waiting on a run queue (ns), if the kernel says.
+fn schedstat() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut f = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+    Some((f.next()??, f.next()??))
+}
+
+/// One timed run of all threads.
+#[derive(Clone, Copy)]
+struct Sample {
+    /// Wall time divided by the checks of all threads.
+    ns_per_check: f64,
+    /// Share of the threads' wall time spent runnable but not running.
+    waited: f64,
+}
+
+/// Runs `check` over each sequence on its own thread, all started together; the wall
+/// time runs from the start signal until the last thread finished.
+fn timed<F: Fn(&u64) -> bool + Sync>(check: &F, seqs: &[Vec<u64>]) -> Sample {
     let barrier = Barrier::new(seqs.len() + 1);
-    std::thread::scope(|s| {
+    let (elapsed, waited_ns) = std::thread::scope(|s| {
         let handles: Vec<_> = seqs
             .iter()
             .map(|seq| {
                 let barrier = &barrier;
                 s.spawn(move || {
                     barrier.wait();
+                    let before = schedstat();
                     let mut admitted = 0u64;
                     for k in seq {
                         admitted += u64::from(check(black_box(k)));
                     }
-                    black_box(admitted)
+                    black_box(admitted);
+                    match (before, schedstat()) {
+                        (Some((_, w0)), Some((_, w1))) => w1.saturating_sub(w0),
+                        _ => 0,
+                    }
                 })
             })
             .collect();
         barrier.wait();
         let start = Instant::now();
-        for h in handles {
-            h.join().expect("bench thread");
-        }
-        start.elapsed()
-    })
+        let waited: u64 = handles
+            .into_iter()
+            .map(|h| h.join().expect("bench thread"))
+            .sum();
+        (start.elapsed(), waited)
+    });
+    let wall = elapsed.as_nanos() as f64;
+    let checks: usize = seqs.iter().map(Vec::len).sum();
+    Sample {
+        ns_per_check: wall / checks as f64,
+        waited: waited_ns as f64 / (wall * seqs.len() as f64),
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -160,10 +191,14 @@ fn tidegate_limiter<C: Clock + Clone + 'static>(clock: C) -> Limiter<Gcra, u64, 
 struct Row {
     keys: usize,
     threads: usize,
-    governor: f64,
-    monotonic: f64,
-    coarse: f64,
+    /// Median ns per check: governor, tidegate monotonic, tidegate coarse.
+    ns: [f64; 3],
+    /// Median over rounds of governor ns / tidegate ns: monotonic, coarse.
+    ratio: [f64; 2],
+    /// (max - min) / median of the ns per check, per subject.
     spread: [f64; 3],
+    /// Median share of time the bench threads waited for a CPU.
+    waited: f64,
 }
 
 fn run_config(keys: usize, threads: usize, o: &Options) -> Row {
@@ -184,20 +219,25 @@ fn run_config(keys: usize, threads: usize, o: &Options) -> Row {
     let g = |k: &u64| governor.check_key(k).is_ok();
     let m = |k: &u64| monotonic.check(k, 1).is_ok_and(|d| d.allowed);
     let c = |k: &u64| coarse.check(k, 1).is_ok_and(|d| d.allowed);
-    let total = (o.ops * threads) as f64;
-    let mut ns: [Vec<f64>; 3] = Default::default();
+    let mut rounds: Vec<[Sample; 3]> = Vec::with_capacity(o.rounds);
     for round in 0..o.rounds {
+        let mut r = [Sample {
+            ns_per_check: 0.0,
+            waited: 0.0,
+        }; 3];
         // Rotate the order so that no subject always runs first or last.
         for i in 0..3 {
             let which = (round + i) % 3;
-            let elapsed = match which {
+            r[which] = match which {
                 0 => timed(&g, &seqs),
                 1 => timed(&m, &seqs),
                 _ => timed(&c, &seqs),
             };
-            ns[which].push(elapsed.as_nanos() as f64 / total);
         }
+        rounds.push(r);
     }
+    let column = |f: &dyn Fn(&[Sample; 3]) -> f64| rounds.iter().map(f).collect::<Vec<f64>>();
+    let ns: [Vec<f64>; 3] = std::array::from_fn(|i| column(&|r| r[i].ns_per_check));
     let spread = std::array::from_fn(|i| {
         let v = &ns[i];
         let (lo, hi) = v
@@ -205,15 +245,52 @@ fn run_config(keys: usize, threads: usize, o: &Options) -> Row {
             .fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         (hi - lo) / median(&mut v.clone())
     });
-    let [mut gv, mut mv, mut cv] = ns;
     Row {
         keys,
         threads,
-        governor: median(&mut gv),
-        monotonic: median(&mut mv),
-        coarse: median(&mut cv),
+        ns: std::array::from_fn(|i| median(&mut ns[i].clone())),
+        ratio: std::array::from_fn(|i| {
+            median(&mut column(&|r| r[0].ns_per_check / r[i + 1].ns_per_check))
+        }),
         spread,
+        waited: median(&mut column(&|r| {
+            r.iter().map(|s| s.waited).sum::<f64>() / 3.0
+        })),
     }
+}
+
+/// Cost of one clock reading (ns), median of 5 runs of 1M reads.
+fn clock_read_ns<C: Clock>(clock: &C) -> f64 {
+    let n = 1_000_000;
+    let mut runs: Vec<f64> = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..n {
+                black_box(clock.now_micros());
+            }
+            start.elapsed().as_nanos() as f64 / n as f64
+        })
+        .collect();
+    median(&mut runs)
+}
+
+/// How far `CoarseClock` trails `MonotonicClock` (µs), sampled every 10 µs for `d`:
+/// (median, 99th percentile, max).
+fn coarse_lag(d: Duration) -> (u64, u64, u64) {
+    let mut lags = Vec::new();
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        let coarse = CoarseClock.now_micros();
+        let precise = MonotonicClock.now_micros();
+        lags.push(precise.saturating_sub(coarse));
+        let pause = Instant::now() + Duration::from_micros(10);
+        while Instant::now() < pause {
+            std::hint::spin_loop();
+        }
+    }
+    lags.sort_unstable();
+    let at = |q: f64| lags[((lags.len() - 1) as f64 * q) as usize];
+    (at(0.5), at(0.99), at(1.0))
 }
 
 /// Resident set size in bytes, from /proc/self/smaps_rollup (which walks the page
@@ -295,42 +372,55 @@ fn main() {
     }
     let o = options(&args);
     println!(
-        "keyed checks, quota {LIMIT}/s for both, {} rounds x {} checks per thread, medians",
+        "keyed checks, quota {LIMIT}/s for both, {} rounds x {} checks per thread; \
+         ns/check = median over rounds of wall time / checks of all threads; \
+         ratio = tidegate throughput / governor throughput (median of per-round ratios)",
         o.rounds, o.ops
     );
     println!(
-        "governor: RateLimiter::keyed (DashMap, default clock); tidegate: Limiter<Gcra, u64> \
-         with MonotonicClock (default) and CoarseClock"
+        "governor: RateLimiter::keyed (DashMap, its default clock); tidegate: \
+         Limiter<Gcra, u64>, MonotonicClock (default) or CoarseClock"
     );
+    println!();
     println!(
-        "{:>9} {:>3} | {:>9} | {:>10} {:>6} | {:>10} {:>6} | spread g/m/c",
-        "keys", "thr", "governor", "tg mono", "ratio", "tg coarse", "ratio"
+        "| keys | threads | governor ns | tidegate monotonic ns | ratio | tidegate coarse ns | ratio | spread g/m/c | waited |"
     );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---|---:|");
     for &keys in &o.keys {
         for &threads in &o.threads {
             let r = run_config(keys, threads, &o);
             println!(
-                "{:>9} {:>3} | {:>6.1} ns | {:>7.1} ns {:>5.2}x | {:>7.1} ns {:>5.2}x | {:.0}%/{:.0}%/{:.0}%",
+                "| {} | {} | {:.1} | {:.1} | {:.2}x | {:.1} | {:.2}x | {:.0}%/{:.0}%/{:.0}% | {:.0}% |",
                 r.keys,
                 r.threads,
-                r.governor,
-                r.monotonic,
-                r.governor / r.monotonic,
-                r.coarse,
-                r.governor / r.coarse,
+                r.ns[0],
+                r.ns[1],
+                r.ratio[0],
+                r.ns[2],
+                r.ratio[1],
                 r.spread[0] * 100.0,
                 r.spread[1] * 100.0,
                 r.spread[2] * 100.0,
+                r.waited * 100.0,
             );
         }
     }
+    println!();
     println!(
-        "(ns per check = wall time / all checks of all threads; ratio = tidegate throughput / governor throughput; spread = (max - min) / median over rounds)"
+        "(spread = (max - min) / median over rounds; waited = share of the bench threads' \
+         time spent runnable but not running, i.e. taken by other processes)"
     );
     println!(
         "state per key: tidegate size_of::<(u64, GcraState)>() = {} B; governor size_of::<(u64, InMemoryState)>() = {} B",
         size_of::<(u64, GcraState)>(),
         size_of::<(u64, governor::state::InMemoryState)>()
+    );
+    let (lag50, lag99, lag_max) = coarse_lag(Duration::from_secs(1));
+    println!(
+        "clock reading: MonotonicClock {:.1} ns, CoarseClock {:.1} ns; CoarseClock behind \
+         MonotonicClock over 1 s: median {lag50} µs, p99 {lag99} µs, max {lag_max} µs",
+        clock_read_ns(&MonotonicClock),
+        clock_read_ns(&CoarseClock)
     );
     if o.rss {
         let n = 1_000_000;

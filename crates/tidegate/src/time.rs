@@ -70,11 +70,19 @@ impl Clock for MonotonicClock {
 
 /// A cheap monotonic clock: a cached reading refreshed by one background thread.
 ///
-/// Reading it is a single relaxed atomic load. It lags real time by at most the
-/// refresh period (1 ms) plus scheduling delay, and never goes backwards. A lagging
-/// clock can only make a limiter stricter (tokens come back a little later), never
-/// more permissive. All `CoarseClock` values share one ticker thread, started on
-/// first use.
+/// Reading it is a single relaxed atomic load (under 2 ns, against 25-30 ns for
+/// [`MonotonicClock`] on a KVM guest). It never goes backwards and lags real time by
+/// the refresh period (1 ms) plus the ticker's scheduling delay: measured on a loaded
+/// 2-core VM, median 0.5 ms, p99 1.1 ms, worst 4.6 ms over a second.
+///
+/// What the lag means for a limiter: each request is decided as a precise limiter
+/// would decide it had it arrived up to one lag earlier. The long-run rate is exact;
+/// in any real-time window at most `rate × lag` more requests than the policy's
+/// burst + rate × window can get through (a tick may release at once what accrued
+/// during the lag): one request at 1000 per second per key with a 1 ms lag, a tenth
+/// of one at 100 per second. `retry_after` and `reset_after` are accurate to within
+/// the lag. All `CoarseClock` values share one ticker thread (1000 wake-ups
+/// a second for the life of the process), started on first use.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CoarseClock;
 

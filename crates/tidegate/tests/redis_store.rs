@@ -590,7 +590,9 @@ fn rediss_urls_decide_over_tls() {
             timeout: Duration::from_secs(2),
             ..RedisOptions::default()
         };
-        let store = RedisStore::connect(std::slice::from_ref(&url), options).await.unwrap();
+        let store = RedisStore::connect(std::slice::from_ref(&url), options)
+            .await
+            .unwrap();
         let limiter = store
             .limiter(&unique("tls"), "fixed_window:2/1h".parse().unwrap())
             .build()

@@ -81,16 +81,17 @@ const LOCK_SPINS: u32 = 8;
 /// spin briefly, then yield their time slice, and never sleep in the kernel.
 ///
 /// Why not `std::sync::Mutex`: a waiter there may sleep on a futex, so its unlock must be
-/// an atomic swap to learn whether to wake one. That second locked instruction per
-/// decision cost ~6 ns of a ~17 ns check on 10k keys (x86-64, measured in
-/// `benches/keyed.rs`), and under two threads on one hot key std's mutex fell to ~60 ns
-/// per check, against ~10 ns here. `parking_lot::Mutex` also unlocks with a
-/// compare-exchange. A lock that never parks can release with a store, because no
-/// one ever needs waking. The price: a waiter burns (yielded) CPU while the lock is
-/// held, so it only suits short critical sections. Every hold here is short and
-/// bounded: one lookup and one algorithm step, a scan of at most `EVICTION_SCAN` or a
-/// sweep budget of buckets, or (rarely) one shard's table growing.
-/// (`spin::mutex::SpinMutex<T, spin::relax::Yield>` is the same design, as a crate.)
+/// an atomic swap to learn whether to wake one, a second locked instruction per
+/// decision; `parking_lot::Mutex` unlocks with a compare-exchange for the same reason.
+/// A lock whose waiters never sleep can release with a plain store. Measured on a
+/// 2-core x86-64 VM (one-off experiment, see docs/BENCHMARKS.md), one lookup + GCRA
+/// step on 10k keys: std 14-17 ns, parking_lot 14-16 ns, this lock 10-11 ns; two
+/// threads on one hot key: std ~58 ns, parking_lot ~17 ns, this lock ~10-12 ns.
+/// The price: a waiter burns (yielded) CPU while the lock is held, so it only suits
+/// short critical sections. Every hold here is short and bounded: one lookup and one
+/// algorithm step, a scan of at most `EVICTION_SCAN` or a sweep budget of buckets, or
+/// (rarely) one shard's table growing. (`spin::mutex::SpinMutex<T, spin::relax::Yield>`
+/// is nearly the same design, as a crate.)
 struct ShardLock<T> {
     locked: AtomicBool,
     value: UnsafeCell<T>,
@@ -284,6 +285,27 @@ impl<S, K: Hash + Eq> MemoryStore<S, K> {
         if let Some((_, state)) = table.entries.find_mut(hash, |(k, _)| k.borrow() == key) {
             return Ok(alg.acquire(state, now, cost));
         }
+        self.acquire_new(table, alg, key, hash, now, cost)
+    }
+
+    /// `acquire` for a key the table does not hold; out of line, so that the path of a
+    /// known key stays small enough to be inlined into the caller.
+    #[cold]
+    #[inline(never)]
+    fn acquire_new<A, Q>(
+        &self,
+        mut table: ShardGuard<'_, Table<K, S>>,
+        alg: &A,
+        key: &Q,
+        hash: u64,
+        now: u64,
+        cost: u64,
+    ) -> Result<Decision, LimitError>
+    where
+        A: Algorithm<State = S>,
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let mut state = alg.fresh();
         let decision = alg.acquire(&mut state, now, cost);
         if !self.make_room(&mut table, alg, now) {

@@ -1,0 +1,177 @@
+//! Redis store throughput against its baseline, in one run on one local redis-server.
+//!
+//! Baseline: `redis-benchmark -P 16 -c 50` running a minimal single-key GCRA script with
+//! EVALSHA. Then tidegate's `RedisLimiter` (gcra, server time) at 1, 64 and 256
+//! concurrent tasks, on one hot key and on 10k keys, with batching on and off; p50/p99
+//! latency per decision at 64 tasks. Prints decisions/s and the ratio to the baseline.
+//!
+//! Run: `cargo bench -p tidegate --features redis --bench redis`
+//! (`TIDEGATE_BENCH_SECS` sets the seconds per measurement, default 3.)
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use redis_test_server::RedisServer;
+use tidegate::store::LimitStore;
+use tidegate::store::redis::{RedisOptions, RedisStore};
+
+/// A minimal GCRA (no weights, no multi-policy): what a hand-written limiter would run.
+const BASELINE_GCRA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+if new_tat - now <= burst * interval then
+  redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000))
+  return 1
+end
+return 0
+"#;
+
+fn seconds() -> Duration {
+    let secs = std::env::var("TIDEGATE_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    Duration::from_secs_f64(secs)
+}
+
+/// `redis-benchmark -P 16 -c 50` on EVALSHA of the baseline script; requests per second.
+fn baseline(server: &RedisServer) -> f64 {
+    let sha = server.cli(&["SCRIPT", "LOAD", BASELINE_GCRA]);
+    let requests = (150_000.0 * seconds().as_secs_f64()) as u64;
+    let out = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &server.port().to_string()])
+        .args(["-P", "16", "-c", "50", "-n", &requests.to_string(), "-q"])
+        // Interval 1 µs, burst 10^9: every call is admitted and writes, like tidegate's runs.
+        .args(["EVALSHA", &sha, "1", "bench:{hot}", "1", "1000000000"])
+        .output()
+        .expect("redis-benchmark (Debian package redis-tools) must be installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Progress lines end in \r; the last says "EVALSHA ...: 104712.05 requests per second, p50=..."
+    let rps = text
+        .split("requests per second")
+        .next()
+        .and_then(|head| head.rsplit(' ').find(|w| !w.is_empty()))
+        .and_then(|n| n.parse::<f64>().ok());
+    rps.unwrap_or_else(|| panic!("cannot read redis-benchmark output: {text}"))
+}
+
+struct Run {
+    per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+    mean_batch: f64,
+}
+
+async fn run(store: &RedisStore, tasks: usize, keys: u64, name: &str) -> Run {
+    let limiter = Arc::new(
+        store
+            .limiter(name, "gcra:1000000000/1s".parse().unwrap())
+            .build()
+            .unwrap(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let before = store.stats();
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let (limiter, stop, count) = (Arc::clone(&limiter), Arc::clone(&stop), Arc::clone(&count));
+        handles.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut i = t as u64;
+            while !stop.load(Ordering::Relaxed) {
+                i = i
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let key = format!("k{}", (i >> 33) % keys);
+                let start = Instant::now();
+                let d = limiter.acquire(&key, 1, None).await.unwrap();
+                latencies.push(start.elapsed());
+                assert!(d.allowed);
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            latencies
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(seconds()).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for h in handles {
+        latencies.extend(h.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(
+        limiter.stats().fallbacks,
+        0,
+        "Redis must answer every decision"
+    );
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    let after = store.stats();
+    let calls = after.batch_calls - before.batch_calls;
+    Run {
+        per_sec: count.load(Ordering::Relaxed) as f64 / elapsed,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        mean_batch: if calls == 0 {
+            1.0
+        } else {
+            (after.batch_requests - before.batch_requests) as f64 / calls as f64
+        },
+    }
+}
+
+fn main() {
+    let server = RedisServer::start();
+    println!(
+        "redis-server {} on 127.0.0.1:{}, {:?} per measurement",
+        server
+            .cli(&["INFO", "server"])
+            .lines()
+            .find(|l| l.starts_with("redis_version"))
+            .unwrap_or("?"),
+        server.port(),
+        seconds()
+    );
+    let base = baseline(&server);
+    println!(
+        "baseline  redis-benchmark -P 16 -c 50 EVALSHA single-key GCRA: {base:>10.0} decisions/s"
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for batch_max in [64, 1] {
+            let options = RedisOptions {
+                timeout: Duration::from_secs(2),
+                batch_max,
+                ..RedisOptions::default()
+            };
+            let store = RedisStore::connect(&[server.url()], options).await.unwrap();
+            let label = if batch_max > 1 { "batched" } else { "unbatched" };
+            for keys in [1u64, 10_000] {
+                for tasks in [1usize, 64, 256] {
+                    let name = format!("bench{batch_max}x{keys}x{tasks}");
+                    let r = run(&store, tasks, keys, &name).await;
+                    println!(
+                        "tidegate  {label:<9} keys={keys:<6} tasks={tasks:<4} {:>10.0} decisions/s  ratio {:>5.2}x  p50 {:>8.1?}  p99 {:>8.1?}  mean batch {:>5.1}",
+                        r.per_sec,
+                        r.per_sec / base,
+                        r.p50,
+                        r.p99,
+                        r.mean_batch
+                    );
+                }
+            }
+        }
+    });
+}
