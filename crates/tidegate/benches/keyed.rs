@@ -2,7 +2,10 @@
 //!
 //! `cargo bench -p tidegate --bench keyed` (see `docs/BENCHMARKS.md`). Options after
 //! `--`: `--rounds N` (default 11), `--ops N` checks per thread per round (default
-//! 1_000_000), `--keys 1,10000,1000000`, `--threads 1,2`, `--no-rss`, `--quick`.
+//! 1_000_000), `--keys 1,10000,1000000`, `--threads 1,2`, `--no-rss`, `--quick`,
+//! `--allowed-only` (the caller reads only `allowed`; by default every field of
+//! tidegate's decision is folded into a digest, so none of it can be optimised away).
+//! Without any argument (`cargo test --benches`) it only makes a short smoke run.
 //!
 //! Workload: uniformly random u64 keys drawn from a universe of 1, 10k or 1M random
 //! keys, pre-generated (one sequence per thread, identical for both libraries), every
@@ -38,6 +41,7 @@ struct Options {
     keys: Vec<usize>,
     threads: Vec<usize>,
     rss: bool,
+    allowed_only: bool,
 }
 
 fn parse_list(s: &str) -> Vec<usize> {
@@ -53,6 +57,7 @@ fn options(args: &[String]) -> Options {
         keys: vec![1, 10_000, 1_000_000],
         threads: vec![1, 2],
         rss: true,
+        allowed_only: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -63,6 +68,7 @@ fn options(args: &[String]) -> Options {
             "--keys" => o.keys = parse_list(&value()),
             "--threads" => o.threads = parse_list(&value()),
             "--no-rss" => o.rss = false,
+            "--allowed-only" => o.allowed_only = true,
             "--quick" => {
                 o.rounds = 3;
                 o.ops = 500_000;
@@ -104,6 +110,21 @@ fn sequence(universe: &[u64], len: usize, seed: u64) -> Vec<u64> {
         .collect()
 }
 
+/// Folds every field of a decision into one number.
+fn digest(d: Result<tidegate::Decision, tidegate::LimitError>) -> u64 {
+    match d {
+        Ok(d) => {
+            u64::from(d.allowed)
+                ^ d.limit
+                ^ d.remaining.rotate_left(8)
+                ^ d.retry_after_us.unwrap_or(1).rotate_left(16)
+                ^ d.reset_after_us.rotate_left(24)
+                ^ d.delay_us.unwrap_or(1).rotate_left(32)
+        }
+        Err(_) => u64::MAX,
+    }
+}
+
 /// Time this thread spent running and waiting on a run queue (ns), if the kernel says.
 fn schedstat() -> Option<(u64, u64)> {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
@@ -122,7 +143,7 @@ struct Sample {
 
 /// Runs `check` over each sequence on its own thread, all started together; the wall
 /// time runs from the start signal until the last thread finished.
-fn timed<F: Fn(&u64) -> bool + Sync>(check: &F, seqs: &[Vec<u64>]) -> Sample {
+fn timed<F: Fn(&u64) -> u64 + Sync>(check: &F, seqs: &[Vec<u64>]) -> Sample {
     let barrier = Barrier::new(seqs.len() + 1);
     let (elapsed, waited_ns) = std::thread::scope(|s| {
         let handles: Vec<_> = seqs
@@ -132,11 +153,11 @@ fn timed<F: Fn(&u64) -> bool + Sync>(check: &F, seqs: &[Vec<u64>]) -> Sample {
                 s.spawn(move || {
                     barrier.wait();
                     let before = schedstat();
-                    let mut admitted = 0u64;
+                    let mut digest = 0u64;
                     for k in seq {
-                        admitted += u64::from(check(black_box(k)));
+                        digest = digest.wrapping_add(check(black_box(k)));
                     }
-                    black_box(admitted);
+                    black_box(digest);
                     match (before, schedstat()) {
                         (Some((_, w0)), Some((_, w1))) => w1.saturating_sub(w0),
                         _ => 0,
@@ -201,6 +222,33 @@ struct Row {
     waited: f64,
 }
 
+/// Runs the three subjects in interleaved rounds: [governor, monotonic, coarse] each.
+fn measure<G, M, C>(g: &G, m: &M, c: &C, seqs: &[Vec<u64>], rounds: usize) -> Vec<[Sample; 3]>
+where
+    G: Fn(&u64) -> u64 + Sync,
+    M: Fn(&u64) -> u64 + Sync,
+    C: Fn(&u64) -> u64 + Sync,
+{
+    (0..rounds)
+        .map(|round| {
+            let mut r = [Sample {
+                ns_per_check: 0.0,
+                waited: 0.0,
+            }; 3];
+            // Rotate the order so that no subject always runs first or last.
+            for i in 0..3 {
+                let which = (round + i) % 3;
+                r[which] = match which {
+                    0 => timed(g, seqs),
+                    1 => timed(m, seqs),
+                    _ => timed(c, seqs),
+                };
+            }
+            r
+        })
+        .collect()
+}
+
 fn run_config(keys: usize, threads: usize, o: &Options) -> Row {
     let universe = universe(keys);
     let seqs: Vec<Vec<u64>> = (0..threads)
@@ -216,26 +264,21 @@ fn run_config(keys: usize, threads: usize, o: &Options) -> Row {
         assert!(coarse.check(k, 1).expect("check").allowed);
     }
 
-    let g = |k: &u64| governor.check_key(k).is_ok();
-    let m = |k: &u64| monotonic.check(k, 1).is_ok_and(|d| d.allowed);
-    let c = |k: &u64| coarse.check(k, 1).is_ok_and(|d| d.allowed);
-    let mut rounds: Vec<[Sample; 3]> = Vec::with_capacity(o.rounds);
-    for round in 0..o.rounds {
-        let mut r = [Sample {
-            ns_per_check: 0.0,
-            waited: 0.0,
-        }; 3];
-        // Rotate the order so that no subject always runs first or last.
-        for i in 0..3 {
-            let which = (round + i) % 3;
-            r[which] = match which {
-                0 => timed(&g, &seqs),
-                1 => timed(&m, &seqs),
-                _ => timed(&c, &seqs),
-            };
-        }
-        rounds.push(r);
-    }
+    // governor's answer to an admitted check, `Ok(())`, carries nothing more.
+    let g = |k: &u64| u64::from(governor.check_key(k).is_ok());
+    let rounds = if o.allowed_only {
+        // A caller that only branches on `allowed`: the optimiser may skip computing
+        // the other fields of the decision.
+        let m = |k: &u64| u64::from(monotonic.check(k, 1).is_ok_and(|d| d.allowed));
+        let c = |k: &u64| u64::from(coarse.check(k, 1).is_ok_and(|d| d.allowed));
+        measure(&g, &m, &c, &seqs, o.rounds)
+    } else {
+        // Every field feeds the digest, as for a caller that also sets rate-limit
+        // headers: nothing of the decision may be skipped.
+        let m = |k: &u64| digest(monotonic.check(k, 1));
+        let c = |k: &u64| digest(coarse.check(k, 1));
+        measure(&g, &m, &c, &seqs, o.rounds)
+    };
     let column = |f: &dyn Fn(&[Sample; 3]) -> f64| rounds.iter().map(f).collect::<Vec<f64>>();
     let ns: [Vec<f64>; 3] = std::array::from_fn(|i| column(&|r| r[i].ns_per_check));
     let spread = std::array::from_fn(|i| {
@@ -370,16 +413,35 @@ fn main() {
         let n = args[i + 2].parse().expect("key count");
         return rss_child(&args[i + 1], n);
     }
-    let o = options(&args);
+    let mut o = options(&args);
+    if args.is_empty() {
+        // Not `cargo bench` (which passes `--bench`) but e.g. `cargo test --benches`:
+        // a smoke run of a fraction of a second.
+        o = Options {
+            rounds: 1,
+            ops: 10_000,
+            keys: vec![1, 1_000],
+            threads: vec![1, 2],
+            rss: false,
+            allowed_only: false,
+        };
+    }
     println!(
-        "keyed checks, quota {LIMIT}/s for both, {} rounds x {} checks per thread; \
-         ns/check = median over rounds of wall time / checks of all threads; \
-         ratio = tidegate throughput / governor throughput (median of per-round ratios)",
-        o.rounds, o.ops
+        "keyed checks, quota {LIMIT}/s for both, {} rounds x {} checks per thread, \
+         tidegate decision used: {}; ns/check = median over rounds of wall time / checks \
+         of all threads; ratio = tidegate throughput / governor throughput (median of \
+         per-round ratios)",
+        o.rounds,
+        o.ops,
+        if o.allowed_only {
+            "`allowed` only"
+        } else {
+            "every field"
+        }
     );
     println!(
         "governor: RateLimiter::keyed (DashMap, its default clock); tidegate: \
-         Limiter<Gcra, u64>, MonotonicClock (default) or CoarseClock"
+         Limiter<Gcra, u64>, MonotonicClock or CoarseClock (the default)"
     );
     println!();
     println!(
@@ -415,10 +477,15 @@ fn main() {
         size_of::<(u64, GcraState)>(),
         size_of::<(u64, governor::state::InMemoryState)>()
     );
-    let (lag50, lag99, lag_max) = coarse_lag(Duration::from_secs(1));
+    let lag_window = if args.is_empty() {
+        Duration::from_millis(50)
+    } else {
+        Duration::from_secs(1)
+    };
+    let (lag50, lag99, lag_max) = coarse_lag(lag_window);
     println!(
         "clock reading: MonotonicClock {:.1} ns, CoarseClock {:.1} ns; CoarseClock behind \
-         MonotonicClock over 1 s: median {lag50} µs, p99 {lag99} µs, max {lag_max} µs",
+         MonotonicClock over {lag_window:?}: median {lag50} µs, p99 {lag99} µs, max {lag_max} µs",
         clock_read_ns(&MonotonicClock),
         clock_read_ns(&CoarseClock)
     );

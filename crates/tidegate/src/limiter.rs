@@ -10,7 +10,7 @@ use crate::decision::Decision;
 use crate::error::LimitError;
 use crate::store::LimitStore;
 use crate::store::memory::{MemoryConfig, MemoryStats, MemoryStore, OnFull};
-use crate::time::{Clock, MonotonicClock};
+use crate::time::{Clock, CoarseClock};
 
 /// Buckets examined per shard lock hold by the background sweeper.
 const SWEEP_BUDGET: usize = 1024;
@@ -35,7 +35,7 @@ struct Shared<A: Algorithm, K> {
 /// assert!(denied.retry_after().unwrap() <= std::time::Duration::from_secs(10));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Limiter<A: Algorithm, K = String, C = MonotonicClock> {
+pub struct Limiter<A: Algorithm, K = String, C = CoarseClock> {
     shared: Arc<Shared<A, K>>,
     clock: C,
 }
@@ -63,7 +63,7 @@ where
 
 /// Builds a [`Limiter`] with non-default settings.
 #[derive(Debug, Clone)]
-pub struct LimiterBuilder<A, C = MonotonicClock> {
+pub struct LimiterBuilder<A, C = CoarseClock> {
     algorithm: A,
     config: MemoryConfig,
     sweep_interval: Option<Duration>,
@@ -97,7 +97,9 @@ impl<A: Algorithm + 'static, C: Clock + Clone + 'static> LimiterBuilder<A, C> {
         self
     }
 
-    /// The clock (default [`MonotonicClock`]).
+    /// The clock (default [`CoarseClock`]: monotonic, one atomic load per decision,
+    /// at most about a millisecond behind; [`MonotonicClock`](crate::MonotonicClock)
+    /// reads the OS clock on every decision for per-key rates above ~1000/s).
     pub fn clock<C2: Clock + Clone + 'static>(self, clock: C2) -> LimiterBuilder<A, C2> {
         LimiterBuilder {
             algorithm: self.algorithm,
@@ -167,7 +169,7 @@ where
 }
 
 impl<A: Algorithm + 'static> Limiter<A> {
-    /// A limiter with string keys, default settings and the monotonic clock.
+    /// A limiter with string keys, default settings and the default clock.
     pub fn new(algorithm: A) -> Self
     where
         A::State: Sync,
@@ -181,7 +183,7 @@ impl<A: Algorithm + 'static> Limiter<A> {
             algorithm,
             config: MemoryConfig::default(),
             sweep_interval: Some(Duration::from_secs(1)),
-            clock: MonotonicClock,
+            clock: CoarseClock,
         }
     }
 }

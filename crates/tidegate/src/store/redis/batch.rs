@@ -3,8 +3,9 @@
 //!
 //! The batcher never waits to fill a batch: it takes the first waiting request and
 //! whatever else is already queued (up to `max`), so at low load every batch holds one
-//! request and adds no latency. Batches run concurrently over the multiplexed
-//! connection, so they are pipelined like single calls.
+//! request and adds no latency. At most `in_flight` calls run at once (pipelined over
+//! the multiplexed connection); while they run, new requests queue up, and the next
+//! call carries all of them. Load therefore turns into larger batches, not more calls.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use redis::Script;
 use redis::cluster_routing::Slot;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{Connection, RedisStoreError};
 
@@ -95,13 +96,23 @@ pub(crate) fn spawn(
     script: Arc<Script>,
     urls: Arc<str>,
     max: usize,
+    in_flight: usize,
     cluster: bool,
     counters: Arc<Counters>,
 ) -> mpsc::Sender<Queued> {
     let (tx, mut rx) = mpsc::channel::<Queued>(65_536);
+    let calls = Arc::new(Semaphore::new(in_flight.max(1)));
     tokio::spawn(async move {
         let mut waiting = Vec::with_capacity(max);
-        while rx.recv_many(&mut waiting, max).await > 0 {
+        loop {
+            let Ok(permit) = Arc::clone(&calls).acquire_owned().await else {
+                return;
+            };
+            if rx.recv_many(&mut waiting, max).await == 0 {
+                return;
+            }
+            // One permit per round; the groups of a round (one per hash slot) share it.
+            let permit = Arc::new(permit);
             let mut groups: HashMap<Option<Slot>, Vec<Queued>> = HashMap::new();
             for q in waiting.drain(..) {
                 let slot = cluster.then(|| Slot::for_key(q.request.keys[0].as_bytes()));
@@ -114,7 +125,9 @@ pub(crate) fn spawn(
                     .fetch_add(group.len() as u64, Ordering::Relaxed);
                 let (connection, script, urls) =
                     (connection.clone(), Arc::clone(&script), Arc::clone(&urls));
+                let permit = Arc::clone(&permit);
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let requests: Vec<&Request> = group.iter().map(|q| &q.request).collect();
                     let result = invoke(&connection, &script, &requests, &urls).await;
                     match result {

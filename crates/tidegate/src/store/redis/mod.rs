@@ -96,6 +96,9 @@ pub struct RedisOptions {
     /// Most decisions sent in one script call (default 64; 1 turns batching off).
     /// Requests are never held back to fill a batch.
     pub batch_max: usize,
+    /// Most batched script calls under way at once (default 4); while they run, new
+    /// decisions queue up and leave together in the next call.
+    pub batch_in_flight: usize,
     /// For `rediss://`: a PEM file of the CA that signed the server's certificate, when
     /// it is not in the system's trust store (default: system roots).
     pub tls_ca_file: Option<std::path::PathBuf>,
@@ -109,6 +112,7 @@ impl Default for RedisOptions {
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(1),
             batch_max: 64,
+            batch_in_flight: 4,
             tls_ca_file: None,
         }
     }
@@ -265,6 +269,7 @@ impl RedisStore {
                 Arc::clone(&script),
                 Arc::from(label.as_str()),
                 options.batch_max,
+                options.batch_in_flight,
                 matches!(connection, Connection::Cluster(_)),
                 Arc::clone(&batch_counters),
             )
