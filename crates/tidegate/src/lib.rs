@@ -3,7 +3,7 @@
 //! - [`algorithm`]: the seven limiting algorithms, pure state machines over µs time.
 //! - [`Policy`]: an algorithm chosen at run time, parsed from `token_bucket:100/1m,burst=20`
 //!   or a TOML table; [`PolicySet`] guards one key with several policies atomically.
-//! - [`store::MemoryStore`]: the concurrent in-memory store of per-key states.
+//! - [`store::memory::MemoryStore`]: the concurrent in-memory store of per-key states.
 //! - [`Limiter`]: policy + store + clock, the thing applications call.
 //! - [`Throttler`]: first event per key per window, with the API of the Python throttler.
 #![warn(missing_docs)]

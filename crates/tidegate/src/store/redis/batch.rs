@@ -17,11 +17,19 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{Connection, RedisStoreError};
 
-/// One decision's script input: its keys and its arguments (see `decide.lua`).
+/// One decision's script input (see `decide.lua`).
 #[derive(Debug, Clone)]
 pub(crate) struct Request {
+    /// The state key of each policy.
     pub(crate) keys: Vec<String>,
-    pub(crate) args: Vec<String>,
+    /// The policy set: `N`, then per policy algorithm, limit, window µs, burst. Shared by
+    /// every request of a limiter, and sent once per script call.
+    pub(crate) policies: Arc<[String]>,
+    /// µs, or -1 for the server's `TIME`.
+    pub(crate) now: i64,
+    pub(crate) cost: u64,
+    pub(crate) commit: bool,
+    pub(crate) grace_ms: u64,
 }
 
 impl Request {
@@ -45,15 +53,36 @@ pub(crate) async fn invoke(
     requests: &[&Request],
     urls: &str,
 ) -> Result<Vec<Vec<i64>>, RedisStoreError> {
+    // The distinct policy sets of this call, each sent once.
+    let mut sets: Vec<&Arc<[String]>> = Vec::new();
+    let set_of: Vec<usize> = requests
+        .iter()
+        .map(
+            |r| match sets.iter().position(|s| Arc::ptr_eq(s, &r.policies)) {
+                Some(i) => i + 1,
+                None => {
+                    sets.push(&r.policies);
+                    sets.len()
+                }
+            },
+        )
+        .collect();
     let mut inv = script.prepare_invoke();
-    inv.arg(requests.len());
-    for r in requests {
+    inv.arg(requests.len()).arg(sets.len());
+    for set in &sets {
+        for a in set.iter() {
+            inv.arg(a.as_str());
+        }
+    }
+    for (r, set) in requests.iter().zip(set_of) {
         for k in &r.keys {
             inv.key(k.as_str());
         }
-        for a in &r.args {
-            inv.arg(a.as_str());
-        }
+        inv.arg(set)
+            .arg(r.now)
+            .arg(r.cost)
+            .arg(if r.commit { "1" } else { "0" })
+            .arg(r.grace_ms);
     }
     let flat: Vec<i64> = match connection.clone() {
         Connection::Single(mut c) => inv.invoke_async(&mut c).await,

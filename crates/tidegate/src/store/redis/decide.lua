@@ -6,12 +6,13 @@
 -- where Lua's doubles are exact; divisions go through idiv/cdiv, which correct the
 -- rounding of the floating-point quotient.
 --
--- ARGV[1]  R, the number of requests; then for each request:
---            now in µs (or -1 to read the server's TIME), cost, "1" to consume when
---            every policy admits ("0" to only look), extra TTL milliseconds (for
---            explicit, virtual clocks), N, then per policy: algorithm, limit, window µs, burst
+-- ARGV[1]  R, the number of requests; ARGV[2]  P, the number of policy sets; then
+--          each policy set: N, then per policy: algorithm, limit, window µs, burst;
+--          then each request: its policy set (1..P), now in µs (or -1 to read the
+--          server's TIME), cost, "1" to consume when every policy admits ("0" to only
+--          look), extra TTL milliseconds (for explicit, virtual clocks)
 -- KEYS     for each request, the state key of each of its N policies (all keys of a
---          batch in one hash slot: "<ns>:{<key>}:<i>:<algorithm>")
+--          batch in one hash slot: "<ns>:{=<key>}:<i>:<algorithm>")
 --
 -- Reply: for each request { all_allowed, now, then per policy: allowed, limit,
 --        remaining, retry_after, reset_after, delay } with -1 for "none".
@@ -23,7 +24,7 @@
 local server_now = nil
 local now, cost, grace_ms
 -- Globals are looked up through Redis's protected environment: bind them once.
-local tonumber, type = tonumber, type
+local tonumber, tostring, type = tonumber, tostring, type
 local floor, max, min = math.floor, math.max, math.min
 local format, find, sub = string.format, string.find, string.sub
 local call = redis.call
@@ -203,10 +204,28 @@ end
 local reply, r = {}, 0
 local values, expiries = {}, {}
 
+-- The policy sets, parsed once per call: sets[p] = {n, alg1, L1, W1, B1, alg2, ...}.
+local sets = {}
+local a = 3
+for p = 1, tonumber(ARGV[2]) do
+  local n = tonumber(ARGV[a])
+  local set = {n}
+  for i = 0, n - 1 do
+    local base = a + 1 + 4 * i
+    set[2 + 4 * i] = ARGV[base]
+    set[3 + 4 * i] = tonumber(ARGV[base + 1])
+    set[4 + 4 * i] = tonumber(ARGV[base + 2])
+    set[5 + 4 * i] = tonumber(ARGV[base + 3])
+  end
+  sets[p] = set
+  a = a + 1 + 4 * n
+end
+
 -- Decides the request whose keys start at KEYS[k] and arguments at ARGV[a]; appends its
 -- reply; returns its number of policies.
 local function decide(k, a)
-  now = tonumber(ARGV[a])
+  local set = sets[tonumber(ARGV[a])]
+  now = tonumber(ARGV[a + 1])
   if now < 0 then
     if not server_now then
       local t = call('TIME')
@@ -214,17 +233,16 @@ local function decide(k, a)
     end
     now = server_now
   end
-  cost = tonumber(ARGV[a + 1])
-  local commit = ARGV[a + 2] == '1'
-  grace_ms = tonumber(ARGV[a + 3])
-  local n = tonumber(ARGV[a + 4])
+  cost = tonumber(ARGV[a + 2])
+  local commit = ARGV[a + 3] == '1'
+  grace_ms = tonumber(ARGV[a + 4])
+  local n = set[1]
   local head = r + 1
   reply[head], reply[head + 1] = 1, now
   r = head + 1
   for i = 1, n do
-    local base = a + 5 + (i - 1) * 4
-    local alg = ARGV[base]
-    local L, W, B = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
+    local base = 4 * i - 2
+    local alg, L, W, B = set[base], set[base + 1], set[base + 2], set[base + 3]
     local key = KEYS[k + i - 1]
     local d1, d2, d3, d4, d5, d6, value, expires_at
     if alg == 'gcra' then
@@ -263,11 +281,11 @@ local function decide(k, a)
   return n
 end
 
-local k, a = 1, 2
+local k = 1
 for _ = 1, tonumber(ARGV[1]) do
   local n, err = decide(k, a)
   if not n then return redis.error_reply(err) end
   k = k + n
-  a = a + 5 + 4 * n
+  a = a + 5
 end
 return reply

@@ -1,8 +1,8 @@
 //! A limiter whose states live in Redis, with a failure policy for when Redis cannot answer.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::batch::Request;
 use super::{RedisStore, RedisStoreError};
@@ -97,11 +97,8 @@ impl RedisLimiterBuilder {
             .enumerate()
             .map(|(i, p)| format!("}}:{i}:{}", p.kind()))
             .collect();
-        let policy_args = self
-            .policies
-            .policies()
-            .iter()
-            .flat_map(policy_args)
+        let policy_args = std::iter::once(self.policies.policies().len().to_string())
+            .chain(self.policies.policies().iter().flat_map(policy_args))
             .collect();
         let fallback = Limiter::builder(self.policies.clone()).build();
         Ok(RedisLimiter {
@@ -140,7 +137,8 @@ pub struct RedisLimiter {
     prefix: String,
     policies: PolicySet,
     suffixes: Vec<String>,
-    policy_args: Vec<String>,
+    /// The script's description of the policy set: `N`, then per policy 4 values.
+    policy_args: Arc<[String]>,
     on_error: FailurePolicy,
     deny_cache: Option<Mutex<HashMap<String, (u64, Decision)>>>,
     fallback: Limiter<PolicySet>,
@@ -206,23 +204,17 @@ impl RedisLimiter {
         commit: bool,
     ) -> Result<Decision, RedisStoreError> {
         let n = self.suffixes.len();
-        let mut args = Vec::with_capacity(5 + self.policy_args.len());
-        args.push(at.map_or_else(|| "-1".to_string(), |t| t.to_string()));
-        args.push(cost.to_string());
-        args.push(if commit { "1" } else { "0" }.to_string());
-        args.push(
-            if at.is_some() {
+        let request = Request {
+            keys: (0..n).map(|i| self.redis_key(key, i)).collect(),
+            policies: Arc::clone(&self.policy_args),
+            now: at.map_or(-1, |t| t as i64),
+            cost,
+            commit,
+            grace_ms: if at.is_some() {
                 EXPLICIT_TIME_GRACE_MS
             } else {
                 0
-            }
-            .to_string(),
-        );
-        args.push(n.to_string());
-        args.extend(self.policy_args.iter().cloned());
-        let request = Request {
-            keys: (0..n).map(|i| self.redis_key(key, i)).collect(),
-            args,
+            },
         };
         let reply = self.store.decide(request).await?;
         Ok(decode(&reply, n))
@@ -327,19 +319,21 @@ fn store_error(e: RedisStoreError) -> LimitError {
 /// Turns the script's reply into the combined decision.
 fn decode(reply: &[i64], n: usize) -> Decision {
     let opt = |v: i64| (v >= 0).then_some(v as u64);
-    let each: Vec<Decision> = (0..n)
-        .map(|i| {
-            let r = &reply[2 + 6 * i..2 + 6 * (i + 1)];
-            Decision {
-                allowed: r[0] == 1,
-                limit: r[1] as u64,
-                remaining: r[2] as u64,
-                retry_after_us: opt(r[3]),
-                reset_after_us: r[4] as u64,
-                delay_us: opt(r[5]),
-            }
-        })
-        .collect();
+    let one = |i: usize| {
+        let r = &reply[2 + 6 * i..2 + 6 * (i + 1)];
+        Decision {
+            allowed: r[0] == 1,
+            limit: r[1] as u64,
+            remaining: r[2] as u64,
+            retry_after_us: opt(r[3]),
+            reset_after_us: r[4] as u64,
+            delay_us: opt(r[5]),
+        }
+    };
+    if n == 1 {
+        return one(0);
+    }
+    let each: Vec<Decision> = (0..n).map(one).collect();
     Decision::combine(&each)
 }
 
