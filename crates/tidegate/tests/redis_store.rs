@@ -136,6 +136,14 @@ fn differential(rt: &tokio::runtime::Runtime, store: &RedisStore, cases: u32) {
         .unwrap();
 }
 
+/// Options for tests that need every decision answered by Redis, even on a busy machine.
+fn patient() -> RedisOptions {
+    RedisOptions {
+        timeout: Duration::from_secs(2),
+        ..RedisOptions::default()
+    }
+}
+
 async fn connect(urls: &[String], options: RedisOptions) -> RedisStore {
     RedisStore::connect(urls, options).await.unwrap()
 }
@@ -145,13 +153,7 @@ fn redis_decides_exactly_like_memory_on_random_traffic() {
     let server = RedisServer::start();
     // The connection's driver task lives on the runtime it was made in: keep it.
     let rt = runtime();
-    let store = rt.block_on(connect(
-        &[server.url()],
-        RedisOptions {
-            timeout: Duration::from_secs(2),
-            ..RedisOptions::default()
-        },
-    ));
+    let store = rt.block_on(connect(&[server.url()], patient()));
     differential(&rt, &store, 96);
 }
 
@@ -159,13 +161,7 @@ fn redis_decides_exactly_like_memory_on_random_traffic() {
 fn redis_cluster_decides_exactly_like_memory_on_random_traffic() {
     let cluster = RedisCluster::start();
     let rt = runtime();
-    let store = rt.block_on(connect(
-        &cluster.urls(),
-        RedisOptions {
-            timeout: Duration::from_secs(2),
-            ..RedisOptions::default()
-        },
-    ));
+    let store = rt.block_on(connect(&cluster.urls(), patient()));
     assert!(store.is_cluster());
     differential(&rt, &store, 32);
 }
@@ -334,14 +330,7 @@ fn outage_follows_each_failure_policy_within_the_timeout_and_recovers() {
 fn script_flush_mid_traffic_fails_no_decision() {
     let server = RedisServer::start();
     runtime().block_on(async {
-        let store = connect(
-            &[server.url()],
-            RedisOptions {
-                timeout: Duration::from_secs(2),
-                ..RedisOptions::default()
-            },
-        )
-        .await;
+        let store = connect(&[server.url()], patient()).await;
         let limiter = store
             .limiter(&unique("flush"), "gcra:100/1s".parse().unwrap())
             .on_error(FailurePolicy::FailClosed)
@@ -365,14 +354,7 @@ fn script_flush_mid_traffic_fails_no_decision() {
 fn keys_expire_once_their_state_is_fresh_again() {
     let server = RedisServer::start();
     runtime().block_on(async {
-        let store = connect(
-            &[server.url()],
-            RedisOptions {
-                timeout: Duration::from_secs(2),
-                ..RedisOptions::default()
-            },
-        )
-        .await;
+        let store = connect(&[server.url()], patient()).await;
         let specs = [
             "fixed_window:3/300ms",
             "sliding_window:3/300ms",
@@ -419,14 +401,7 @@ fn keys_expire_once_their_state_is_fresh_again() {
 fn reset_and_peek_and_listing_work_on_a_cluster() {
     let cluster = RedisCluster::start();
     runtime().block_on(async {
-        let store = connect(
-            &cluster.urls(),
-            RedisOptions {
-                timeout: Duration::from_secs(2),
-                ..RedisOptions::default()
-            },
-        )
-        .await;
+        let store = connect(&cluster.urls(), patient()).await;
         let limiter = store
             .limiter(&unique("admin"), "fixed_window:2/1h".parse().unwrap())
             .build()

@@ -13,7 +13,7 @@ use crate::limiter::Limiter;
 use crate::policy::Policy;
 use crate::policy_set::PolicySet;
 use crate::store::{FailurePolicy, LimitStore};
-use crate::time::{Clock, MonotonicClock, duration_to_micros};
+use crate::time::{Clock, CoarseClock, MonotonicClock, duration_to_micros};
 
 /// Extra TTL given to keys written on an explicit (virtual) clock, whose time does not
 /// follow the server's: long enough for a replay to come back to a key.
@@ -100,7 +100,8 @@ impl RedisLimiterBuilder {
         let policy_args = std::iter::once(self.policies.policies().len().to_string())
             .chain(self.policies.policies().iter().flat_map(policy_args))
             .collect();
-        let fallback = Limiter::builder(self.policies.clone()).build();
+        let fallback = (self.on_error == FailurePolicy::Local)
+            .then(|| Limiter::builder(self.policies.clone()).build());
         Ok(RedisLimiter {
             store: self.store,
             name: self.name,
@@ -141,7 +142,8 @@ pub struct RedisLimiter {
     policy_args: Arc<[String]>,
     on_error: FailurePolicy,
     deny_cache: Option<Mutex<HashMap<String, (u64, Decision)>>>,
-    fallback: Limiter<PolicySet>,
+    /// The insurance limiter of [`FailurePolicy::Local`].
+    fallback: Option<Limiter<PolicySet>>,
     decisions: AtomicU64,
     fallbacks: AtomicU64,
     deny_cache_hits: AtomicU64,
@@ -229,7 +231,7 @@ impl RedisLimiter {
         commit: bool,
     ) -> Result<Decision, LimitError> {
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
-        let now = at.unwrap_or_else(|| self.fallback.now_micros());
+        let now = at.unwrap_or_else(|| CoarseClock.now_micros());
         match self.on_error {
             FailurePolicy::FailOpen => Ok(self.policies.peek(&self.policies.fresh(), now, cost)),
             FailurePolicy::FailClosed => {
@@ -244,8 +246,11 @@ impl RedisLimiter {
                     delay_us: None,
                 })
             }
-            FailurePolicy::Local if commit => self.fallback.check_at(key, cost, now),
-            FailurePolicy::Local => self.fallback.peek_at(key, cost, now),
+            FailurePolicy::Local => match &self.fallback {
+                Some(local) if commit => local.check_at(key, cost, now),
+                Some(local) => local.peek_at(key, cost, now),
+                None => unreachable!("a Local limiter is built with its fallback"),
+            },
         }
     }
 
@@ -370,7 +375,9 @@ impl LimitStore for RedisLimiter {
         if let Some(cache) = &self.deny_cache {
             cache.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
         }
-        self.fallback.reset(key);
+        if let Some(local) = &self.fallback {
+            local.reset(key);
+        }
         let mut del = redis::cmd("DEL");
         for i in 0..self.suffixes.len() {
             del.arg(self.redis_key(key, i));
