@@ -6,6 +6,7 @@
 //! - [`store::memory::MemoryStore`]: the concurrent in-memory store of per-key states.
 //! - [`Limiter`]: policy + store + clock, the thing applications call.
 //! - [`Throttler`]: first event per key per window, with the API of the Python throttler.
+//! - [`tracker::EventTracker`]: defers events over the limit and delivers them in batches.
 #![warn(missing_docs)]
 
 pub mod algorithm;
@@ -18,6 +19,7 @@ pub mod rate;
 pub mod store;
 pub mod throttler;
 pub mod time;
+pub mod tracker;
 
 pub use algorithm::Algorithm;
 pub use decision::Decision;

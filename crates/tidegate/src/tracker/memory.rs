@@ -1,0 +1,352 @@
+//! The in-memory record store of the tracker: records in sharded hash tables and an
+//! index of deferred batches by due time, so a tick touches only what is due.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use hashbrown::HashTable;
+use serde_json::Value;
+
+use super::record::{DeliveredRecord, IgnoreReason, RecordKey, RecordView, TrackOutcome};
+use super::strategy::{Gate, GateState};
+
+/// A record's settings: its strategy with the limit resolved, and its deferral.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordSettings {
+    pub(crate) gate: Gate,
+    pub(crate) defer_us: u64,
+}
+
+/// A deferred batch waiting in a record.
+#[derive(Debug)]
+struct Pending {
+    count: u64,
+    first_seen: u64,
+    last_seen: u64,
+    /// `(scheduled_at µs, sequence)`: the batch's place in the due index.
+    due: (u64, u64),
+    details: Vec<Value>,
+    dropped: u64,
+    failed_rounds: u32,
+}
+
+#[derive(Debug)]
+struct Entry {
+    key: Arc<RecordKey>,
+    settings: RecordSettings,
+    state: GateState,
+    total: u64,
+    first_seen: u64,
+    last_seen: u64,
+    pending: Option<Pending>,
+    /// Batches of this record handed to the processor and not settled yet.
+    in_flight: u32,
+}
+
+impl Entry {
+    fn view(&self) -> RecordView {
+        RecordView {
+            key: Arc::clone(&self.key),
+            total: self.total,
+            deferred: self.pending.as_ref().map_or(0, |p| p.count),
+            scheduled_at_us: self.pending.as_ref().map(|p| p.due.0),
+            first_seen_us: self.first_seen,
+            last_seen_us: self.last_seen,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Records by `(category, id)` and deferred batches by due time.
+pub(crate) struct MemoryRecords {
+    shards: Box<[Mutex<HashTable<Entry>>]>,
+    hasher: ahash::RandomState,
+    due: Mutex<BTreeMap<(u64, u64), Arc<RecordKey>>>,
+    seq: AtomicU64,
+    len: AtomicUsize,
+    max_keys: usize,
+    max_details: usize,
+    sweep_cursor: AtomicUsize,
+}
+
+impl MemoryRecords {
+    pub(crate) fn new(max_keys: usize, max_details: usize) -> Self {
+        let shards = (std::thread::available_parallelism().map_or(4, |n| n.get()) * 8)
+            .clamp(16, 256)
+            .next_power_of_two();
+        Self {
+            shards: (0..shards).map(|_| Mutex::new(HashTable::new())).collect(),
+            hasher: ahash::RandomState::new(),
+            due: Mutex::new(BTreeMap::new()),
+            seq: AtomicU64::new(0),
+            len: AtomicUsize::new(0),
+            max_keys: if max_keys == 0 { usize::MAX } else { max_keys },
+            max_details,
+            sweep_cursor: AtomicUsize::new(0),
+        }
+    }
+
+    fn hash(&self, category: &str, id: &str) -> u64 {
+        self.hasher.hash_one((category, id))
+    }
+
+    fn shard(&self, hash: u64) -> &Mutex<HashTable<Entry>> {
+        &self.shards[(hash >> 32) as usize & (self.shards.len() - 1)]
+    }
+
+    /// Records held.
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Deferred batches waiting (not yet claimed).
+    pub(crate) fn waiting(&self) -> usize {
+        lock(&self.due).len()
+    }
+
+    /// When the earliest waiting batch is due.
+    pub(crate) fn next_due(&self) -> Option<u64> {
+        lock(&self.due).keys().next().map(|&(t, _)| t)
+    }
+
+    /// Tracks one event of `(category, id)` at `now`.
+    pub(crate) fn track(
+        &self,
+        category: &str,
+        id: &str,
+        details: Value,
+        now: u64,
+        settings: RecordSettings,
+    ) -> TrackOutcome {
+        let hash = self.hash(category, id);
+        let mut table = lock(self.shard(hash));
+        let entry = match table.find_mut(hash, |e| e.key.category == category && e.key.id == id) {
+            Some(e) => e,
+            None => {
+                let fresh = Entry {
+                    key: Arc::new(RecordKey {
+                        category: category.to_string(),
+                        id: id.to_string(),
+                    }),
+                    settings,
+                    state: settings.gate.fresh(),
+                    total: 0,
+                    first_seen: now,
+                    last_seen: now,
+                    pending: None,
+                    in_flight: 0,
+                };
+                if self
+                    .len
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        (n < self.max_keys).then_some(n + 1)
+                    })
+                    .is_err()
+                {
+                    let mut record = fresh.view();
+                    record.total = 1;
+                    return TrackOutcome::Ignored {
+                        reason: IgnoreReason::KeyLimitReached,
+                        record,
+                    };
+                }
+                table
+                    .insert_unique(hash, fresh, |e| self.hash(&e.key.category, &e.key.id))
+                    .into_mut()
+            }
+        };
+        entry.total += 1;
+        entry.last_seen = now;
+        let settings = entry.settings;
+        match settings
+            .gate
+            .admit(&mut entry.state, now, entry.pending.is_some())
+        {
+            Ok(()) => TrackOutcome::Immediate(entry.view()),
+            Err(wait) => {
+                match &mut entry.pending {
+                    Some(p) => {
+                        p.count += 1;
+                        p.last_seen = now;
+                        push_detail(&mut p.details, &mut p.dropped, details, self.max_details);
+                    }
+                    None => {
+                        let due = (
+                            now + wait.unwrap_or(settings.defer_us),
+                            self.seq.fetch_add(1, Ordering::Relaxed),
+                        );
+                        let mut p = Pending {
+                            count: 1,
+                            first_seen: now,
+                            last_seen: now,
+                            due,
+                            details: Vec::new(),
+                            dropped: 0,
+                            failed_rounds: 0,
+                        };
+                        push_detail(&mut p.details, &mut p.dropped, details, self.max_details);
+                        entry.pending = Some(p);
+                        lock(&self.due).insert(due, Arc::clone(&entry.key));
+                    }
+                }
+                TrackOutcome::Deferred(entry.view())
+            }
+        }
+    }
+
+    /// Takes every batch due at `now` (all of them with `u64::MAX`) out of its record.
+    pub(crate) fn claim_due(&self, now: u64) -> Vec<DeliveredRecord> {
+        let taken = {
+            let mut due = lock(&self.due);
+            let later = due.split_off(&(now.saturating_add(1), 0));
+            std::mem::replace(&mut *due, later)
+        };
+        let mut out = Vec::with_capacity(taken.len());
+        for (slot, key) in taken {
+            let hash = self.hash(&key.category, &key.id);
+            let mut table = lock(self.shard(hash));
+            let Some(entry) = table.find_mut(hash, |e| Arc::ptr_eq(&e.key, &key)) else {
+                continue;
+            };
+            if entry.pending.as_ref().is_some_and(|p| p.due == slot) {
+                let p = entry.pending.take().expect("checked above");
+                entry.in_flight += 1;
+                out.push(DeliveredRecord {
+                    category: key.category.clone(),
+                    id: key.id.clone(),
+                    count: p.count,
+                    first_seen_us: p.first_seen,
+                    last_seen_us: p.last_seen,
+                    details: p.details,
+                    details_dropped: p.dropped,
+                    failed_rounds: p.failed_rounds,
+                });
+            }
+        }
+        out
+    }
+
+    fn with_entry(&self, category: &str, id: &str, f: impl FnOnce(&mut Entry)) -> bool {
+        let hash = self.hash(category, id);
+        let mut table = lock(self.shard(hash));
+        match table.find_mut(hash, |e| e.key.category == category && e.key.id == id) {
+            Some(e) => {
+                f(e);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The processor accepted these records.
+    pub(crate) fn processed(&self, records: &[DeliveredRecord]) {
+        for r in records {
+            self.with_entry(&r.category, &r.id, |e| {
+                e.in_flight = e.in_flight.saturating_sub(1);
+                e.settings.gate.processed(&mut e.state);
+            });
+        }
+    }
+
+    /// These records left for the dead-letter sink: settle them.
+    pub(crate) fn dead_lettered(&self, records: &[DeliveredRecord]) {
+        for r in records {
+            self.with_entry(&r.category, &r.id, |e| {
+                e.in_flight = e.in_flight.saturating_sub(1);
+            });
+        }
+    }
+
+    /// A round of processing failed: put the records back as deferred, due again after
+    /// their deferral, merged before any batch that started meanwhile.
+    pub(crate) fn defer_again(&self, records: Vec<DeliveredRecord>, now: u64) {
+        for r in records {
+            let hash = self.hash(&r.category, &r.id);
+            let mut table = lock(self.shard(hash));
+            let Some(e) =
+                table.find_mut(hash, |e| e.key.category == r.category && e.key.id == r.id)
+            else {
+                continue;
+            };
+            e.in_flight = e.in_flight.saturating_sub(1);
+            let due = (
+                now + e.settings.defer_us,
+                self.seq.fetch_add(1, Ordering::Relaxed),
+            );
+            let mut back = Pending {
+                count: r.count,
+                first_seen: r.first_seen_us,
+                last_seen: r.last_seen_us,
+                due,
+                details: r.details,
+                dropped: r.details_dropped,
+                failed_rounds: r.failed_rounds + 1,
+            };
+            if let Some(newer) = e.pending.take() {
+                lock(&self.due).remove(&newer.due);
+                back.count += newer.count;
+                back.last_seen = newer.last_seen;
+                back.dropped += newer.dropped;
+                for d in newer.details {
+                    push_detail(&mut back.details, &mut back.dropped, d, self.max_details);
+                }
+                back.due = back.due.min(newer.due);
+            }
+            lock(&self.due).insert(back.due, Arc::clone(&e.key));
+            e.pending = Some(back);
+        }
+    }
+
+    /// Changes one record's settings; false when the record does not exist.
+    pub(crate) fn reconfigure(
+        &self,
+        category: &str,
+        id: &str,
+        change: impl FnOnce(RecordSettings) -> RecordSettings,
+    ) -> Option<RecordView> {
+        let mut view = None;
+        self.with_entry(category, id, |e| {
+            e.settings = change(e.settings);
+            view = Some(e.view());
+        });
+        view
+    }
+
+    /// The record's current settings, if it exists.
+    pub(crate) fn settings(&self, category: &str, id: &str) -> Option<RecordSettings> {
+        let mut out = None;
+        self.with_entry(category, id, |e| out = Some(e.settings));
+        out
+    }
+
+    /// Removes records idle since `now - expire_us` from one shard (round robin); never a
+    /// record with a waiting or in-flight batch. Returns how many were removed.
+    pub(crate) fn purge_step(&self, now: u64, expire_us: u64) -> usize {
+        let i = self.sweep_cursor.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        let mut table = lock(&self.shards[i]);
+        let before = table.len();
+        table.retain(|e| {
+            e.pending.is_some() || e.in_flight > 0 || now.saturating_sub(e.last_seen) < expire_us
+        });
+        let removed = before - table.len();
+        self.len.fetch_sub(removed, Ordering::Relaxed);
+        removed
+    }
+}
+
+/// Keeps `detail` if the batch has room under `cap`, else counts it as dropped; a null
+/// detail (an event without details) is not kept.
+fn push_detail(details: &mut Vec<Value>, dropped: &mut u64, detail: Value, cap: usize) {
+    if detail.is_null() {
+        return;
+    }
+    if details.len() < cap {
+        details.push(detail);
+    } else {
+        *dropped += 1;
+    }
+}

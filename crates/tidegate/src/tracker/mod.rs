@@ -1,0 +1,805 @@
+//! The event tracker: defer, aggregate and batch events over the limit, never lose one.
+//!
+//! `track_event(category, id, details)` answers `Immediate` while the record's strategy
+//! admits, otherwise adds the event to the record's deferred batch (`Deferred`). On each
+//! tick, due batches are claimed and handed to the async processor, at most
+//! `max_batch_size` records per call; failures are retried with exponential backoff,
+//! then deferred again, and after `dead_letter_after` failed rounds handed to the
+//! dead-letter sink. Semantics: `docs/TRACKER.md`.
+
+mod memory;
+mod record;
+mod strategy;
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde_json::Value;
+use thiserror::Error;
+use tokio::sync::broadcast;
+
+pub use record::{
+    DeadLetter, DeliveredRecord, IgnoreReason, RecordKey, RecordView, TrackOutcome, TrackerEvent,
+};
+pub use strategy::Strategy;
+
+use crate::error::PolicyError;
+use crate::time::{Clock, CoarseClock, duration_to_micros, micros_to_duration};
+use memory::{MemoryRecords, RecordSettings};
+use strategy::{Gate, defer_micros};
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type Processor = Arc<dyn Fn(Vec<DeliveredRecord>) -> BoxFuture<Result<(), String>> + Send + Sync>;
+type DeadLetterSink = Arc<dyn Fn(DeadLetter) -> BoxFuture<Result<(), String>> + Send + Sync>;
+
+/// A tracker call with an invalid argument or setting.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TrackError {
+    /// An argument of `track_event` or `update_config` is not acceptable.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The argument or setting at fault.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// The tracker was shut down.
+    #[error("the tracker is shut down")]
+    ShutDown,
+}
+
+impl From<PolicyError> for TrackError {
+    fn from(e: PolicyError) -> Self {
+        Self::Invalid {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> TrackError {
+    TrackError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A change to one record's settings (`update_config`); `None` keeps a value.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ConfigPatch {
+    /// Events per record before deferral (simple counter, sliding window).
+    pub limit: Option<u64>,
+    /// Deferral of a new batch.
+    pub defer_interval: Option<Duration>,
+    /// The strategy (with its own parameters).
+    pub strategy: Option<Strategy>,
+}
+
+/// Settings shared by every record (each may be changed per record with `update_config`).
+#[derive(Debug, Clone, Copy)]
+struct Defaults {
+    strategy: Strategy,
+    limit: u64,
+    defer_interval: Duration,
+}
+
+impl Defaults {
+    fn settings(&self) -> Result<RecordSettings, TrackError> {
+        Ok(RecordSettings {
+            gate: Gate::new(self.strategy, self.limit)?,
+            defer_us: defer_micros("defer_interval", self.defer_interval)?,
+        })
+    }
+}
+
+/// Builds an [`EventTracker`].
+pub struct TrackerBuilder {
+    defaults: Defaults,
+    expire_time: Duration,
+    max_keys: usize,
+    processing_interval: Duration,
+    max_batch_size: usize,
+    max_retries: u32,
+    retry_delay: Duration,
+    jitter: Duration,
+    dead_letter_after: u32,
+    max_details: usize,
+    processor: Option<Processor>,
+    dead_letter: Option<DeadLetterSink>,
+    clock: Arc<dyn Clock>,
+    manual_ticks: bool,
+}
+
+impl std::fmt::Debug for TrackerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackerBuilder")
+            .field("defaults", &self.defaults)
+            .field("processing_interval", &self.processing_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for TrackerBuilder {
+    fn default() -> Self {
+        Self {
+            defaults: Defaults {
+                strategy: Strategy::SimpleCounter,
+                limit: 5,
+                defer_interval: Duration::from_secs(3_600),
+            },
+            expire_time: Duration::from_secs(86_400),
+            max_keys: 0,
+            processing_interval: Duration::from_secs(1),
+            max_batch_size: 100,
+            max_retries: 3,
+            retry_delay: Duration::from_secs(1),
+            jitter: Duration::ZERO,
+            dead_letter_after: 3,
+            max_details: 100,
+            processor: None,
+            dead_letter: None,
+            clock: Arc::new(CoarseClock),
+            manual_ticks: false,
+        }
+    }
+}
+
+impl TrackerBuilder {
+    /// Events per record before deferral (default 5; simple counter and sliding window).
+    pub fn limit(mut self, limit: u64) -> Self {
+        self.defaults.limit = limit;
+        self
+    }
+
+    /// How long a new deferred batch waits (default 1 h).
+    pub fn defer_interval(mut self, d: Duration) -> Self {
+        self.defaults.defer_interval = d;
+        self
+    }
+
+    /// Idle records (no event for this long, nothing waiting) are purged (default 24 h).
+    pub fn expire_time(mut self, d: Duration) -> Self {
+        self.expire_time = d;
+        self
+    }
+
+    /// Most records held (default 0 = unbounded); a new record beyond is ignored.
+    pub fn max_keys(mut self, n: usize) -> Self {
+        self.max_keys = n;
+        self
+    }
+
+    /// How often due batches are claimed and processed (default 1 s).
+    pub fn processing_interval(mut self, d: Duration) -> Self {
+        self.processing_interval = d;
+        self
+    }
+
+    /// Most records per processor call (default 100).
+    pub fn max_batch_size(mut self, n: usize) -> Self {
+        self.max_batch_size = n;
+        self
+    }
+
+    /// Retries of a failed processor call per round (default 3).
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+
+    /// First retry delay; each further retry waits twice as long (default 1 s).
+    pub fn retry_delay(mut self, d: Duration) -> Self {
+        self.retry_delay = d;
+        self
+    }
+
+    /// Up to this much random time added to each retry delay (default none).
+    pub fn jitter(mut self, d: Duration) -> Self {
+        self.jitter = d;
+        self
+    }
+
+    /// Failed rounds after which a batch goes to the dead-letter sink (default 3; only
+    /// with a sink — without one, records stay deferred and are tried again).
+    pub fn dead_letter_after(mut self, rounds: u32) -> Self {
+        self.dead_letter_after = rounds;
+        self
+    }
+
+    /// Most details kept per deferred batch (default 100); the rest are counted.
+    pub fn max_details(mut self, n: usize) -> Self {
+        self.max_details = n;
+        self
+    }
+
+    /// The strategy (default simple counter).
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.defaults.strategy = strategy;
+        self
+    }
+
+    /// The async processor of due batches (required).
+    pub fn processor<F, Fut, E>(mut self, f: F) -> Self
+    where
+        F: Fn(Vec<DeliveredRecord>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Display,
+    {
+        self.processor = Some(Arc::new(move |batch| {
+            let fut = f(batch);
+            Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
+        }));
+        self
+    }
+
+    /// Where batches that keep failing go (see `dead_letter_after`).
+    pub fn dead_letter<F, Fut, E>(mut self, f: F) -> Self
+    where
+        F: Fn(DeadLetter) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Display,
+    {
+        self.dead_letter = Some(Arc::new(move |batch| {
+            let fut = f(batch);
+            Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
+        }));
+        self
+    }
+
+    /// The clock (default [`CoarseClock`]).
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Do not start the processing loop; the caller drives [`EventTracker::tick`]
+    /// (tests, replays on a virtual clock).
+    pub fn manual_ticks(mut self) -> Self {
+        self.manual_ticks = true;
+        self
+    }
+
+    /// The tracker; starts its processing loop on the current tokio runtime unless
+    /// `manual_ticks`. Every setting is checked; an error names it.
+    pub fn build(self) -> Result<EventTracker, TrackError> {
+        let default_settings = self.defaults.settings()?;
+        if self.processing_interval.is_zero() {
+            return Err(invalid("processing_interval", "must be greater than zero"));
+        }
+        if self.expire_time.is_zero() {
+            return Err(invalid("expire_time", "must be greater than zero"));
+        }
+        if self.max_batch_size == 0 {
+            return Err(invalid("max_batch_size", "must be at least 1"));
+        }
+        if self.dead_letter_after == 0 {
+            return Err(invalid("dead_letter_after", "must be at least 1"));
+        }
+        let processor = self.processor.ok_or_else(|| {
+            invalid(
+                "processor",
+                "is required: deferred batches must go somewhere",
+            )
+        })?;
+        let (events, _) = broadcast::channel(4_096);
+        let tracker = EventTracker {
+            inner: Arc::new(Inner {
+                records: MemoryRecords::new(self.max_keys, self.max_details),
+                defaults: self.defaults,
+                default_settings,
+                expire_us: duration_to_micros(self.expire_time),
+                processing_interval: self.processing_interval,
+                max_batch_size: self.max_batch_size,
+                max_retries: self.max_retries,
+                retry_delay: self.retry_delay,
+                jitter: self.jitter,
+                dead_letter_after: self.dead_letter_after,
+                processor,
+                dead_letter: self.dead_letter,
+                clock: self.clock,
+                events,
+                retries: Mutex::new(BTreeMap::new()),
+                retry_seq: AtomicU64::new(0),
+                tick_lock: tokio::sync::Mutex::new(()),
+                stopped: AtomicBool::new(false),
+                loop_task: Mutex::new(None),
+                counters: Counters::default(),
+            }),
+        };
+        if !self.manual_ticks {
+            tracker.start_loop()?;
+        }
+        Ok(tracker)
+    }
+}
+
+/// A batch in flight between processor attempts.
+struct RetryBatch {
+    records: Vec<DeliveredRecord>,
+    /// Processor calls made in this round.
+    attempts: u32,
+}
+
+/// Counters of a tracker, read with [`EventTracker::stats`].
+#[derive(Debug, Default)]
+struct Counters {
+    immediate: AtomicU64,
+    deferred: AtomicU64,
+    ignored: AtomicU64,
+    processed_records: AtomicU64,
+    processed_events: AtomicU64,
+    failed_rounds: AtomicU64,
+    dead_lettered: AtomicU64,
+}
+
+/// A snapshot of the tracker's counters and gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct TrackerStats {
+    /// Records held.
+    pub records: usize,
+    /// Deferred batches waiting for their due time.
+    pub waiting: usize,
+    /// Batches between processor attempts.
+    pub retrying: usize,
+    /// Events answered immediate.
+    pub immediate: u64,
+    /// Events deferred.
+    pub deferred: u64,
+    /// Events ignored (`max_keys`).
+    pub ignored: u64,
+    /// Records delivered to the processor successfully.
+    pub processed_records: u64,
+    /// Events in those records.
+    pub processed_events: u64,
+    /// Rounds in which every attempt failed.
+    pub failed_rounds: u64,
+    /// Records handed to the dead-letter sink.
+    pub dead_lettered: u64,
+}
+
+struct Inner {
+    records: MemoryRecords,
+    defaults: Defaults,
+    default_settings: RecordSettings,
+    expire_us: u64,
+    processing_interval: Duration,
+    max_batch_size: usize,
+    max_retries: u32,
+    retry_delay: Duration,
+    jitter: Duration,
+    dead_letter_after: u32,
+    processor: Processor,
+    dead_letter: Option<DeadLetterSink>,
+    clock: Arc<dyn Clock>,
+    events: broadcast::Sender<TrackerEvent>,
+    retries: Mutex<BTreeMap<(u64, u64), RetryBatch>>,
+    retry_seq: AtomicU64,
+    tick_lock: tokio::sync::Mutex<()>,
+    stopped: AtomicBool,
+    loop_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    counters: Counters,
+}
+
+/// What [`EventTracker::shutdown`] did with the batches still pending.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShutdownReport {
+    /// Records delivered to the processor.
+    pub delivered: usize,
+    /// Records handed to the dead-letter sink.
+    pub dead_lettered: usize,
+    /// Records neither could take: persist them yourself.
+    pub undelivered: Vec<DeliveredRecord>,
+}
+
+/// Tracks events per `(category, id)`, deferring those over the limit for batch
+/// processing. Cheap to clone; clones share everything.
+///
+/// ```
+/// use std::time::Duration;
+/// use tidegate::tracker::{EventTracker, TrackOutcome};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let tracker = EventTracker::builder()
+///     .limit(1)                                 // the first error alerts at once
+///     .defer_interval(Duration::from_secs(300)) // the rest are summarised after 5 min
+///     .processor(|batch| async move {
+///         for r in &batch {
+///             println!("{} more occurrences of {}", r.count, r.id);
+///         }
+///         Ok::<_, std::io::Error>(())
+///     })
+///     .build()?;
+/// let first = tracker.track_event("system_error", "ECONNRESET", serde_json::json!({"host": "a"}))?;
+/// assert!(matches!(first, TrackOutcome::Immediate(_)));
+/// let second = tracker.track_event("system_error", "ECONNRESET", serde_json::json!({"host": "b"}))?;
+/// assert!(matches!(second, TrackOutcome::Deferred(_)));
+/// tracker.shutdown().await; // delivers the deferred batch now
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct EventTracker {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EventTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventTracker")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl EventTracker {
+    /// Starts building a tracker.
+    pub fn builder() -> TrackerBuilder {
+        TrackerBuilder::default()
+    }
+
+    fn start_loop(&self) -> Result<(), TrackError> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            invalid(
+                "runtime",
+                "the processing loop needs a tokio runtime: build the tracker inside one, or use manual_ticks()",
+            )
+        })?;
+        let weak = Arc::downgrade(&self.inner);
+        let interval = self.inner.processing_interval;
+        let task = handle.spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.stopped.load(Ordering::Acquire) {
+                    return;
+                }
+                EventTracker { inner }.tick().await;
+            }
+        });
+        *lock(&self.inner.loop_task) = Some(task);
+        Ok(())
+    }
+
+    /// Subscribes to lifecycle events (`immediate`, `deferred`, `ignored`, `processed`,
+    /// `retry`, `process_failed`, `config_updated`, `error`). A slow subscriber misses
+    /// the oldest events rather than slowing the tracker.
+    pub fn subscribe(&self) -> broadcast::Receiver<TrackerEvent> {
+        self.inner.events.subscribe()
+    }
+
+    fn emit(&self, event: impl FnOnce() -> TrackerEvent) {
+        if self.inner.events.receiver_count() > 0 {
+            let _ = self.inner.events.send(event());
+        }
+    }
+
+    /// Tracks one event of the record `(category, id)`; `details` may be any JSON value
+    /// (`Value::Null` for none) and is kept with the deferred batch.
+    pub fn track_event(
+        &self,
+        category: &str,
+        id: &str,
+        details: Value,
+    ) -> Result<TrackOutcome, TrackError> {
+        self.track_event_at(category, id, details, self.inner.clock.now_micros())
+    }
+
+    /// [`track_event`](Self::track_event) at an explicit time (µs on the tracker's clock).
+    pub fn track_event_at(
+        &self,
+        category: &str,
+        id: &str,
+        details: Value,
+        now: u64,
+    ) -> Result<TrackOutcome, TrackError> {
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return Err(TrackError::ShutDown);
+        }
+        if category.is_empty() {
+            return Err(invalid("category", "must not be empty"));
+        }
+        if id.is_empty() {
+            return Err(invalid("id", "must not be empty"));
+        }
+        let settings = self.inner.default_settings;
+        let outcome = self
+            .inner
+            .records
+            .track(category, id, details, now, settings);
+        let c = &self.inner.counters;
+        match &outcome {
+            TrackOutcome::Immediate(r) => {
+                c.immediate.fetch_add(1, Ordering::Relaxed);
+                self.emit(|| TrackerEvent::Immediate(r.clone()));
+            }
+            TrackOutcome::Deferred(r) => {
+                c.deferred.fetch_add(1, Ordering::Relaxed);
+                self.emit(|| TrackerEvent::Deferred(r.clone()));
+            }
+            TrackOutcome::Ignored { reason, record } => {
+                c.ignored.fetch_add(1, Ordering::Relaxed);
+                self.emit(|| TrackerEvent::Ignored {
+                    reason: *reason,
+                    record: record.clone(),
+                });
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Changes one record's settings. `Ok(false)` when the record does not exist; invalid
+    /// values are errors and change nothing.
+    pub fn update_config(
+        &self,
+        category: &str,
+        id: &str,
+        patch: ConfigPatch,
+    ) -> Result<bool, TrackError> {
+        let Some(current) = self.inner.records.settings(category, id) else {
+            return Ok(false);
+        };
+        let defaults = self.inner.defaults;
+        let limit = match patch.limit {
+            Some(l) => l,
+            None => match current.gate {
+                strategy::Gate::Counter { limit } => limit,
+                strategy::Gate::Window(w) => w.params().0,
+                strategy::Gate::Bucket(_) => defaults.limit,
+            },
+        };
+        let strategy = patch.strategy.unwrap_or(match current.gate {
+            strategy::Gate::Counter { .. } => Strategy::SimpleCounter,
+            strategy::Gate::Window(w) => Strategy::SlidingWindow {
+                window_size: micros_to_duration(w.params().1),
+            },
+            strategy::Gate::Bucket(_) => defaults.strategy,
+        });
+        let settings = RecordSettings {
+            gate: Gate::new(strategy, limit)?,
+            defer_us: match patch.defer_interval {
+                Some(d) => defer_micros("defer_interval", d)?,
+                None => current.defer_us,
+            },
+        };
+        match self.inner.records.reconfigure(category, id, |_| settings) {
+            Some(view) => {
+                self.emit(|| TrackerEvent::ConfigUpdated(view));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The counters and gauges.
+    pub fn stats(&self) -> TrackerStats {
+        let c = &self.inner.counters;
+        TrackerStats {
+            records: self.inner.records.len(),
+            waiting: self.inner.records.waiting(),
+            retrying: lock(&self.inner.retries).len(),
+            immediate: c.immediate.load(Ordering::Relaxed),
+            deferred: c.deferred.load(Ordering::Relaxed),
+            ignored: c.ignored.load(Ordering::Relaxed),
+            processed_records: c.processed_records.load(Ordering::Relaxed),
+            processed_events: c.processed_events.load(Ordering::Relaxed),
+            failed_rounds: c.failed_rounds.load(Ordering::Relaxed),
+            dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether anything is deferred, retrying or being processed.
+    pub fn has_pending(&self) -> bool {
+        let s = self.stats();
+        s.waiting > 0 || s.retrying > 0
+    }
+
+    /// When the next batch (deferred or retrying) is due, µs on the tracker's clock.
+    pub fn next_due_micros(&self) -> Option<u64> {
+        let retry = lock(&self.inner.retries).keys().next().map(|&(t, _)| t);
+        match (self.inner.records.next_due(), retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// One processing round at the clock's time: purges a slice of idle records, then
+    /// processes every due retry and every due deferred batch.
+    pub async fn tick(&self) {
+        let now = self.inner.clock.now_micros();
+        self.tick_at(now).await;
+    }
+
+    /// [`tick`](Self::tick) at an explicit time (µs on the tracker's clock).
+    pub async fn tick_at(&self, now: u64) {
+        let _one_at_a_time = self.inner.tick_lock.lock().await;
+        self.inner.records.purge_step(now, self.inner.expire_us);
+        let due_retries: Vec<RetryBatch> = {
+            let mut retries = lock(&self.inner.retries);
+            let later = retries.split_off(&(now.saturating_add(1), 0));
+            std::mem::replace(&mut *retries, later)
+                .into_values()
+                .collect()
+        };
+        for batch in due_retries {
+            self.attempt(batch, now).await;
+        }
+        let due = self.inner.records.claim_due(now);
+        for chunk in chunks(due, self.inner.max_batch_size) {
+            self.attempt(
+                RetryBatch {
+                    records: chunk,
+                    attempts: 0,
+                },
+                now,
+            )
+            .await;
+        }
+    }
+
+    /// One processor call for `batch`; schedules a retry, defers again or dead-letters.
+    async fn attempt(&self, mut batch: RetryBatch, now: u64) {
+        let inner = &*self.inner;
+        batch.attempts += 1;
+        let result = (inner.processor)(batch.records.clone()).await;
+        let events: Arc<[DeliveredRecord]> = batch.records.clone().into();
+        match result {
+            Ok(()) => {
+                inner.records.processed(&batch.records);
+                let c = &inner.counters;
+                c.processed_records
+                    .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+                c.processed_events.fetch_add(
+                    batch.records.iter().map(|r| r.count).sum(),
+                    Ordering::Relaxed,
+                );
+                self.emit(|| TrackerEvent::Processed(events));
+            }
+            Err(_) if batch.attempts <= inner.max_retries => {
+                let delay = self.retry_delay(batch.attempts);
+                self.emit(|| TrackerEvent::Retry {
+                    attempt: batch.attempts,
+                    max_retries: inner.max_retries,
+                    delay,
+                    events,
+                });
+                let at = now + duration_to_micros(delay);
+                let seq = inner.retry_seq.fetch_add(1, Ordering::Relaxed);
+                lock(&inner.retries).insert((at, seq), batch);
+            }
+            Err(error) => {
+                inner.counters.failed_rounds.fetch_add(1, Ordering::Relaxed);
+                self.emit(|| TrackerEvent::ProcessFailed {
+                    error: error.clone(),
+                    events: Arc::clone(&events),
+                    attempts: batch.attempts,
+                });
+                let rounds = batch
+                    .records
+                    .iter()
+                    .map(|r| r.failed_rounds + 1)
+                    .max()
+                    .unwrap_or(1);
+                match &inner.dead_letter {
+                    Some(sink) if rounds >= inner.dead_letter_after => {
+                        let records = batch.records;
+                        let letter = DeadLetter {
+                            records: records.clone(),
+                            error,
+                            attempts: batch.attempts,
+                        };
+                        match sink(letter).await {
+                            Ok(()) => {
+                                inner
+                                    .counters
+                                    .dead_lettered
+                                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+                                inner.records.dead_lettered(&records);
+                            }
+                            Err(e) => {
+                                self.emit(|| {
+                                    TrackerEvent::Error(format!("dead-letter sink failed: {e}"))
+                                });
+                                inner.records.defer_again(records, now);
+                            }
+                        }
+                    }
+                    _ => inner.records.defer_again(batch.records, now),
+                }
+            }
+        }
+    }
+
+    /// `retry_delay × 2^(attempt-1)` plus up to `jitter`.
+    fn retry_delay(&self, attempt: u32) -> Duration {
+        let inner = &*self.inner;
+        let base = inner.retry_delay.saturating_mul(
+            1u32.checked_shl(attempt.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        );
+        if inner.jitter.is_zero() {
+            return base;
+        }
+        let seq = inner.retry_seq.load(Ordering::Relaxed);
+        let random = ahash::RandomState::new().hash_one(seq);
+        let jitter_us = duration_to_micros(inner.jitter);
+        base + micros_to_duration(random % (jitter_us + 1))
+    }
+
+    /// Stops the processing loop and processes everything pending now, due or not:
+    /// each batch gets `1 + max_retries` immediate attempts; what still fails goes to the
+    /// dead-letter sink, or is returned in the report for the caller to persist.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        let inner = &*self.inner;
+        inner.stopped.store(true, Ordering::Release);
+        let task = lock(&inner.loop_task).take();
+        let _one_at_a_time = inner.tick_lock.lock().await;
+        if let Some(task) = task {
+            task.abort();
+        }
+        let mut batches: Vec<Vec<DeliveredRecord>> = std::mem::take(&mut *lock(&inner.retries))
+            .into_values()
+            .map(|b| b.records)
+            .collect();
+        batches.extend(chunks(
+            inner.records.claim_due(u64::MAX),
+            inner.max_batch_size,
+        ));
+        let mut report = ShutdownReport::default();
+        for records in batches {
+            let mut last_error = String::new();
+            let mut delivered = false;
+            for _ in 0..=inner.max_retries {
+                match (inner.processor)(records.clone()).await {
+                    Ok(()) => {
+                        delivered = true;
+                        break;
+                    }
+                    Err(e) => last_error = e,
+                }
+            }
+            if delivered {
+                inner.records.processed(&records);
+                report.delivered += records.len();
+                let events: Arc<[DeliveredRecord]> = records.into();
+                self.emit(|| TrackerEvent::Processed(events));
+                continue;
+            }
+            if let Some(sink) = &inner.dead_letter {
+                let letter = DeadLetter {
+                    records: records.clone(),
+                    error: last_error.clone(),
+                    attempts: inner.max_retries + 1,
+                };
+                if sink(letter).await.is_ok() {
+                    report.dead_lettered += records.len();
+                    inner.records.dead_lettered(&records);
+                    continue;
+                }
+            }
+            report.undelivered.extend(records);
+        }
+        report
+    }
+}
+
+/// Splits `records` into batches of at most `size`.
+fn chunks(records: Vec<DeliveredRecord>, size: usize) -> Vec<Vec<DeliveredRecord>> {
+    let mut out = Vec::new();
+    let mut iter = records.into_iter().peekable();
+    while iter.peek().is_some() {
+        out.push(iter.by_ref().take(size).collect());
+    }
+    out
+}

@@ -1,0 +1,547 @@
+//! The event tracker's semantics on a virtual clock: strategies with exact counts and
+//! times, retries with backoff, redelivery after a failed round, dead letter,
+//! update_config, max_keys, validation, and zero loss.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tidegate::ManualClock;
+use tidegate::tracker::{
+    ConfigPatch, DeadLetter, DeliveredRecord, EventTracker, IgnoreReason, Strategy, TrackError,
+    TrackOutcome, TrackerBuilder, TrackerEvent,
+};
+
+const MS: u64 = 1_000;
+
+/// Collects every batch the processor receives; fails the first `fail_first` calls.
+#[derive(Clone, Default)]
+struct Sink {
+    batches: Arc<Mutex<Vec<Vec<DeliveredRecord>>>>,
+    calls: Arc<AtomicU32>,
+}
+
+impl Sink {
+    fn builder(&self, fail_first: u32) -> TrackerBuilder {
+        let sink = self.clone();
+        EventTracker::builder()
+            .manual_ticks()
+            .clock(ManualClock::new(0))
+            .processor(move |batch| {
+                let sink = sink.clone();
+                async move {
+                    let call = sink.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                    if call <= fail_first {
+                        return Err(format!("call {call} fails"));
+                    }
+                    sink.batches.lock().unwrap().push(batch);
+                    Ok(())
+                }
+            })
+    }
+
+    fn delivered(&self) -> Vec<DeliveredRecord> {
+        self.batches
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
+fn kind(o: &TrackOutcome) -> &'static str {
+    o.kind()
+}
+
+fn drain(rx: &mut tokio::sync::broadcast::Receiver<TrackerEvent>) -> Vec<TrackerEvent> {
+    let mut out = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        out.push(e);
+    }
+    out
+}
+
+#[tokio::test]
+async fn simple_counter_defers_after_limit_and_starts_again_after_processing() {
+    let sink = Sink::default();
+    let t = sink
+        .builder(0)
+        .limit(2)
+        .defer_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let mut kinds = Vec::new();
+    let mut scheduled = Vec::new();
+    for (i, at) in [0, 10, 20, 30, 40].into_iter().enumerate() {
+        let o = t
+            .track_event_at("auth", "u1", json!({"n": i}), at * MS)
+            .unwrap();
+        kinds.push(kind(&o));
+        scheduled.push(o.record().scheduled_at_ms());
+    }
+    assert_eq!(
+        kinds,
+        ["immediate", "immediate", "deferred", "deferred", "deferred"]
+    );
+    // scheduled_at = first deferral (20 ms) + 100 ms, never pushed forward.
+    assert_eq!(scheduled[2..], [Some(120), Some(120), Some(120)]);
+    t.tick_at(119 * MS).await;
+    assert!(sink.delivered().is_empty());
+    t.tick_at(120 * MS).await;
+    let d = sink.delivered();
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        (d[0].count, d[0].first_seen_us, d[0].last_seen_us),
+        (3, 20 * MS, 40 * MS)
+    );
+    assert_eq!(
+        d[0].details,
+        vec![json!({"n": 2}), json!({"n": 3}), json!({"n": 4})]
+    );
+    // After processing, counting starts again from zero.
+    let o = t
+        .track_event_at("auth", "u1", json!(null), 130 * MS)
+        .unwrap();
+    assert_eq!(kind(&o), "immediate");
+    assert_eq!(o.record().total, 6);
+}
+
+#[tokio::test]
+async fn token_bucket_defers_until_the_next_token_and_admits_while_a_batch_waits() {
+    let sink = Sink::default();
+    let t = sink
+        .builder(0)
+        .strategy(Strategy::TokenBucket {
+            bucket_size: 2,
+            refill_rate: 1.0,
+        })
+        .build()
+        .unwrap();
+    let out: Vec<_> = [0, 0, 0, 500]
+        .into_iter()
+        .map(|ms| t.track_event_at("api", "k", json!(ms), ms * MS).unwrap())
+        .collect();
+    assert_eq!(
+        out.iter().map(kind).collect::<Vec<_>>(),
+        ["immediate", "immediate", "deferred", "deferred"]
+    );
+    // The next token is back 1 s after the bucket ran dry.
+    assert_eq!(out[2].record().scheduled_at_ms(), Some(1_000));
+    assert_eq!(out[3].record().scheduled_at_ms(), Some(1_000));
+    // At 1 s a token is available: immediate, although the batch still waits.
+    let o = t
+        .track_event_at("api", "k", json!(1000), 1_000 * MS)
+        .unwrap();
+    assert_eq!(kind(&o), "immediate");
+    assert_eq!(o.record().deferred, 2);
+    t.tick_at(1_000 * MS).await;
+    assert_eq!(sink.delivered()[0].count, 2);
+}
+
+#[tokio::test]
+async fn sliding_window_uses_the_window_estimate_and_the_defer_interval() {
+    let sink = Sink::default();
+    let t = sink
+        .builder(0)
+        .limit(3)
+        .defer_interval(Duration::from_millis(100))
+        .strategy(Strategy::SlidingWindow {
+            window_size: Duration::from_secs(1),
+        })
+        .build()
+        .unwrap();
+    let kinds: Vec<_> = [0, 0, 0, 0, 50]
+        .into_iter()
+        .map(|ms| {
+            kind(
+                &t.track_event_at("log", "svc", json!(null), ms * MS)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "immediate",
+            "immediate",
+            "immediate",
+            "deferred",
+            "deferred"
+        ]
+    );
+    // At 1.5 s the previous window (3) weighs floor(3 × 0.5) = 1: two more are immediate.
+    let kinds: Vec<_> = (0..3)
+        .map(|_| {
+            kind(
+                &t.track_event_at("log", "svc", json!(null), 1_500 * MS)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds, ["immediate", "immediate", "deferred"]);
+    t.tick_at(100 * MS).await;
+    assert_eq!(
+        sink.delivered()[0].count,
+        3,
+        "the batch holds the three deferred events"
+    );
+}
+
+#[tokio::test]
+async fn failed_calls_are_retried_with_exponential_backoff() {
+    let sink = Sink::default();
+    let t = sink
+        .builder(2)
+        .limit(1)
+        .defer_interval(Duration::from_millis(10))
+        .max_retries(3)
+        .retry_delay(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let mut rx = t.subscribe();
+    t.track_event_at("a", "1", json!(null), 0).unwrap();
+    t.track_event_at("a", "1", json!("x"), 0).unwrap();
+    t.tick_at(10 * MS).await; // call 1 fails: retry in 100 ms
+    t.tick_at(109 * MS).await; // not due yet
+    t.tick_at(110 * MS).await; // call 2 fails: retry in 200 ms
+    t.tick_at(309 * MS).await;
+    assert!(sink.delivered().is_empty());
+    t.tick_at(310 * MS).await; // call 3 succeeds
+    assert_eq!(sink.delivered().len(), 1);
+    let retries: Vec<_> = drain(&mut rx)
+        .into_iter()
+        .filter_map(|e| match e {
+            TrackerEvent::Retry {
+                attempt,
+                max_retries,
+                delay,
+                events,
+            } => Some((attempt, max_retries, delay, events.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        retries,
+        [
+            (1, 3, Duration::from_millis(100), 1),
+            (2, 3, Duration::from_millis(200), 1)
+        ]
+    );
+    assert_eq!(sink.calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_failed_round_defers_the_records_again_and_they_are_delivered_later() {
+    let sink = Sink::default();
+    let t = sink
+        .builder(2)
+        .limit(1)
+        .defer_interval(Duration::from_millis(50))
+        .max_retries(1)
+        .retry_delay(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let mut rx = t.subscribe();
+    t.track_event_at("a", "1", json!(null), 0).unwrap();
+    t.track_event_at("a", "1", json!(1), 0).unwrap();
+    t.tick_at(50 * MS).await; // call 1 fails -> retry at 60
+    t.tick_at(60 * MS).await; // call 2 fails -> round failed, deferred again to 110
+    let failed: Vec<_> = drain(&mut rx)
+        .into_iter()
+        .filter_map(|e| match e {
+            TrackerEvent::ProcessFailed {
+                error,
+                events,
+                attempts,
+            } => Some((error, events.len(), attempts)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed, [("call 2 fails".to_string(), 1, 2)]);
+    // A new event joins the re-deferred batch.
+    let o = t.track_event_at("a", "1", json!(2), 70 * MS).unwrap();
+    assert_eq!((kind(&o), o.record().deferred), ("deferred", 2));
+    assert_eq!(o.record().scheduled_at_ms(), Some(110));
+    t.tick_at(110 * MS).await;
+    let d = sink.delivered();
+    assert_eq!(d.len(), 1);
+    assert_eq!((d[0].count, d[0].failed_rounds), (2, 1));
+    assert_eq!(d[0].details, vec![json!(1), json!(2)]);
+    assert_eq!(t.stats().failed_rounds, 1);
+}
+
+#[tokio::test]
+async fn batches_that_keep_failing_go_to_the_dead_letter_sink() {
+    let letters: Arc<Mutex<Vec<DeadLetter>>> = Arc::default();
+    let l = Arc::clone(&letters);
+    let sink = Sink::default();
+    let t = sink
+        .builder(u32::MAX)
+        .limit(1)
+        .defer_interval(Duration::from_millis(10))
+        .max_retries(0)
+        .dead_letter_after(2)
+        .dead_letter(move |letter| {
+            let l = Arc::clone(&l);
+            async move {
+                l.lock().unwrap().push(letter);
+                Ok::<_, String>(())
+            }
+        })
+        .build()
+        .unwrap();
+    t.track_event_at("a", "1", json!(null), 0).unwrap();
+    t.track_event_at("a", "1", json!("lost?"), 0).unwrap();
+    t.tick_at(10 * MS).await; // round 1 fails: deferred again to 20
+    assert!(letters.lock().unwrap().is_empty());
+    t.tick_at(20 * MS).await; // round 2 fails: dead letter
+    let letters = letters.lock().unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].records[0].details, vec![json!("lost?")]);
+    assert_eq!(letters[0].records[0].failed_rounds, 1);
+    assert_eq!(t.stats().dead_lettered, 1);
+    assert!(!t.has_pending());
+}
+
+#[tokio::test]
+async fn update_config_changes_one_record_and_rejects_invalid_values() {
+    let sink = Sink::default();
+    let t = sink.builder(0).limit(1).build().unwrap();
+    assert_eq!(
+        t.update_config("a", "missing", ConfigPatch::default()),
+        Ok(false)
+    );
+    t.track_event_at("a", "vip", json!(null), 0).unwrap();
+    t.track_event_at("a", "other", json!(null), 0).unwrap();
+    let mut rx = t.subscribe();
+    let patch = ConfigPatch {
+        limit: Some(3),
+        ..ConfigPatch::default()
+    };
+    assert_eq!(t.update_config("a", "vip", patch), Ok(true));
+    assert!(matches!(
+        drain(&mut rx)[..],
+        [TrackerEvent::ConfigUpdated(_)]
+    ));
+    let vip: Vec<_> = (0..3)
+        .map(|_| kind(&t.track_event_at("a", "vip", json!(null), 0).unwrap()))
+        .collect();
+    assert_eq!(vip, ["immediate", "immediate", "deferred"]);
+    assert_eq!(
+        kind(&t.track_event_at("a", "other", json!(null), 0).unwrap()),
+        "deferred"
+    );
+    let bad = t.update_config(
+        "a",
+        "vip",
+        ConfigPatch {
+            limit: Some(0),
+            ..ConfigPatch::default()
+        },
+    );
+    assert!(
+        matches!(bad, Err(TrackError::Invalid { ref field, .. }) if field == "limit"),
+        "{bad:?}"
+    );
+    let bad = t.update_config(
+        "a",
+        "vip",
+        ConfigPatch {
+            strategy: Some(Strategy::TokenBucket {
+                bucket_size: 1,
+                refill_rate: f64::INFINITY,
+            }),
+            ..ConfigPatch::default()
+        },
+    );
+    assert!(
+        matches!(bad, Err(TrackError::Invalid { ref field, .. }) if field == "refill_rate"),
+        "{bad:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_new_key_beyond_max_keys_is_ignored_counted_and_emitted() {
+    let sink = Sink::default();
+    let t = sink.builder(0).max_keys(2).build().unwrap();
+    let mut rx = t.subscribe();
+    t.track_event_at("c", "1", json!(null), 0).unwrap();
+    t.track_event_at("c", "2", json!(null), 0).unwrap();
+    let o = t.track_event_at("c", "3", json!(null), 0).unwrap();
+    assert!(matches!(
+        o,
+        TrackOutcome::Ignored {
+            reason: IgnoreReason::KeyLimitReached,
+            ..
+        }
+    ));
+    assert_eq!(
+        kind(&t.track_event_at("c", "1", json!(null), 0).unwrap()),
+        "immediate"
+    );
+    assert_eq!(t.stats().ignored, 1);
+    assert_eq!(t.stats().records, 2);
+    assert!(
+        drain(&mut rx)
+            .iter()
+            .any(|e| matches!(e, TrackerEvent::Ignored { .. }))
+    );
+}
+
+#[tokio::test]
+async fn invalid_arguments_and_settings_are_clear_errors() {
+    let sink = Sink::default();
+    let t = sink.builder(0).build().unwrap();
+    let e = t.track_event("", "1", json!(null)).unwrap_err();
+    assert_eq!(e.to_string(), "invalid category: must not be empty");
+    let e = t.track_event("c", "", json!(null)).unwrap_err();
+    assert_eq!(e.to_string(), "invalid id: must not be empty");
+    let e = sink.builder(0).limit(0).build().unwrap_err();
+    assert_eq!(e.to_string(), "invalid limit: must be at least 1");
+    let e = sink
+        .builder(0)
+        .strategy(Strategy::TokenBucket {
+            bucket_size: 2,
+            refill_rate: -0.5,
+        })
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().starts_with("invalid refill_rate:"), "{e}");
+    let e = sink
+        .builder(0)
+        .defer_interval(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid defer_interval: must be greater than zero"
+    );
+    let e = EventTracker::builder().manual_ticks().build().unwrap_err();
+    assert!(
+        e.to_string().starts_with("invalid processor: is required"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_deferred_record_outlives_an_expire_time_shorter_than_its_deferral() {
+    let sink = Sink::default();
+    let t = sink
+        .builder(0)
+        .limit(1)
+        .defer_interval(Duration::from_millis(100))
+        .expire_time(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    t.track_event_at("a", "1", json!(null), 0).unwrap();
+    t.track_event_at("a", "1", json!("keep me"), 0).unwrap();
+    t.track_event_at("a", "idle", json!(null), 0).unwrap();
+    // Purge passes over every shard: only the idle record without a batch goes.
+    for _ in 0..300 {
+        t.tick_at(50 * MS).await;
+    }
+    assert_eq!(t.stats().records, 1);
+    t.tick_at(100 * MS).await;
+    assert_eq!(sink.delivered()[0].details, vec![json!("keep me")]);
+}
+
+#[test]
+fn concurrent_producers_on_one_key_lose_no_count() {
+    let sink = Sink::default();
+    let t = sink
+        .builder(0)
+        .limit(10)
+        .defer_interval(Duration::from_secs(3_600))
+        .build()
+        .unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let t = t.clone();
+            std::thread::spawn(move || {
+                let mut immediate = 0;
+                for i in 0..1_000 {
+                    if kind(&t.track_event_at("hot", "key", json!(i), 5).unwrap()) == "immediate" {
+                        immediate += 1;
+                    }
+                }
+                immediate
+            })
+        })
+        .collect();
+    let immediate: u64 = threads.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(immediate, 10);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let report = rt.block_on(t.shutdown());
+    assert_eq!(report.delivered, 1);
+    let d = sink.delivered();
+    assert_eq!(d[0].count, 7_990);
+    assert_eq!(
+        (d[0].details.len() as u64, d[0].details_dropped),
+        (100, 7_890)
+    );
+}
+
+#[tokio::test]
+async fn shutdown_delivers_everything_pending_or_reports_it() {
+    let sink = Sink::default();
+    let t = sink.builder(0).limit(1).max_batch_size(2).build().unwrap();
+    for id in ["a", "b", "c"] {
+        t.track_event_at("x", id, json!(null), 0).unwrap();
+        t.track_event_at("x", id, json!(id), 0).unwrap();
+    }
+    let report = t.shutdown().await;
+    assert_eq!((report.delivered, report.undelivered.len()), (3, 0));
+    assert_eq!(
+        sink.batches.lock().unwrap().len(),
+        2,
+        "batches of at most 2 records"
+    );
+    assert_eq!(
+        t.track_event("x", "a", json!(null)),
+        Err(TrackError::ShutDown)
+    );
+
+    let failing = Sink::default();
+    let t = failing
+        .builder(u32::MAX)
+        .limit(1)
+        .max_retries(1)
+        .build()
+        .unwrap();
+    t.track_event_at("x", "a", json!(null), 0).unwrap();
+    t.track_event_at("x", "a", json!("persist me"), 0).unwrap();
+    let report = t.shutdown().await;
+    assert_eq!(report.undelivered.len(), 1);
+    assert_eq!(report.undelivered[0].details, vec![json!("persist me")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_processing_loop_delivers_on_its_own() {
+    let sink = Sink::default();
+    let s = sink.clone();
+    let t = EventTracker::builder()
+        .limit(1)
+        .defer_interval(Duration::from_millis(20))
+        .processing_interval(Duration::from_millis(10))
+        .processor(move |batch| {
+            let s = s.clone();
+            async move {
+                s.batches.lock().unwrap().push(batch);
+                Ok::<_, String>(())
+            }
+        })
+        .build()
+        .unwrap();
+    t.track_event("a", "1", json!(null)).unwrap();
+    t.track_event("a", "1", json!("later")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sink.delivered().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sink.delivered()[0].details, vec![json!("later")]);
+}
