@@ -1,6 +1,7 @@
 //! The `tidegate` command.
 
 mod replay;
+mod replay_tracker;
 
 use std::process::ExitCode;
 

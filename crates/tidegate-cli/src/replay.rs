@@ -29,8 +29,24 @@ pub struct ReplayArgs {
     /// Policy in short form, e.g. `token_bucket:100/1m,burst=20`, `fixed_window:3/10s`,
     /// `throttle:10s`. Several policies guarding each key together: repeat the flag or
     /// separate them with `;`.
-    #[arg(long, short, required = true)]
+    #[arg(
+        long,
+        short,
+        required_unless_present = "tracker",
+        conflicts_with = "tracker"
+    )]
     policy: Vec<String>,
+
+    /// Replay through the event tracker instead, e.g. `simple:limit=2,defer=100ms,expire=1h`,
+    /// `token_bucket:size=2,rate=1/s`, `sliding_window:limit=3,window=1s,defer=100ms`
+    /// (plus `processing_interval=`, `max_keys=`, `max_batch=`). Input lines are
+    /// `{"t_ms":0,"category":"auth","id":"u1","details":{...}}`.
+    #[arg(long)]
+    pub(crate) tracker: Option<String>,
+
+    /// With `--tracker`: the first N processor calls fail, to show retries.
+    #[arg(long, default_value_t = 0, requires = "tracker")]
+    pub(crate) processor_fails: u32,
 
     /// JSON-lines input file (default: standard input).
     #[arg(long, short)]
@@ -112,14 +128,27 @@ fn ms(us: u64) -> u64 {
 }
 
 /// Runs the replay; returns the exit code (1 when a line was bad).
-pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
-    let policies: PolicySet = args.policy.join(";").parse().context("--policy")?;
-    let input: Box<dyn BufRead> = match &args.input {
+/// Opens `--input`, or standard input.
+pub(crate) fn open_input(input: &Option<PathBuf>) -> Result<Box<dyn BufRead>> {
+    Ok(match input {
         Some(path) => Box::new(BufReader::new(
             File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
         )),
         None => Box::new(io::stdin().lock()),
-    };
+    })
+}
+
+pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
+    if let Some(spec) = &args.tracker {
+        return crate::replay_tracker::run(
+            spec,
+            args.processor_fails,
+            &args.store,
+            open_input(&args.input)?,
+        );
+    }
+    let policies: PolicySet = args.policy.join(";").parse().context("--policy")?;
+    let input = open_input(&args.input)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

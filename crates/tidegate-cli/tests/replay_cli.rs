@@ -161,3 +161,107 @@ fn replay_against_an_unreachable_redis_fails_clearly() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("--store redis://127.0.0.1:1"), "{stderr}");
 }
+
+#[test]
+fn tracker_replay_prints_outcomes_and_the_ticks_that_deliver() {
+    let out = tidegate(
+        &[
+            "replay",
+            "--tracker",
+            "simple:limit=1,defer=1s",
+            "--input",
+            "examples/tracker.jsonl",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = lines
+        .iter()
+        .map(|l| l["type"].as_str().or(l["event"].as_str()).unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "immediate",
+            "deferred",
+            "deferred",
+            "immediate",
+            "deferred",
+            "deferred",
+            "processed",
+            "immediate"
+        ]
+    );
+    // The ECONNRESET batch: first deferral at 120 ms + 1 s = 1120 ms, delivered by the 2 s tick.
+    assert_eq!(lines[1]["scheduled_at_ms"], 1120);
+    assert_eq!(lines[6]["t_ms"], 2000);
+    assert_eq!(lines[6]["records"][0]["count"], 4);
+    assert_eq!(lines[6]["records"][0]["details"][0]["host"], "web-2");
+}
+
+#[test]
+fn tracker_replay_shows_retries_and_runs_on_until_nothing_is_deferred() {
+    let input = "{\"t_ms\":0,\"category\":\"c\",\"id\":\"a\"}\n{\"t_ms\":0,\"category\":\"c\",\"id\":\"a\",\"details\":1}\n";
+    let out = tidegate(
+        &[
+            "replay",
+            "--tracker",
+            "token_bucket:size=1,rate=1/s,processing_interval=100ms,retry_delay=100ms",
+            "--processor-fails",
+            "2",
+        ],
+        input,
+    );
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l.get("event").is_some())
+        .collect();
+    let summary: Vec<(String, u64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().to_string(),
+                e["t_ms"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // Due at 1 s (next token); fails at 1000 and 1100 (backoff 100 ms, then 200 ms).
+    assert_eq!(
+        summary,
+        [
+            ("retry".into(), 1000),
+            ("retry".into(), 1100),
+            ("processed".into(), 1300)
+        ]
+    );
+}
+
+#[test]
+fn tracker_replay_rejects_bad_specs_and_lines() {
+    let out = tidegate(&["replay", "--tracker", "token_bucket:size=2"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid rate: is required by token_bucket")
+    );
+    let out = tidegate(
+        &["replay", "--tracker", "simple:limit=1"],
+        "{\"t_ms\":0,\"category\":\"\",\"id\":\"a\"}\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("line 1: invalid category: must not be empty")
+    );
+}

@@ -9,6 +9,7 @@
 
 mod memory;
 mod record;
+mod spec;
 mod strategy;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use tokio::sync::broadcast;
 pub use record::{
     DeadLetter, DeliveredRecord, IgnoreReason, RecordKey, RecordView, TrackOutcome, TrackerEvent,
 };
+pub use spec::TrackerSpec;
 pub use strategy::Strategy;
 
 use crate::error::PolicyError;

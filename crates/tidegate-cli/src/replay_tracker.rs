@@ -1,0 +1,249 @@
+//! `tidegate replay --tracker SPEC`: recorded events through the event tracker on a
+//! virtual clock whose ticks fall at multiples of the processing interval from 0.
+//!
+//! One JSON outcome per input line (`type`, `count`, `deferred`, `scheduled_at_ms`,
+//! `reason`), and a line per tick that delivers (`"event":"processed"`), retries or
+//! fails a round. At the end of the input the clock runs on until nothing is deferred.
+
+use std::io::{self, BufRead, BufWriter, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tidegate::ManualClock;
+use tidegate::time::duration_to_micros;
+use tidegate::tracker::{DeliveredRecord, EventTracker, TrackOutcome, TrackerEvent, TrackerSpec};
+use tokio::sync::broadcast::Receiver;
+
+/// One input line.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Event {
+    t_ms: u64,
+    category: String,
+    id: String,
+    #[serde(default)]
+    details: Value,
+}
+
+fn ms(us: u64) -> u64 {
+    us.div_ceil(1_000)
+}
+
+fn record_json(r: &DeliveredRecord) -> Value {
+    json!({
+        "category": r.category,
+        "id": r.id,
+        "count": r.count,
+        "first_seen_ms": ms(r.first_seen_us),
+        "last_seen_ms": ms(r.last_seen_us),
+        "details": r.details,
+        "details_dropped": r.details_dropped,
+        "failed_rounds": r.failed_rounds,
+    })
+}
+
+/// Runs the tracker replay; exit code 1 when a line was bad.
+pub fn run(
+    spec: &str,
+    processor_fails: u32,
+    store: &str,
+    input: Box<dyn BufRead>,
+) -> Result<ExitCode> {
+    if store != "memory" {
+        bail!(
+            "--tracker runs on the memory store only for now (the Redis tracker store is not built yet)"
+        );
+    }
+    let spec: TrackerSpec = spec.parse().context("--tracker")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    let result = runtime.block_on(replay(&spec, processor_fails, input, &mut out));
+    out.flush().context("writing outcomes")?;
+    match result {
+        Ok(summary) => {
+            eprintln!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("tidegate replay: {e:#}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Writes what the tracker reported since the last call (ticks, retries, failures).
+fn write_events(rx: &mut Receiver<TrackerEvent>, t_ms: u64, out: &mut impl Write) -> Result<()> {
+    while let Ok(event) = rx.try_recv() {
+        let line = match event {
+            TrackerEvent::Processed(records) => json!({
+                "t_ms": t_ms,
+                "event": "processed",
+                "records": records.iter().map(record_json).collect::<Vec<_>>(),
+            }),
+            TrackerEvent::Retry {
+                attempt,
+                max_retries,
+                delay,
+                events,
+            } => json!({
+                "t_ms": t_ms,
+                "event": "retry",
+                "attempt": attempt,
+                "max_retries": max_retries,
+                "delay_ms": delay.as_millis() as u64,
+                "records": events.len(),
+            }),
+            TrackerEvent::ProcessFailed {
+                error,
+                events,
+                attempts,
+            } => json!({
+                "t_ms": t_ms,
+                "event": "process_failed",
+                "error": error,
+                "attempts": attempts,
+                "records": events.len(),
+            }),
+            TrackerEvent::Error(message) => {
+                json!({"t_ms": t_ms, "event": "error", "message": message})
+            }
+            _ => continue,
+        };
+        writeln!(out, "{line}").context("writing outcomes")?;
+    }
+    Ok(())
+}
+
+/// Runs every tick at or before `limit` (multiples of `interval`), writing what they did.
+async fn tick_until(
+    tracker: &EventTracker,
+    clock: &ManualClock,
+    interval: u64,
+    limit: u64,
+    next_tick: &mut u64,
+    rx: &mut Receiver<TrackerEvent>,
+    out: &mut impl Write,
+) -> Result<()> {
+    while *next_tick <= limit {
+        let t = *next_tick;
+        clock.set_micros(t);
+        tracker.tick_at(t).await;
+        write_events(rx, ms(t), out)?;
+        *next_tick += interval;
+    }
+    Ok(())
+}
+
+async fn replay(
+    spec: &TrackerSpec,
+    processor_fails: u32,
+    input: Box<dyn BufRead>,
+    out: &mut impl Write,
+) -> Result<String> {
+    let clock = ManualClock::new(0);
+    let calls = Arc::new(AtomicU32::new(0));
+    let delivered = Arc::new(Mutex::new((0u64, 0u64)));
+    let (c, d) = (Arc::clone(&calls), Arc::clone(&delivered));
+    let tracker = spec
+        .apply(EventTracker::builder())
+        .manual_ticks()
+        .clock(clock.clone())
+        .processor(move |batch| {
+            let call = c.fetch_add(1, Ordering::SeqCst) + 1;
+            let d = Arc::clone(&d);
+            async move {
+                if call <= processor_fails {
+                    return Err(format!("processor call {call} fails (--processor-fails)"));
+                }
+                let mut totals = d.lock().unwrap_or_else(|e| e.into_inner());
+                totals.0 += batch.len() as u64;
+                totals.1 += batch.iter().map(|r| r.count).sum::<u64>();
+                Ok(())
+            }
+        })
+        .build()
+        .context("--tracker")?;
+    let mut rx = tracker.subscribe();
+    let interval = duration_to_micros(spec.processing_interval());
+    let mut next_tick = 0u64;
+    let mut last_t = 0;
+    let mut lines = 0u64;
+    for (index, line) in input.lines().enumerate() {
+        let number = index + 1;
+        let line = line.with_context(|| format!("line {number}: cannot read input"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: Event = serde_json::from_str(&line).with_context(|| {
+            format!(
+                "line {number}: not a valid event {{\"t_ms\", \"category\", \"id\", \"details\"}}"
+            )
+        })?;
+        if event.t_ms < last_t {
+            bail!(
+                "line {number}: t_ms {} is earlier than the previous event's {last_t} (t_ms must not decrease)",
+                event.t_ms
+            );
+        }
+        last_t = event.t_ms;
+        let now = event
+            .t_ms
+            .checked_mul(1_000)
+            .with_context(|| format!("line {number}: t_ms {} is too large", event.t_ms))?;
+        tick_until(
+            &tracker,
+            &clock,
+            interval,
+            now,
+            &mut next_tick,
+            &mut rx,
+            out,
+        )
+        .await?;
+        clock.set_micros(now);
+        let outcome = tracker
+            .track_event_at(&event.category, &event.id, event.details, now)
+            .with_context(|| format!("line {number}"))?;
+        let r = outcome.record();
+        let mut line = json!({
+            "t_ms": event.t_ms,
+            "category": event.category,
+            "id": event.id,
+            "type": outcome.kind(),
+            "count": r.total,
+            "deferred": r.deferred,
+            "scheduled_at_ms": r.scheduled_at_ms(),
+        });
+        if let TrackOutcome::Ignored { reason, .. } = &outcome {
+            line["reason"] = serde_json::to_value(reason)?;
+        }
+        writeln!(out, "{line}").context("writing outcomes")?;
+        write_events(&mut rx, event.t_ms, out)?;
+        lines += 1;
+    }
+    // Run the clock on until nothing is deferred, skipping idle ticks.
+    while let Some(due) = tracker.next_due_micros() {
+        if due > next_tick {
+            next_tick = due.div_ceil(interval) * interval;
+        }
+        let t = next_tick;
+        tick_until(&tracker, &clock, interval, t, &mut next_tick, &mut rx, out).await?;
+    }
+    let s = tracker.stats();
+    let (records, events) = *delivered.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(format!(
+        "replayed {lines} events: {} immediate, {} deferred, {} ignored; processed {records} records holding {events} events in {} processor calls ({} failed rounds)",
+        s.immediate,
+        s.deferred,
+        s.ignored,
+        calls.load(Ordering::SeqCst),
+        s.failed_rounds,
+    ))
+}
