@@ -70,7 +70,8 @@ pub(crate) struct MemoryRecords {
     len: AtomicUsize,
     max_keys: usize,
     max_details: usize,
-    sweep_cursor: AtomicUsize,
+    /// `(shard, bucket)` where the next purge step starts.
+    sweep_cursor: Mutex<(usize, usize)>,
 }
 
 impl MemoryRecords {
@@ -86,7 +87,7 @@ impl MemoryRecords {
             len: AtomicUsize::new(0),
             max_keys: if max_keys == 0 { usize::MAX } else { max_keys },
             max_details,
-            sweep_cursor: AtomicUsize::new(0),
+            sweep_cursor: Mutex::new((0, 0)),
         }
     }
 
@@ -323,16 +324,32 @@ impl MemoryRecords {
         out
     }
 
-    /// Removes records idle since `now - expire_us` from one shard (round robin); never a
-    /// record with a waiting or in-flight batch. Returns how many were removed.
-    pub(crate) fn purge_step(&self, now: u64, expire_us: u64) -> usize {
-        let i = self.sweep_cursor.fetch_add(1, Ordering::Relaxed) % self.shards.len();
-        let mut table = lock(&self.shards[i]);
-        let before = table.len();
-        table.retain(|e| {
-            e.pending.is_some() || e.in_flight > 0 || now.saturating_sub(e.last_seen) < expire_us
-        });
-        let removed = before - table.len();
+    /// Removes records idle since `now - expire_us`, looking at most at `budget` buckets
+    /// (continuing where the last call stopped, shard after shard); never a record with a
+    /// waiting or in-flight batch. Returns how many were removed.
+    pub(crate) fn purge_step(&self, now: u64, expire_us: u64, budget: usize) -> usize {
+        let mut cursor = lock(&self.sweep_cursor);
+        let (shard, start) = *cursor;
+        let mut table = lock(&self.shards[shard % self.shards.len()]);
+        let buckets = table.num_buckets();
+        let end = start.saturating_add(budget).min(buckets);
+        let mut removed = 0;
+        for i in start..end {
+            let idle = table.get_bucket(i).is_some_and(|e| {
+                e.pending.is_none()
+                    && e.in_flight == 0
+                    && now.saturating_sub(e.last_seen) >= expire_us
+            });
+            if idle && let Ok(entry) = table.get_bucket_entry(i) {
+                entry.remove();
+                removed += 1;
+            }
+        }
+        *cursor = if end >= buckets {
+            ((shard + 1) % self.shards.len(), 0)
+        } else {
+            (shard, end)
+        };
         self.len.fetch_sub(removed, Ordering::Relaxed);
         removed
     }

@@ -35,6 +35,9 @@ use crate::time::{Clock, CoarseClock, duration_to_micros, micros_to_duration};
 use memory::{MemoryRecords, RecordSettings};
 use strategy::{Gate, defer_micros};
 
+/// Record slots the purge of idle records looks at per tick (bounded work per tick).
+const PURGE_BUDGET: usize = 4_096;
+
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type Processor = Arc<dyn Fn(Vec<DeliveredRecord>) -> BoxFuture<Result<(), String>> + Send + Sync>;
 type DeadLetterSink = Arc<dyn Fn(DeadLetter) -> BoxFuture<Result<(), String>> + Send + Sync>;
@@ -626,7 +629,9 @@ impl EventTracker {
     /// [`tick`](Self::tick) at an explicit time (µs on the tracker's clock).
     pub async fn tick_at(&self, now: u64) {
         let _one_at_a_time = self.inner.tick_lock.lock().await;
-        self.inner.records.purge_step(now, self.inner.expire_us);
+        self.inner
+            .records
+            .purge_step(now, self.inner.expire_us, PURGE_BUDGET);
         let due_retries: Vec<RetryBatch> = {
             let mut retries = lock(&self.inner.retries);
             let later = retries.split_off(&(now.saturating_add(1), 0));
