@@ -210,6 +210,7 @@ async fn replay(
         clock.set_micros(now);
         let outcome = tracker
             .track_event_at(&event.category, &event.id, event.details, now)
+            .await
             .with_context(|| format!("line {number}"))?;
         let r = outcome.record();
         let mut line = json!({

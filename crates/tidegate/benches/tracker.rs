@@ -16,6 +16,15 @@ use serde_json::json;
 use tidegate::ManualClock;
 use tidegate::tracker::EventTracker;
 
+/// Runs a future that completes without waiting (the memory tracker's calls do).
+fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(f).poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("the memory tracker should not wait"),
+    }
+}
+
 fn tracker(defer: Duration) -> EventTracker {
     EventTracker::builder()
         .manual_ticks()
@@ -32,7 +41,7 @@ fn throughput(records: usize, threads: usize, events_per_thread: usize) -> f64 {
     let ids: Arc<Vec<String>> = Arc::new((0..records).map(|i| format!("user-{i}")).collect());
     // Warm up: create every record once.
     for id in ids.iter() {
-        t.track_event_at("api", id, json!(null), 0).unwrap();
+        ready(t.track_event_at("api", id, json!(null), 0)).unwrap();
     }
     let start = Instant::now();
     let handles: Vec<_> = (0..threads)
@@ -45,7 +54,7 @@ fn throughput(records: usize, threads: usize, events_per_thread: usize) -> f64 {
                     x ^= x >> 7;
                     x ^= x << 17;
                     let id = &ids[(x % ids.len() as u64) as usize];
-                    std::hint::black_box(t.track_event_at("api", id, json!(i), 1).unwrap());
+                    std::hint::black_box(ready(t.track_event_at("api", id, json!(i), 1)).unwrap());
                 }
             })
         })
@@ -69,7 +78,7 @@ fn tick_cost(not_due: usize) -> Duration {
             for i in 0..n {
                 let id = format!("{prefix}-{i}");
                 for _ in 0..6 {
-                    t.track_event_at("c", &id, json!(null), at).unwrap();
+                    ready(t.track_event_at("c", &id, json!(null), at)).unwrap();
                 }
             }
         }

@@ -35,7 +35,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .iter()
     .enumerate()
     {
-        match tracker.track_event("system_error", code, json!({ "request": i }))? {
+        match tracker
+            .track_event("system_error", code, json!({ "request": i }))
+            .await?
+        {
             TrackOutcome::Immediate(_) => println!("alert now: {code}"),
             TrackOutcome::Deferred(r) => println!("deferred: {code} ({} waiting)", r.deferred),
             TrackOutcome::Ignored { reason, .. } => println!("ignored: {code} ({reason:?})"),

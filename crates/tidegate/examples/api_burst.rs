@@ -27,11 +27,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut immediate = 0;
     for i in 0..25 {
         if matches!(
-            tracker.track_event(
-                "api_request",
-                "user-42",
-                json!({ "path": "/orders", "n": i })
-            )?,
+            tracker
+                .track_event(
+                    "api_request",
+                    "user-42",
+                    json!({ "path": "/orders", "n": i })
+                )
+                .await?,
             tidegate::tracker::TrackOutcome::Immediate(_)
         ) {
             immediate += 1;

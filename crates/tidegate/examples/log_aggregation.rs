@@ -33,7 +33,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     for i in 0..1_000 {
         let source = if i % 2 == 0 { "api" } else { "worker" };
-        tracker.track_event("log", source, json!({ "line": i }))?;
+        tracker
+            .track_event("log", source, json!({ "line": i }))
+            .await?;
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
     println!("{:?}", tracker.stats());

@@ -56,6 +56,15 @@ fn kind(o: &TrackOutcome) -> &'static str {
     o.kind()
 }
 
+/// Runs a future that completes without waiting (the memory tracker's calls do).
+fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(f).poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("the memory tracker should not wait"),
+    }
+}
+
 fn drain(rx: &mut tokio::sync::broadcast::Receiver<TrackerEvent>) -> Vec<TrackerEvent> {
     let mut out = Vec::new();
     while let Ok(e) = rx.try_recv() {
@@ -78,6 +87,7 @@ async fn simple_counter_defers_after_limit_and_starts_again_after_processing() {
     for (i, at) in [0, 10, 20, 30, 40].into_iter().enumerate() {
         let o = t
             .track_event_at("auth", "u1", json!({"n": i}), at * MS)
+            .await
             .unwrap();
         kinds.push(kind(&o));
         scheduled.push(o.record().scheduled_at_ms());
@@ -104,6 +114,7 @@ async fn simple_counter_defers_after_limit_and_starts_again_after_processing() {
     // After processing, counting starts again from zero.
     let o = t
         .track_event_at("auth", "u1", json!(null), 130 * MS)
+        .await
         .unwrap();
     assert_eq!(kind(&o), "immediate");
     assert_eq!(o.record().total, 6);
@@ -122,7 +133,7 @@ async fn token_bucket_defers_until_the_next_token_and_admits_while_a_batch_waits
         .unwrap();
     let out: Vec<_> = [0, 0, 0, 500]
         .into_iter()
-        .map(|ms| t.track_event_at("api", "k", json!(ms), ms * MS).unwrap())
+        .map(|ms| ready(t.track_event_at("api", "k", json!(ms), ms * MS)).unwrap())
         .collect();
     assert_eq!(
         out.iter().map(kind).collect::<Vec<_>>(),
@@ -134,6 +145,7 @@ async fn token_bucket_defers_until_the_next_token_and_admits_while_a_batch_waits
     // At 1 s a token is available: immediate, although the batch still waits.
     let o = t
         .track_event_at("api", "k", json!(1000), 1_000 * MS)
+        .await
         .unwrap();
     assert_eq!(kind(&o), "immediate");
     assert_eq!(o.record().deferred, 2);
@@ -155,12 +167,7 @@ async fn sliding_window_uses_the_window_estimate_and_the_defer_interval() {
         .unwrap();
     let kinds: Vec<_> = [0, 0, 0, 0, 50]
         .into_iter()
-        .map(|ms| {
-            kind(
-                &t.track_event_at("log", "svc", json!(null), ms * MS)
-                    .unwrap(),
-            )
-        })
+        .map(|ms| kind(&ready(t.track_event_at("log", "svc", json!(null), ms * MS)).unwrap()))
         .collect();
     assert_eq!(
         kinds,
@@ -174,12 +181,7 @@ async fn sliding_window_uses_the_window_estimate_and_the_defer_interval() {
     );
     // At 1.5 s the previous window (3) weighs floor(3 × 0.5) = 1: two more are immediate.
     let kinds: Vec<_> = (0..3)
-        .map(|_| {
-            kind(
-                &t.track_event_at("log", "svc", json!(null), 1_500 * MS)
-                    .unwrap(),
-            )
-        })
+        .map(|_| kind(&ready(t.track_event_at("log", "svc", json!(null), 1_500 * MS)).unwrap()))
         .collect();
     assert_eq!(kinds, ["immediate", "immediate", "deferred"]);
     t.tick_at(100 * MS).await;
@@ -202,8 +204,8 @@ async fn failed_calls_are_retried_with_exponential_backoff() {
         .build()
         .unwrap();
     let mut rx = t.subscribe();
-    t.track_event_at("a", "1", json!(null), 0).unwrap();
-    t.track_event_at("a", "1", json!("x"), 0).unwrap();
+    t.track_event_at("a", "1", json!(null), 0).await.unwrap();
+    t.track_event_at("a", "1", json!("x"), 0).await.unwrap();
     t.tick_at(10 * MS).await; // call 1 fails: retry in 100 ms
     t.tick_at(109 * MS).await; // not due yet
     t.tick_at(110 * MS).await; // call 2 fails: retry in 200 ms
@@ -245,8 +247,8 @@ async fn a_failed_round_defers_the_records_again_and_they_are_delivered_later() 
         .build()
         .unwrap();
     let mut rx = t.subscribe();
-    t.track_event_at("a", "1", json!(null), 0).unwrap();
-    t.track_event_at("a", "1", json!(1), 0).unwrap();
+    t.track_event_at("a", "1", json!(null), 0).await.unwrap();
+    t.track_event_at("a", "1", json!(1), 0).await.unwrap();
     t.tick_at(50 * MS).await; // call 1 fails -> retry at 60
     t.tick_at(60 * MS).await; // call 2 fails -> round failed, deferred again to 110
     let failed: Vec<_> = drain(&mut rx)
@@ -262,7 +264,7 @@ async fn a_failed_round_defers_the_records_again_and_they_are_delivered_later() 
         .collect();
     assert_eq!(failed, [("call 2 fails".to_string(), 1, 2)]);
     // A new event joins the re-deferred batch.
-    let o = t.track_event_at("a", "1", json!(2), 70 * MS).unwrap();
+    let o = t.track_event_at("a", "1", json!(2), 70 * MS).await.unwrap();
     assert_eq!((kind(&o), o.record().deferred), ("deferred", 2));
     assert_eq!(o.record().scheduled_at_ms(), Some(110));
     t.tick_at(110 * MS).await;
@@ -293,8 +295,8 @@ async fn batches_that_keep_failing_go_to_the_dead_letter_sink() {
         })
         .build()
         .unwrap();
-    t.track_event_at("a", "1", json!(null), 0).unwrap();
-    t.track_event_at("a", "1", json!("lost?"), 0).unwrap();
+    t.track_event_at("a", "1", json!(null), 0).await.unwrap();
+    t.track_event_at("a", "1", json!("lost?"), 0).await.unwrap();
     t.tick_at(10 * MS).await; // round 1 fails: deferred again to 20
     assert!(letters.lock().unwrap().is_empty());
     t.tick_at(20 * MS).await; // round 2 fails: dead letter
@@ -311,52 +313,63 @@ async fn update_config_changes_one_record_and_rejects_invalid_values() {
     let sink = Sink::default();
     let t = sink.builder(0).limit(1).build().unwrap();
     assert_eq!(
-        t.update_config("a", "missing", ConfigPatch::default()),
+        t.update_config("a", "missing", ConfigPatch::default())
+            .await,
         Ok(false)
     );
-    t.track_event_at("a", "vip", json!(null), 0).unwrap();
-    t.track_event_at("a", "other", json!(null), 0).unwrap();
+    t.track_event_at("a", "vip", json!(null), 0).await.unwrap();
+    t.track_event_at("a", "other", json!(null), 0)
+        .await
+        .unwrap();
     let mut rx = t.subscribe();
     let patch = ConfigPatch {
         limit: Some(3),
         ..ConfigPatch::default()
     };
-    assert_eq!(t.update_config("a", "vip", patch), Ok(true));
+    assert_eq!(t.update_config("a", "vip", patch).await, Ok(true));
     assert!(matches!(
         drain(&mut rx)[..],
         [TrackerEvent::ConfigUpdated(_)]
     ));
     let vip: Vec<_> = (0..3)
-        .map(|_| kind(&t.track_event_at("a", "vip", json!(null), 0).unwrap()))
+        .map(|_| kind(&ready(t.track_event_at("a", "vip", json!(null), 0)).unwrap()))
         .collect();
     assert_eq!(vip, ["immediate", "immediate", "deferred"]);
     assert_eq!(
-        kind(&t.track_event_at("a", "other", json!(null), 0).unwrap()),
+        kind(
+            &t.track_event_at("a", "other", json!(null), 0)
+                .await
+                .unwrap()
+        ),
         "deferred"
     );
-    let bad = t.update_config(
-        "a",
-        "vip",
-        ConfigPatch {
-            limit: Some(0),
-            ..ConfigPatch::default()
-        },
-    );
+    let bad = t
+        .update_config(
+            "a",
+            "vip",
+            ConfigPatch {
+                limit: Some(0),
+                ..ConfigPatch::default()
+            },
+        )
+        .await;
     assert!(
         matches!(bad, Err(TrackError::Invalid { ref field, .. }) if field == "limit"),
         "{bad:?}"
     );
-    let bad = t.update_config(
-        "a",
-        "vip",
-        ConfigPatch {
-            strategy: Some(Strategy::TokenBucket {
-                bucket_size: 1,
-                refill_rate: f64::INFINITY,
-            }),
-            ..ConfigPatch::default()
-        },
-    );
+    let bad = t
+        .update_config(
+            "a",
+            "vip",
+            ConfigPatch {
+                strategy: Some(Strategy::TokenBucket {
+                    bucket_size: 1,
+                    refill_rate: f64::INFINITY,
+                }),
+                ..ConfigPatch::default()
+            },
+        )
+        .await;
     assert!(
         matches!(bad, Err(TrackError::Invalid { ref field, .. }) if field == "refill_rate"),
         "{bad:?}"
@@ -368,9 +381,9 @@ async fn a_new_key_beyond_max_keys_is_ignored_counted_and_emitted() {
     let sink = Sink::default();
     let t = sink.builder(0).max_keys(2).build().unwrap();
     let mut rx = t.subscribe();
-    t.track_event_at("c", "1", json!(null), 0).unwrap();
-    t.track_event_at("c", "2", json!(null), 0).unwrap();
-    let o = t.track_event_at("c", "3", json!(null), 0).unwrap();
+    t.track_event_at("c", "1", json!(null), 0).await.unwrap();
+    t.track_event_at("c", "2", json!(null), 0).await.unwrap();
+    let o = t.track_event_at("c", "3", json!(null), 0).await.unwrap();
     assert!(matches!(
         o,
         TrackOutcome::Ignored {
@@ -379,7 +392,7 @@ async fn a_new_key_beyond_max_keys_is_ignored_counted_and_emitted() {
         }
     ));
     assert_eq!(
-        kind(&t.track_event_at("c", "1", json!(null), 0).unwrap()),
+        kind(&t.track_event_at("c", "1", json!(null), 0).await.unwrap()),
         "immediate"
     );
     assert_eq!(t.stats().ignored, 1);
@@ -395,9 +408,9 @@ async fn a_new_key_beyond_max_keys_is_ignored_counted_and_emitted() {
 async fn invalid_arguments_and_settings_are_clear_errors() {
     let sink = Sink::default();
     let t = sink.builder(0).build().unwrap();
-    let e = t.track_event("", "1", json!(null)).unwrap_err();
+    let e = t.track_event("", "1", json!(null)).await.unwrap_err();
     assert_eq!(e.to_string(), "invalid category: must not be empty");
-    let e = t.track_event("c", "", json!(null)).unwrap_err();
+    let e = t.track_event("c", "", json!(null)).await.unwrap_err();
     assert_eq!(e.to_string(), "invalid id: must not be empty");
     let e = sink.builder(0).limit(0).build().unwrap_err();
     assert_eq!(e.to_string(), "invalid limit: must be at least 1");
@@ -436,9 +449,11 @@ async fn a_deferred_record_outlives_an_expire_time_shorter_than_its_deferral() {
         .expire_time(Duration::from_millis(10))
         .build()
         .unwrap();
-    t.track_event_at("a", "1", json!(null), 0).unwrap();
-    t.track_event_at("a", "1", json!("keep me"), 0).unwrap();
-    t.track_event_at("a", "idle", json!(null), 0).unwrap();
+    t.track_event_at("a", "1", json!(null), 0).await.unwrap();
+    t.track_event_at("a", "1", json!("keep me"), 0)
+        .await
+        .unwrap();
+    t.track_event_at("a", "idle", json!(null), 0).await.unwrap();
     // Purge passes over every shard: only the idle record without a batch goes.
     for _ in 0..300 {
         t.tick_at(50 * MS).await;
@@ -463,7 +478,9 @@ fn concurrent_producers_on_one_key_lose_no_count() {
             std::thread::spawn(move || {
                 let mut immediate = 0;
                 for i in 0..1_000 {
-                    if kind(&t.track_event_at("hot", "key", json!(i), 5).unwrap()) == "immediate" {
+                    if kind(&ready(t.track_event_at("hot", "key", json!(i), 5)).unwrap())
+                        == "immediate"
+                    {
                         immediate += 1;
                     }
                 }
@@ -491,8 +508,8 @@ async fn shutdown_delivers_everything_pending_or_reports_it() {
     let sink = Sink::default();
     let t = sink.builder(0).limit(1).max_batch_size(2).build().unwrap();
     for id in ["a", "b", "c"] {
-        t.track_event_at("x", id, json!(null), 0).unwrap();
-        t.track_event_at("x", id, json!(id), 0).unwrap();
+        t.track_event_at("x", id, json!(null), 0).await.unwrap();
+        t.track_event_at("x", id, json!(id), 0).await.unwrap();
     }
     let report = t.shutdown().await;
     assert_eq!((report.delivered, report.undelivered.len()), (3, 0));
@@ -502,7 +519,7 @@ async fn shutdown_delivers_everything_pending_or_reports_it() {
         "batches of at most 2 records"
     );
     assert_eq!(
-        t.track_event("x", "a", json!(null)),
+        t.track_event("x", "a", json!(null)).await,
         Err(TrackError::ShutDown)
     );
 
@@ -513,8 +530,10 @@ async fn shutdown_delivers_everything_pending_or_reports_it() {
         .max_retries(1)
         .build()
         .unwrap();
-    t.track_event_at("x", "a", json!(null), 0).unwrap();
-    t.track_event_at("x", "a", json!("persist me"), 0).unwrap();
+    t.track_event_at("x", "a", json!(null), 0).await.unwrap();
+    t.track_event_at("x", "a", json!("persist me"), 0)
+        .await
+        .unwrap();
     let report = t.shutdown().await;
     assert_eq!(report.undelivered.len(), 1);
     assert_eq!(report.undelivered[0].details, vec![json!("persist me")]);
@@ -537,8 +556,8 @@ async fn the_processing_loop_delivers_on_its_own() {
         })
         .build()
         .unwrap();
-    t.track_event("a", "1", json!(null)).unwrap();
-    t.track_event("a", "1", json!("later")).unwrap();
+    t.track_event("a", "1", json!(null)).await.unwrap();
+    t.track_event("a", "1", json!("later")).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while sink.delivered().is_empty() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -420,9 +420,9 @@ pub struct ShutdownReport {
 ///         Ok::<_, std::io::Error>(())
 ///     })
 ///     .build()?;
-/// let first = tracker.track_event("system_error", "ECONNRESET", serde_json::json!({"host": "a"}))?;
+/// let first = tracker.track_event("system_error", "ECONNRESET", serde_json::json!({"host": "a"})).await?;
 /// assert!(matches!(first, TrackOutcome::Immediate(_)));
-/// let second = tracker.track_event("system_error", "ECONNRESET", serde_json::json!({"host": "b"}))?;
+/// let second = tracker.track_event("system_error", "ECONNRESET", serde_json::json!({"host": "b"})).await?;
 /// assert!(matches!(second, TrackOutcome::Deferred(_)));
 /// tracker.shutdown().await; // delivers the deferred batch now
 /// # Ok(())
@@ -492,17 +492,21 @@ impl EventTracker {
 
     /// Tracks one event of the record `(category, id)`; `details` may be any JSON value
     /// (`Value::Null` for none) and is kept with the deferred batch.
-    pub fn track_event(
+    ///
+    /// Async because a shared store (Redis) answers over the network; with the memory
+    /// store it completes at once.
+    pub async fn track_event(
         &self,
         category: &str,
         id: &str,
         details: Value,
     ) -> Result<TrackOutcome, TrackError> {
         self.track_event_at(category, id, details, self.inner.clock.now_micros())
+            .await
     }
 
     /// [`track_event`](Self::track_event) at an explicit time (µs on the tracker's clock).
-    pub fn track_event_at(
+    pub async fn track_event_at(
         &self,
         category: &str,
         id: &str,
@@ -546,7 +550,7 @@ impl EventTracker {
 
     /// Changes one record's settings. `Ok(false)` when the record does not exist; invalid
     /// values are errors and change nothing.
-    pub fn update_config(
+    pub async fn update_config(
         &self,
         category: &str,
         id: &str,
