@@ -46,6 +46,13 @@ pub(crate) struct Queued {
     pub(crate) reply: oneshot::Sender<Reply>,
 }
 
+async fn query(connection: &Connection, cmd: &redis::Cmd) -> redis::RedisResult<Vec<i64>> {
+    match connection.clone() {
+        Connection::Single(mut c) => cmd.query_async(&mut c).await,
+        Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
+    }
+}
+
 /// Runs the script once for `requests` (all in one hash slot) and splits the reply.
 pub(crate) async fn invoke(
     connection: &Connection,
@@ -67,26 +74,42 @@ pub(crate) async fn invoke(
             },
         )
         .collect();
-    let mut inv = script.prepare_invoke();
-    inv.arg(requests.len()).arg(sets.len());
+    // The command is built in one buffer (a `ScriptInvocation` would allocate per
+    // argument); NOSCRIPT is handled below, as `invoke_async` would.
+    let keys: usize = requests.iter().map(|r| r.keys.len()).sum();
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys);
+    for r in requests {
+        for k in &r.keys {
+            cmd.arg(k.as_str());
+        }
+    }
+    cmd.arg(requests.len()).arg(sets.len());
     for set in &sets {
         for a in set.iter() {
-            inv.arg(a.as_str());
+            cmd.arg(a.as_str());
         }
     }
     for (r, set) in requests.iter().zip(set_of) {
-        for k in &r.keys {
-            inv.key(k.as_str());
-        }
-        inv.arg(set)
+        cmd.arg(set)
             .arg(r.now)
             .arg(r.cost)
             .arg(if r.commit { "1" } else { "0" })
             .arg(r.grace_ms);
     }
-    let flat: Vec<i64> = match connection.clone() {
-        Connection::Single(mut c) => inv.invoke_async(&mut c).await,
-        Connection::Cluster(mut c) => inv.invoke_async(&mut c).await,
+    let flat: Vec<i64> = match query(connection, &cmd).await {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            match connection.clone() {
+                Connection::Single(mut c) => script.prepare_invoke().load_async(&mut c).await,
+                Connection::Cluster(mut c) => script.prepare_invoke().load_async(&mut c).await,
+            }
+            .map_err(|source| RedisStoreError::Redis {
+                urls: urls.to_string(),
+                source,
+            })?;
+            query(connection, &cmd).await
+        }
+        other => other,
     }
     .map_err(|source| RedisStoreError::Redis {
         urls: urls.to_string(),
@@ -142,12 +165,19 @@ pub(crate) fn spawn(
             }
             // One permit per round; the groups of a round (one per hash slot) share it.
             let permit = Arc::new(permit);
-            let mut groups: HashMap<Option<Slot>, Vec<Queued>> = HashMap::new();
-            for q in waiting.drain(..) {
-                let slot = cluster.then(|| Slot::for_key(q.request.keys[0].as_bytes()));
-                groups.entry(slot).or_default().push(q);
-            }
-            for (_, group) in groups {
+            let groups: Vec<Vec<Queued>> = if cluster {
+                let mut by_slot: HashMap<Slot, Vec<Queued>> = HashMap::new();
+                for q in waiting.drain(..) {
+                    by_slot
+                        .entry(Slot::for_key(q.request.keys[0].as_bytes()))
+                        .or_default()
+                        .push(q);
+                }
+                by_slot.into_values().collect()
+            } else {
+                vec![std::mem::replace(&mut waiting, Vec::with_capacity(max))]
+            };
+            for group in groups {
                 counters.calls.fetch_add(1, Ordering::Relaxed);
                 counters
                     .requests
