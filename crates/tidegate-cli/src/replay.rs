@@ -138,6 +138,80 @@ pub(crate) fn open_input(input: &Option<PathBuf>) -> Result<Box<dyn BufRead>> {
     })
 }
 
+/// An input event with its virtual time.
+pub(crate) trait Timed {
+    /// Milliseconds on the virtual clock.
+    fn t_ms(&self) -> u64;
+}
+
+/// JSON-lines events in order: blank lines skipped, each line parsed, `t_ms` checked
+/// never to decrease; errors carry the line number.
+pub(crate) struct EventLines<R> {
+    lines: std::iter::Enumerate<io::Lines<R>>,
+    last_t: u64,
+    /// The fields of an event, for error messages.
+    shape: &'static str,
+}
+
+impl<R: BufRead> EventLines<R> {
+    pub(crate) fn new(input: R, shape: &'static str) -> Self {
+        Self {
+            lines: input.lines().enumerate(),
+            last_t: 0,
+            shape,
+        }
+    }
+
+    /// The next event as `(line number, event, time in µs)`.
+    pub(crate) fn next_event<T: serde::de::DeserializeOwned + Timed>(
+        &mut self,
+    ) -> Option<Result<(usize, T, u64)>> {
+        loop {
+            let (index, line) = self.lines.next()?;
+            let number = index + 1;
+            let line = match line {
+                Ok(line) => line,
+                Err(e) => {
+                    return Some(Err(
+                        anyhow::Error::new(e).context(format!("line {number}: cannot read input"))
+                    ));
+                }
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            return Some(self.parse(number, &line));
+        }
+    }
+
+    fn parse<T: serde::de::DeserializeOwned + Timed>(
+        &mut self,
+        number: usize,
+        line: &str,
+    ) -> Result<(usize, T, u64)> {
+        let event: T = serde_json::from_str(line)
+            .with_context(|| format!("line {number}: not a valid event {}", self.shape))?;
+        let t = event.t_ms();
+        if t < self.last_t {
+            anyhow::bail!(
+                "line {number}: t_ms {t} is earlier than the previous event's {} (t_ms must not decrease)",
+                self.last_t
+            );
+        }
+        self.last_t = t;
+        let now = t
+            .checked_mul(1_000)
+            .with_context(|| format!("line {number}: t_ms {t} is too large"))?;
+        Ok((number, event, now))
+    }
+}
+
+impl Timed for Event {
+    fn t_ms(&self) -> u64 {
+        self.t_ms
+    }
+}
+
 pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
     if let Some(spec) = &args.tracker {
         return crate::replay_tracker::run(
@@ -250,27 +324,9 @@ async fn replay(
         ..Summary::default()
     };
     let mut keys = HashSet::new();
-    let mut last_t = 0;
-    for (index, line) in input.lines().enumerate() {
-        let number = index + 1;
-        let line = line.with_context(|| format!("line {number}: cannot read input"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event: Event = serde_json::from_str(&line).with_context(|| {
-            format!("line {number}: not a valid event {{\"t_ms\", \"key\", \"cost\"}}")
-        })?;
-        if event.t_ms < last_t {
-            anyhow::bail!(
-                "line {number}: t_ms {} is earlier than the previous event's {last_t} (t_ms must not decrease)",
-                event.t_ms
-            );
-        }
-        last_t = event.t_ms;
-        let now = event
-            .t_ms
-            .checked_mul(1_000)
-            .with_context(|| format!("line {number}: t_ms {} is too large", event.t_ms))?;
+    let mut events = EventLines::new(input, "{\"t_ms\", \"key\", \"cost\"}");
+    while let Some(next) = events.next_event::<Event>() {
+        let (number, event, now) = next?;
         let d = backend
             .decide(&event.key, event.cost, now)
             .await

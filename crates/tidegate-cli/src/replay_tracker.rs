@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
+
+use crate::replay::{EventLines, Timed};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tidegate::ManualClock;
@@ -27,6 +29,12 @@ struct Event {
     id: String,
     #[serde(default)]
     details: Value,
+}
+
+impl Timed for Event {
+    fn t_ms(&self) -> u64 {
+        self.t_ms
+    }
 }
 
 fn ms(us: u64) -> u64 {
@@ -173,30 +181,10 @@ async fn replay(
     let mut rx = tracker.subscribe();
     let interval = duration_to_micros(spec.processing_interval());
     let mut next_tick = 0u64;
-    let mut last_t = 0;
     let mut lines = 0u64;
-    for (index, line) in input.lines().enumerate() {
-        let number = index + 1;
-        let line = line.with_context(|| format!("line {number}: cannot read input"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event: Event = serde_json::from_str(&line).with_context(|| {
-            format!(
-                "line {number}: not a valid event {{\"t_ms\", \"category\", \"id\", \"details\"}}"
-            )
-        })?;
-        if event.t_ms < last_t {
-            bail!(
-                "line {number}: t_ms {} is earlier than the previous event's {last_t} (t_ms must not decrease)",
-                event.t_ms
-            );
-        }
-        last_t = event.t_ms;
-        let now = event
-            .t_ms
-            .checked_mul(1_000)
-            .with_context(|| format!("line {number}: t_ms {} is too large", event.t_ms))?;
+    let mut input = EventLines::new(input, "{\"t_ms\", \"category\", \"id\", \"details\"}");
+    while let Some(next) = input.next_event::<Event>() {
+        let (number, event, now) = next?;
         tick_until(
             &tracker,
             &clock,
