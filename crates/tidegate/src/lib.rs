@@ -28,7 +28,7 @@ pub use limiter::Limiter;
 pub use policy::{AlgorithmKind, Policy, PolicyState};
 pub use policy_set::PolicySet;
 pub use throttler::Throttler;
-pub use time::{Clock, CoarseClock, ManualClock, MonotonicClock};
+pub use time::{Clock, CoarseClock, ManualClock, MonotonicClock, SystemClock};
 
 /// The README's code examples, compiled and run as doctests.
 #[cfg(doctest)]

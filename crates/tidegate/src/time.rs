@@ -133,6 +133,21 @@ impl Clock for CoarseClock {
     }
 }
 
+/// Wall-clock time: microseconds since the Unix epoch (`SystemTime`).
+///
+/// Not monotonic (the system clock may be set back); use it where times are shown to
+/// people or shared between machines, such as the tracker's `scheduled_at`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_micros(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, duration_to_micros)
+    }
+}
+
 /// A clock that only moves when told to: for tests, replays and explicit timestamps.
 #[derive(Debug, Clone, Default)]
 pub struct ManualClock {
@@ -226,6 +241,16 @@ mod tests {
             "coarse clock did not advance: {start} -> {later}"
         );
         assert!(later <= MonotonicClock.now_micros());
+    }
+
+    #[test]
+    fn system_clock_reads_unix_time_in_micros() {
+        let now = SystemClock.now_micros();
+        // After 2024-01-01 and before 2100-01-01.
+        assert!(
+            (1_704_067_200_000_000..4_102_444_800_000_000).contains(&now),
+            "{now}"
+        );
     }
 
     #[test]

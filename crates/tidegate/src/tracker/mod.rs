@@ -31,7 +31,7 @@ pub use spec::TrackerSpec;
 pub use strategy::Strategy;
 
 use crate::error::PolicyError;
-use crate::time::{Clock, CoarseClock, duration_to_micros, micros_to_duration};
+use crate::time::{Clock, SystemClock, duration_to_micros, micros_to_duration};
 use memory::{MemoryRecords, RecordSettings};
 use strategy::{Gate, defer_micros};
 
@@ -148,7 +148,7 @@ impl Default for TrackerBuilder {
             max_details: 100,
             processor: None,
             dead_letter: None,
-            clock: Arc::new(CoarseClock),
+            clock: Arc::new(SystemClock),
             manual_ticks: false,
         }
     }
@@ -256,7 +256,8 @@ impl TrackerBuilder {
         self
     }
 
-    /// The clock (default [`CoarseClock`]).
+    /// The clock (default [`SystemClock`]: µs since the Unix epoch, so `scheduled_at`
+    /// and first/last seen times are wall-clock times).
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
