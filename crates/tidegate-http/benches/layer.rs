@@ -25,7 +25,16 @@ struct Run {
 /// `wrk --latency` on `url`; requests/s and p50/p99 in µs.
 fn wrk(url: &str, secs: u64) -> Run {
     let out = Command::new("wrk")
-        .args(["-t", "1", "-c", "32", "-d", &format!("{secs}s"), "--latency", url])
+        .args([
+            "-t",
+            "1",
+            "-c",
+            "32",
+            "-d",
+            &format!("{secs}s"),
+            "--latency",
+            url,
+        ])
         .output()
         .expect("wrk (Debian package wrk) must be installed");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -34,7 +43,10 @@ fn wrk(url: &str, secs: u64) -> Run {
             .lines()
             .find(|l| l.trim_start().starts_with(label))
             .unwrap_or_else(|| panic!("no `{label}` in wrk output:\n{text}"));
-        let value = line.trim_start()[label.len()..].split_whitespace().next().unwrap();
+        let value = line.trim_start()[label.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap();
         parse(value)
     };
     Run {
@@ -58,9 +70,12 @@ async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .await
-            .unwrap();
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
     });
     addr
 }
@@ -71,7 +86,10 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5u64);
     if std::env::args().len() <= 1 || std::env::args().any(|a| a == "--test") {
-        println!("layer bench: pass --full to run it (it needs wrk and takes ~{}s)", 3 * secs);
+        println!(
+            "layer bench: pass --full to run it (it needs wrk and takes ~{}s)",
+            3 * secs
+        );
         return;
     }
     let redis = RedisServer::start();
@@ -85,12 +103,18 @@ fn main() {
     let (plain, memory, shared) = rt.block_on(async {
         let hello = || Router::new().route("/", get(|| async { "ok" }));
         let plain = serve(hello()).await;
-        let memory_layer = RateLimitLayer::builder("api", Limiter::new(PolicySet::from(policy)), policy)
-            .key(KeyExtractor::peer_ip())
-            .build();
+        let memory_layer =
+            RateLimitLayer::builder("api", Limiter::new(PolicySet::from(policy)), policy)
+                .key(KeyExtractor::peer_ip())
+                .build();
         let memory = serve(hello().layer(memory_layer)).await;
-        let store = RedisStore::connect(&[redis.url()], RedisOptions::default()).await.unwrap();
-        let limiter = store.limiter("bench", PolicySet::from(policy)).build().unwrap();
+        let store = RedisStore::connect(&[redis.url()], RedisOptions::default())
+            .await
+            .unwrap();
+        let limiter = store
+            .limiter("bench", PolicySet::from(policy))
+            .build()
+            .unwrap();
         let redis_layer = RateLimitLayer::builder("api", limiter, policy)
             .key(KeyExtractor::peer_ip())
             .build();
@@ -99,7 +123,9 @@ fn main() {
     });
     std::thread::sleep(Duration::from_millis(200));
     let base = wrk(&format!("http://{plain}/"), secs);
-    println!("wrk -t1 -c32 -d{secs}s, axum on 1 tokio worker, 2 vCPUs shared with wrk and redis-server");
+    println!(
+        "wrk -t1 -c32 -d{secs}s, axum on 1 tokio worker, 2 vCPUs shared with wrk and redis-server"
+    );
     println!("| endpoint | req/s | ratio | p50 | p99 | p99 added |");
     println!("|---|---:|---:|---:|---:|---:|");
     let row = |name: &str, r: &Run| {
@@ -113,6 +139,12 @@ fn main() {
         );
     };
     row("no layer", &base);
-    row("layer, memory store", &wrk(&format!("http://{memory}/"), secs));
-    row("layer, Redis store", &wrk(&format!("http://{shared}/"), secs));
+    row(
+        "layer, memory store",
+        &wrk(&format!("http://{memory}/"), secs),
+    );
+    row(
+        "layer, Redis store",
+        &wrk(&format!("http://{shared}/"), secs),
+    );
 }
