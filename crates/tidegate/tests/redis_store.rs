@@ -594,3 +594,38 @@ fn rediss_urls_decide_over_tls() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_store_opened_while_redis_is_down_follows_the_failure_policy_then_recovers() {
+    let server = RedisServer::start();
+    server.kill();
+    runtime().block_on(async {
+        let options = RedisOptions {
+            timeout: Duration::from_millis(100),
+            connect_timeout: Duration::from_millis(200),
+            breaker_cooldown: Duration::from_millis(100),
+            ..RedisOptions::default()
+        };
+        assert!(
+            RedisStore::connect(&[server.url()], options.clone())
+                .await
+                .is_err()
+        );
+        let store = RedisStore::open(&[server.url()], options).await.unwrap();
+        let limiter = store
+            .limiter(&unique("down"), "fixed_window:1/1h".parse().unwrap())
+            .on_error(FailurePolicy::FailClosed)
+            .build()
+            .unwrap();
+        let (allowed, took) = timed(&limiter, "k").await;
+        assert!(!allowed, "fail_closed while Redis is down");
+        assert!(took < BOUND, "took {took:?}");
+        server.restart();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while limiter.stats().decisions == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            timed(&limiter, "k").await;
+        }
+        assert!(limiter.stats().decisions > 0, "Redis decides once it is up");
+    });
+}

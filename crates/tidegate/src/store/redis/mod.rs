@@ -200,8 +200,25 @@ pub fn parse_urls(text: &str) -> Result<Vec<String>, RedisStoreError> {
 
 impl RedisStore {
     /// Connects to one node (one URL) or a cluster (several seed URLs of its nodes).
-    /// `rediss://` URLs use TLS.
+    /// `rediss://` URLs use TLS. Fails if Redis cannot be reached now.
     pub async fn connect(urls: &[String], options: RedisOptions) -> Result<Self, RedisStoreError> {
+        Self::start(urls, options, true).await
+    }
+
+    /// Like [`connect`](Self::connect), but a single node that cannot be reached yet is
+    /// not an error: the store connects on first use, decisions follow each limiter's
+    /// failure policy until Redis answers, and it reconnects by itself. (A cluster must
+    /// answer once, to learn its topology.) For servers that must start while Redis is
+    /// down.
+    pub async fn open(urls: &[String], options: RedisOptions) -> Result<Self, RedisStoreError> {
+        Self::start(urls, options, false).await
+    }
+
+    async fn start(
+        urls: &[String],
+        options: RedisOptions,
+        strict: bool,
+    ) -> Result<Self, RedisStoreError> {
         let label = urls.join(",");
         let url_error = |e: RedisError| RedisStoreError::Url {
             url: label.clone(),
@@ -233,10 +250,13 @@ impl RedisStore {
                     .set_response_timeout(Some(options.timeout.max(Duration::from_millis(1))))
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_millis(500));
-                ConnectionManager::new_with_config(client, config)
-                    .await
-                    .map(Connection::Single)
-                    .map_err(redis_error)
+                if strict {
+                    ConnectionManager::new_with_config(client, config).await
+                } else {
+                    ConnectionManager::new_lazy_with_config(client, config)
+                }
+                .map(Connection::Single)
+                .map_err(redis_error)
             } else {
                 let mut builder = ClusterClientBuilder::new(urls.to_vec());
                 if let Some(certs) = certs.clone() {
@@ -289,7 +309,12 @@ impl RedisStore {
                 refused: AtomicU64::new(0),
             }),
         };
-        store.load_script().await?;
+        match store.load_script().await {
+            Ok(()) => {}
+            Err(e) if strict => return Err(e),
+            // Loaded on first use (NOSCRIPT) once Redis answers.
+            Err(e) => store.record_error(&e),
+        }
         Ok(store)
     }
 
