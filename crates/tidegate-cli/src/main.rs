@@ -2,6 +2,7 @@
 
 mod replay;
 mod replay_tracker;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -19,12 +20,16 @@ struct Cli {
 enum Command {
     /// Run recorded traffic (JSON lines) through a policy and print every decision.
     Replay(replay::ReplayArgs),
+    /// Serve rate-limit decisions and the event tracker over HTTP (`POST /v1/check`,
+    /// `POST /v1/events`, admin routes, `/metrics`, `/healthz`, `/readyz`).
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay::run(&args),
+        Command::Serve(args) => serve::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,262 @@
+//! The named policies the server decides with: each a memory [`Limiter`] or a
+//! [`RedisLimiter`], with its header value and metric handles made once at start.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+use axum::http::HeaderValue;
+use metrics::{Counter, Histogram};
+use serde_json::{Value, json};
+use tidegate::store::LimitStore;
+use tidegate::store::redis::{RedisLimiter, RedisStore};
+use tidegate::{Decision, LimitError, Limiter, PolicySet};
+use tidegate_http::headers::{duration_secs_ceil, push_policy_member};
+
+use super::config::StoreSettings;
+
+/// Where one policy's states live.
+pub enum Backend {
+    /// This process's memory.
+    Memory(Limiter<PolicySet>),
+    /// Redis, shared by every instance.
+    Redis(Box<RedisLimiter>),
+}
+
+impl Backend {
+    /// Decides for `key`, consuming `cost` if admitted.
+    pub async fn acquire(&self, key: &str, cost: u64) -> Result<Decision, LimitError> {
+        match self {
+            Backend::Memory(l) => l.check(key, cost),
+            Backend::Redis(l) => l.acquire(key, cost, None).await,
+        }
+    }
+
+    /// What a request of `cost` would get now, consuming nothing.
+    pub async fn peek(&self, key: &str, cost: u64) -> Result<Decision, LimitError> {
+        match self {
+            Backend::Memory(l) => l.peek(key, cost),
+            Backend::Redis(l) => l.peek(key, cost, None).await,
+        }
+    }
+
+    /// Forgets `key`; whether it had state.
+    pub async fn reset(&self, key: &str) -> Result<bool, LimitError> {
+        match self {
+            Backend::Memory(l) => Ok(l.reset(key)),
+            Backend::Redis(l) => LimitStore::reset(&**l, key).await,
+        }
+    }
+
+    /// Whether `key` has state (memory only; `None` for Redis).
+    pub fn tracked(&self, key: &str) -> Option<bool> {
+        match self {
+            Backend::Memory(l) => Some(l.state(key).is_some()),
+            Backend::Redis(_) => None,
+        }
+    }
+
+    /// Up to `limit` keys with state, and whether there were more. Redis: SCAN.
+    pub async fn keys(&self, limit: usize) -> Result<(Vec<String>, bool), LimitError> {
+        match self {
+            Backend::Memory(l) => {
+                let mut keys = Vec::new();
+                let mut more = false;
+                l.store().for_each(|k, _| {
+                    if keys.len() < limit {
+                        keys.push(k.clone());
+                    } else {
+                        more = true;
+                    }
+                });
+                Ok((keys, more))
+            }
+            Backend::Redis(l) => {
+                let mut keys = l.keys(limit.saturating_add(1)).await?;
+                let more = keys.len() > limit;
+                keys.truncate(limit);
+                Ok((keys, more))
+            }
+        }
+    }
+
+    /// Store counters for `/admin/stats`.
+    pub fn stats(&self) -> Value {
+        match self {
+            Backend::Memory(l) => json!({ "memory": l.stats() }),
+            Backend::Redis(l) => json!({ "redis": l.stats() }),
+        }
+    }
+}
+
+/// One named policy.
+pub struct NamedPolicy {
+    /// Its name.
+    pub name: String,
+    /// Its policies (one or several).
+    pub policies: PolicySet,
+    /// Where its states live.
+    pub backend: Backend,
+    /// `RateLimit-Policy` (the first policy of a list is advertised).
+    pub policy_header: HeaderValue,
+    allowed: Counter,
+    denied: Counter,
+    errors: Counter,
+    /// Decision latency.
+    pub latency: Histogram,
+    counts: [AtomicU64; 3],
+}
+
+/// Which way a decision went.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome {
+    /// Admitted.
+    Allowed = 0,
+    /// Refused.
+    Denied = 1,
+    /// No decision (bad cost, store error).
+    Error = 2,
+}
+
+impl NamedPolicy {
+    fn new(name: String, policies: PolicySet, backend: Backend) -> Self {
+        let first = &policies.policies()[0];
+        let mut header = String::new();
+        push_policy_member(
+            &mut header,
+            &name,
+            first.limit(),
+            duration_secs_ceil(first.window()),
+        );
+        let counter = |outcome: &'static str| metrics::counter!("tidegate_decisions_total", "policy" => name.clone(), "outcome" => outcome);
+        Self {
+            policy_header: HeaderValue::from_str(&header)
+                .unwrap_or_else(|_| HeaderValue::from_static("")),
+            allowed: counter("allowed"),
+            denied: counter("denied"),
+            errors: counter("error"),
+            latency: metrics::histogram!(super::telemetry::DECISION_SECONDS, "policy" => name.clone()),
+            counts: Default::default(),
+            name,
+            policies,
+            backend,
+        }
+    }
+
+    /// Counts a decision.
+    pub fn count(&self, outcome: Outcome) {
+        match outcome {
+            Outcome::Allowed => self.allowed.increment(1),
+            Outcome::Denied => self.denied.increment(1),
+            Outcome::Error => self.errors.increment(1),
+        }
+        self.counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counters for `/admin/stats`.
+    pub fn stats(&self) -> Value {
+        let n = |o: Outcome| self.counts[o as usize].load(Ordering::Relaxed);
+        let mut v = json!({
+            "policy": self.policies.to_string(),
+            "allowed": n(Outcome::Allowed),
+            "denied": n(Outcome::Denied),
+            "errors": n(Outcome::Error),
+        });
+        if let (Value::Object(m), Value::Object(s)) = (&mut v, self.backend.stats()) {
+            m.extend(s);
+        }
+        v
+    }
+
+    /// Refreshes the gauges and counters read from the store (before a scrape).
+    pub fn publish(&self) {
+        let policy = self.name.clone();
+        match &self.backend {
+            Backend::Memory(l) => {
+                metrics::gauge!("tidegate_memory_keys", "policy" => policy).set(l.len() as f64);
+            }
+            Backend::Redis(l) => {
+                metrics::counter!("tidegate_store_fallbacks_total", "policy" => policy)
+                    .absolute(l.stats().fallbacks);
+            }
+        }
+    }
+}
+
+/// Every policy, by name, and the Redis store if there is one.
+pub struct Policies {
+    /// By name.
+    pub by_name: HashMap<String, NamedPolicy>,
+    /// The shared Redis connection.
+    pub redis: Option<RedisStore>,
+}
+
+impl Policies {
+    /// Builds the limiters (connecting to Redis when configured).
+    pub async fn build(store: &StoreSettings, policies: &[(String, PolicySet)]) -> Result<Self> {
+        let mut by_name = HashMap::with_capacity(policies.len());
+        let redis = match store {
+            StoreSettings::Memory { max_keys } => {
+                for (name, set) in policies {
+                    let limiter = Limiter::builder(set.clone()).max_keys(*max_keys).build();
+                    by_name.insert(
+                        name.clone(),
+                        NamedPolicy::new(name.clone(), set.clone(), Backend::Memory(limiter)),
+                    );
+                }
+                None
+            }
+            StoreSettings::Redis {
+                urls,
+                options,
+                on_error,
+                namespace,
+                deny_cache,
+            } => {
+                // A single node that is down now is not fatal: decisions follow
+                // `on_error` and `/readyz` answers 503 until it answers.
+                let store = RedisStore::open(urls, options.clone())
+                    .await
+                    .with_context(|| {
+                        format!("`store.url`: cannot connect to {}", urls.join(","))
+                    })?;
+                if let Err(e) = store.ping().await {
+                    tracing::warn!(error = %e, ?on_error, "Redis does not answer yet; decisions follow on_error until it does");
+                }
+                for (name, set) in policies {
+                    let limiter = store
+                        .limiter(name, set.clone())
+                        .namespace(namespace)
+                        .on_error(*on_error)
+                        .deny_cache(*deny_cache)
+                        .build()
+                        .with_context(|| format!("`policies.{name}`"))?;
+                    by_name.insert(
+                        name.clone(),
+                        NamedPolicy::new(
+                            name.clone(),
+                            set.clone(),
+                            Backend::Redis(Box::new(limiter)),
+                        ),
+                    );
+                }
+                Some(store)
+            }
+        };
+        Ok(Self { by_name, redis })
+    }
+
+    /// Publishes the store's own counters as metrics.
+    pub fn publish(&self) {
+        for p in self.by_name.values() {
+            p.publish();
+        }
+        if let Some(store) = &self.redis {
+            let s = store.stats();
+            metrics::counter!("tidegate_store_errors_total").absolute(s.errors);
+            metrics::counter!("tidegate_store_timeouts_total").absolute(s.timeouts);
+            metrics::counter!("tidegate_store_refused_total").absolute(s.refused);
+            metrics::gauge!("tidegate_store_circuit_open").set(f64::from(u8::from(s.circuit_open)));
+        }
+    }
+}

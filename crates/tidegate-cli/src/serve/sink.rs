@@ -1,0 +1,252 @@
+//! Where the tracker's deferred batches go: a JSON-lines file (or standard output), a
+//! webhook, or a Redis stream. A failed delivery is an `Err`, which the tracker retries
+//! with backoff (`max_retries`, `retry_delay` of the tracker spec) and defers again.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use serde_json::{Value, json};
+use tidegate::store::redis::RedisOptions;
+use tidegate::tracker::DeliveredRecord;
+
+use super::config::SinkSettings;
+use super::webhook::Webhook;
+
+/// Whole milliseconds, rounded up.
+pub fn ms(us: u64) -> u64 {
+    us.div_ceil(1_000)
+}
+
+/// One delivered record as JSON: category, id, count, first/last seen (Unix ms: the
+/// tracker runs on [`tidegate::SystemClock`]), details, details dropped, failed rounds.
+pub fn record_json(r: &DeliveredRecord) -> Value {
+    json!({
+        "category": r.category,
+        "id": r.id,
+        "count": r.count,
+        "first_seen_ms": ms(r.first_seen_us),
+        "last_seen_ms": ms(r.last_seen_us),
+        "details": r.details,
+        "details_dropped": r.details_dropped,
+        "failed_rounds": r.failed_rounds,
+    })
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+enum Target {
+    Jsonl(Mutex<Box<dyn Write + Send>>),
+    Webhook(Webhook),
+    RedisStream {
+        /// Connected on first use (Redis may be down at start), then reconnecting by itself.
+        conn: tokio::sync::Mutex<Option<Conn>>,
+        urls: Vec<String>,
+        options: RedisOptions,
+        key: String,
+        maxlen: Option<u64>,
+    },
+}
+
+/// A configured sink; cheap to clone.
+#[derive(Clone)]
+pub struct Sink {
+    target: Arc<Target>,
+    label: &'static str,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink").field("type", &self.label).finish()
+    }
+}
+
+impl Sink {
+    /// Opens the sink: the file, the HTTP client, or the Redis connection (`redis` is
+    /// the store's URLs and options, required by `redis_stream`).
+    pub async fn open(
+        settings: &SinkSettings,
+        redis: Option<(&[String], &RedisOptions)>,
+    ) -> Result<Self> {
+        let (target, label) = match settings {
+            SinkSettings::Jsonl { path } => {
+                let out: Box<dyn Write + Send> = match path {
+                    None => Box::new(std::io::stdout()),
+                    Some(p) => Box::new(
+                        OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(p)
+                            .with_context(|| {
+                                format!("`tracker.sink.path`: cannot open {}", p.display())
+                            })?,
+                    ),
+                };
+                (Target::Jsonl(Mutex::new(out)), "jsonl")
+            }
+            SinkSettings::Webhook {
+                url,
+                timeout,
+                headers,
+                ca_file,
+            } => (
+                Target::Webhook(
+                    Webhook::new(url, headers, *timeout, ca_file.as_deref())
+                        .context("`tracker.sink`: the webhook")?,
+                ),
+                "webhook",
+            ),
+            SinkSettings::RedisStream { key, maxlen } => {
+                let (urls, options) =
+                    redis.context("`tracker.sink`: redis_stream needs a Redis store")?;
+                (
+                    Target::RedisStream {
+                        conn: tokio::sync::Mutex::new(None),
+                        urls: urls.to_vec(),
+                        options: options.clone(),
+                        key: key.clone(),
+                        maxlen: *maxlen,
+                    },
+                    "redis_stream",
+                )
+            }
+        };
+        Ok(Self {
+            target: Arc::new(target),
+            label,
+        })
+    }
+
+    /// The sink's type (`jsonl`, `webhook`, `redis_stream`).
+    pub fn label(&self) -> &'static str {
+        self.label
+    }
+
+    /// Delivers one batch; `Err` makes the tracker retry it.
+    pub async fn deliver(&self, records: Vec<DeliveredRecord>) -> Result<(), String> {
+        let result = self.send(&records).await;
+        if let Err(e) = &result {
+            metrics::counter!("tidegate_sink_errors_total", "sink" => self.label).increment(1);
+            tracing::warn!(sink = self.label, records = records.len(), error = %e, "tracker sink delivery failed; the tracker retries it");
+        }
+        result
+    }
+
+    async fn send(&self, records: &[DeliveredRecord]) -> Result<(), String> {
+        match &*self.target {
+            Target::Jsonl(out) => {
+                let mut text = String::new();
+                for r in records {
+                    text.push_str(&record_json(r).to_string());
+                    text.push('\n');
+                }
+                let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+                out.write_all(text.as_bytes())
+                    .and_then(|()| out.flush())
+                    .map_err(|e| format!("writing the JSON-lines sink: {e}"))
+            }
+            Target::Webhook(hook) => {
+                let body = json!({
+                    "records": records
+                        .iter()
+                        .map(record_json)
+                        .collect::<Vec<_>>(),
+                });
+                hook.post(body.to_string()).await
+            }
+            Target::RedisStream {
+                conn,
+                urls,
+                options,
+                key,
+                maxlen,
+            } => {
+                let conn = {
+                    let mut slot = conn.lock().await;
+                    match &*slot {
+                        Some(c) => c.clone(),
+                        None => {
+                            let c = connect(urls, options)
+                                .await
+                                .map_err(|e| format!("redis stream {key}: {e:#}"))?;
+                            *slot = Some(c.clone());
+                            c
+                        }
+                    }
+                };
+                let mut pipe = redis::pipe();
+                for r in records {
+                    let cmd = pipe.cmd("XADD").arg(key);
+                    if let Some(n) = maxlen {
+                        cmd.arg("MAXLEN").arg("~").arg(*n);
+                    }
+                    cmd.arg("*")
+                        .arg("record")
+                        .arg(record_json(r).to_string())
+                        .ignore();
+                }
+                let result = match conn {
+                    Conn::Single(mut c) => query(&pipe, &mut c).await,
+                    Conn::Cluster(mut c) => query(&pipe, &mut c).await,
+                };
+                result.map_err(|e| format!("redis stream {key}: {e}"))
+            }
+        }
+    }
+}
+
+async fn query(pipe: &redis::Pipeline, c: &mut impl ConnectionLike) -> redis::RedisResult<()> {
+    pipe.query_async::<()>(c).await
+}
+
+/// A connection of its own to the store's Redis, for the stream.
+async fn connect(urls: &[String], options: &RedisOptions) -> Result<Conn> {
+    let certs = match &options.tls_ca_file {
+        Some(path) => Some(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(
+                std::fs::read(path)
+                    .with_context(|| format!("reading the CA file {}", path.display()))?,
+            ),
+        }),
+        None => None,
+    };
+    let response_timeout = Duration::from_secs(5).max(options.timeout);
+    let connecting = async {
+        if let [url] = urls {
+            let client = match certs {
+                Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
+                None => redis::Client::open(url.as_str()),
+            }?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(options.connect_timeout))
+                .set_response_timeout(Some(response_timeout));
+            ConnectionManager::new_with_config(client, config)
+                .await
+                .map(Conn::Single)
+        } else {
+            let mut builder = redis::cluster::ClusterClientBuilder::new(urls.to_vec());
+            if let Some(certs) = certs {
+                builder = builder.certs(certs);
+            }
+            builder
+                .connection_timeout(options.connect_timeout)
+                .response_timeout(response_timeout)
+                .build()?
+                .get_async_connection()
+                .await
+                .map(Conn::Cluster)
+        }
+    };
+    tokio::time::timeout(options.connect_timeout * 2, connecting)
+        .await
+        .context("timed out")?
+        .map_err(Into::into)
+}

@@ -1,0 +1,145 @@
+//! Logs (`tracing`, text or JSON, to standard error and/or a file) and the Prometheus
+//! recorder behind `GET /metrics`.
+
+use std::fs::OpenOptions;
+use std::sync::{Mutex, OnceLock};
+
+use anyhow::{Context, Result};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
+
+use super::config::{LogFormat, LogSettings};
+
+/// The decision latency histogram.
+pub const DECISION_SECONDS: &str = "tidegate_decision_duration_seconds";
+
+/// Buckets of the decision latency histogram, in seconds (10 µs to 1 s).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 1.0,
+];
+
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Installs the global subscriber: `RUST_LOG` (as `target=level,...`) when set, else
+/// `log.level`.
+pub fn init_logs(log: &LogSettings) -> Result<()> {
+    let filter: Targets = match std::env::var("RUST_LOG") {
+        Ok(text) if !text.trim().is_empty() => text.parse().with_context(|| {
+            format!("RUST_LOG `{text}` is not a filter like `info` or `tidegate=debug,warn`")
+        })?,
+        _ => log.filter.clone(),
+    };
+    let mut layers: Vec<BoxedLayer> = Vec::new();
+    if log.console {
+        layers.push(fmt_layer(log.format, std::io::stderr));
+    }
+    if let Some(path) = &log.file {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("`log.file`: cannot open {}", path.display()))?;
+        layers.push(fmt_layer(log.format, Mutex::new(file)));
+    }
+    tracing_subscriber::registry()
+        .with(layers)
+        .with(filter)
+        .try_init()
+        .context("installing the log subscriber")?;
+    Ok(())
+}
+
+fn fmt_layer<W>(format: LogFormat, writer: W) -> BoxedLayer
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    match format {
+        LogFormat::Text => layer.with_ansi(false).boxed(),
+        LogFormat::Json => layer.json().boxed(),
+    }
+}
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn metrics_handle() -> Result<PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(DECISION_SECONDS.into()), LATENCY_BUCKETS)
+        .context("metrics buckets")?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    describe();
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "tidegate_decisions_total",
+        "Decisions of POST /v1/check by policy and outcome (allowed, denied, error)"
+    );
+    describe_histogram!(
+        DECISION_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to decide one POST /v1/check, by policy"
+    );
+    describe_counter!(
+        "tidegate_store_errors_total",
+        "Redis calls that failed (errors and timeouts)"
+    );
+    describe_counter!(
+        "tidegate_store_timeouts_total",
+        "Redis calls that timed out"
+    );
+    describe_counter!(
+        "tidegate_store_refused_total",
+        "Redis calls refused by the open circuit breaker"
+    );
+    describe_gauge!(
+        "tidegate_store_circuit_open",
+        "1 while the Redis circuit breaker is open"
+    );
+    describe_counter!(
+        "tidegate_store_fallbacks_total",
+        "Decisions answered by the failure policy (on_error) because Redis could not, by policy"
+    );
+    describe_gauge!(
+        "tidegate_memory_keys",
+        "Keys held by the memory store, by policy"
+    );
+    describe_gauge!(
+        "tidegate_tracker_records",
+        "Records held by the event tracker"
+    );
+    describe_gauge!(
+        "tidegate_tracker_waiting",
+        "Deferred batches waiting for their due time"
+    );
+    describe_gauge!(
+        "tidegate_tracker_retrying",
+        "Batches between sink delivery attempts"
+    );
+    describe_counter!(
+        "tidegate_tracker_events_total",
+        "Events tracked, by outcome (immediate, deferred, ignored)"
+    );
+    describe_counter!(
+        "tidegate_tracker_delivered_events_total",
+        "Deferred events delivered to the sink"
+    );
+    describe_counter!(
+        "tidegate_tracker_failed_rounds_total",
+        "Delivery rounds in which every attempt failed"
+    );
+    describe_counter!(
+        "tidegate_sink_errors_total",
+        "Failed sink deliveries (each retry counts)"
+    );
+}

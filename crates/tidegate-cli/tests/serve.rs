@@ -1,0 +1,944 @@
+//! `tidegate serve` as a user runs it: the built binary on a free loopback port, real
+//! HTTP requests, real `redis-server` processes for the shared store, SIGTERM for the
+//! graceful shutdown.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redis_test_server::RedisServer;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+/// The repository root (where `examples/` is).
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "tidegate-serve-test-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `tidegate serve ...` with no `TIDEGATE_*` or `RUST_LOG` from the test's environment.
+fn command(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidegate"));
+    cmd.arg("serve").args(args).current_dir(cwd);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TIDEGATE_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// A running server; killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `tidegate serve --listen 127.0.0.1:0 ARGS` and waits until it listens and
+    /// answers `/healthz`.
+    fn start(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Server {
+        let mut all = vec!["--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let mut child = command(&all, env, cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        let log = Arc::clone(&stderr);
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                }
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "tidegate serve did not start; stderr:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+        };
+        let server = Server {
+            child,
+            addr,
+            stderr,
+        };
+        assert_eq!(server.get("/healthz").status, 200);
+        server
+    }
+
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        http(&self.addr, method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\nstderr:\n{}", self.log()))
+    }
+
+    fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, &[], b"")
+    }
+
+    fn admin(&self, method: &str, path: &str) -> Resp {
+        let auth = format!("Bearer {TOKEN}");
+        self.request(method, path, &[("Authorization", &auth)], b"")
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Resp {
+        self.request("POST", path, &[], body.to_string().as_bytes())
+    }
+
+    fn check(&self, policy: &str, key: &str) -> Resp {
+        self.post("/v1/check", &json!({"policy": policy, "key": key}))
+    }
+
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, then the exit status (within 15 s).
+    fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit after SIGTERM:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or_else(
+            || panic!("no {name} header in {:?}", self.headers),
+            String::as_str,
+        )
+    }
+
+    /// The JSON error body's message, checking the error shape.
+    fn message(&self) -> String {
+        let v = self.json();
+        assert!(v["error"].is_string(), "{v}");
+        assert_eq!(
+            self.headers.get("content-type").map(String::as_str),
+            Some("application/json")
+        );
+        v["message"].as_str().unwrap().to_string()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Resp> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    // The server may answer (413) before reading a large body: a failed write is fine.
+    // (No half-close: the server would take it for a client that went away.)
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("incomplete response: {text:?}"),
+        )
+    })?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    assert!(
+        !headers.contains_key("transfer-encoding"),
+        "chunked responses are not expected"
+    );
+    Ok(Resp {
+        status,
+        headers,
+        body: body.to_string(),
+    })
+}
+
+/// `tidegate serve ARGS` expected to fail at start: (exit code, stderr).
+fn start_error(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> (i32, String) {
+    let out = command(args, env, cwd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn config_with(dir: &TempDir, extra: &str) -> PathBuf {
+    dir.write(
+        "tidegate.toml",
+        &format!(
+            "[admin]\ntoken = \"{TOKEN}\"\n\n[policies]\nlogin = \"fixed_window:3/10s\"\n\
+             api = \"token_bucket:100/1m,burst=20\"\nshaped = \"leaky_bucket:10/1s\"\n{extra}"
+        ),
+    )
+}
+
+#[test]
+fn embedded_default_serves_and_answers_429_after_the_limit() {
+    let dir = TempDir::new();
+    let server = Server::start(&[], &[], &dir.0);
+    for remaining in [2, 1, 0] {
+        let r = server.check("login", "alice");
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        assert_eq!(v["allowed"], true);
+        assert_eq!(v["limit"], 3);
+        assert_eq!(v["remaining"], remaining);
+        assert_eq!(v["retry_after_ms"], Value::Null);
+        assert!(v["reset_after_ms"].as_u64().unwrap() <= 10_000);
+        assert!(v.get("delay_ms").is_none());
+        assert_eq!(r.header("ratelimit-policy"), r#""login";q=3;w=10"#);
+        assert_eq!(
+            r.header("ratelimit"),
+            format!(r#""login";r={remaining};t=10"#)
+        );
+        assert!(!r.headers.contains_key("retry-after"));
+    }
+    let r = server.check("login", "alice");
+    assert_eq!(r.status, 429);
+    let v = r.json();
+    assert_eq!(v["allowed"], false);
+    assert_eq!(v["remaining"], 0);
+    let retry_ms = v["retry_after_ms"].as_u64().unwrap();
+    assert!((9_000..=10_000).contains(&retry_ms), "{v}");
+    assert_eq!(r.header("retry-after"), "10");
+    assert_eq!(r.header("ratelimit"), r#""login";r=0;t=10"#);
+    // Another key is independent; the other default policies exist.
+    assert_eq!(server.check("login", "bob").status, 200);
+    let r = server.check("search", "bob");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("ratelimit-policy"), r#""search";q=10;w=1"#);
+    assert_eq!(server.check("api", "bob").json()["remaining"], 19);
+    // The default tracker answers; no admin routes without a token.
+    let r = server.post("/v1/events", &json!({"category": "error", "id": "E1"}));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["type"], "immediate");
+    assert_eq!(server.admin("GET", "/admin/stats").status, 404);
+    assert_eq!(server.get("/readyz").status, 200);
+    let r = server.get("/nowhere");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.message(), "no route for GET /nowhere");
+    assert_eq!(server.request("DELETE", "/v1/check", &[], b"").status, 405);
+}
+
+#[test]
+fn check_rejects_bad_input_with_json_errors() {
+    let dir = TempDir::new();
+    let config = config_with(&dir, "");
+    let server = Server::start(&["--config", config.to_str().unwrap()], &[], &dir.0);
+    let post = |body: &[u8]| server.request("POST", "/v1/check", &[], body);
+
+    let r = post(b"{\"policy\":\"login\"");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.message().starts_with("invalid JSON body: EOF"),
+        "{}",
+        r.body
+    );
+    let r = post(b"{\"policy\":\"login\"}");
+    assert_eq!(r.status, 400);
+    assert!(r.message().contains("missing field `key`"), "{}", r.body);
+    let r = post(b"{\"policy\":\"login\",\"key\":\"a\",\"cots\":2}");
+    assert_eq!(r.status, 400);
+    assert!(r.message().contains("unknown field `cots`"), "{}", r.body);
+    let r = post(b"{\"policy\":\"login\",\"key\":7}");
+    assert_eq!(r.status, 400);
+    assert!(r.message().contains("invalid type"), "{}", r.body);
+    let r = post(b"");
+    assert_eq!(r.status, 400);
+
+    let r = server.check("nope", "a");
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.message(),
+        "unknown policy `nope`; configured: api, login, shaped"
+    );
+    let r = server.check("login", "");
+    assert_eq!(r.status, 400);
+    assert_eq!(r.message(), "`key` must not be empty");
+    let r = server.check("login", &"k".repeat(257));
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.message(),
+        "`key` is 257 bytes long; the limit is 256 bytes"
+    );
+    assert_eq!(server.check("login", &"k".repeat(256)).status, 200);
+
+    let r = server.post(
+        "/v1/check",
+        &json!({"policy": "api", "key": "a", "cost": 21}),
+    );
+    assert_eq!(r.status, 400);
+    assert!(
+        r.message().contains("cost 21 can never be admitted"),
+        "{}",
+        r.body
+    );
+    let r = server.post(
+        "/v1/check",
+        &json!({"policy": "api", "key": "a", "cost": 0}),
+    );
+    assert_eq!(r.status, 400);
+    let r = server.post(
+        "/v1/check",
+        &json!({"policy": "api", "key": "a", "cost": 15}),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["remaining"], 5);
+    let r = server.post(
+        "/v1/check",
+        &json!({"policy": "api", "key": "a", "cost": 6}),
+    );
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["remaining"], 5);
+
+    // Leaky bucket: a delay instead of a refusal while the queue has room.
+    server.check("shaped", "s");
+    let v = server.check("shaped", "s").json();
+    assert_eq!(v["allowed"], true);
+    let delay = v["delay_ms"].as_u64().unwrap();
+    assert!((1..=100).contains(&delay), "{v}");
+
+    let big = format!(
+        "{{\"policy\":\"login\",\"key\":\"{}\"}}",
+        "x".repeat(70 * 1024)
+    );
+    let r = post(big.as_bytes());
+    assert_eq!(r.status, 413);
+    assert_eq!(r.message(), "the request body is larger than 65536 bytes");
+    // The server is still fine.
+    assert_eq!(server.check("login", "after").status, 200);
+}
+
+#[test]
+fn admin_routes_need_the_bearer_token() {
+    let dir = TempDir::new();
+    let config = config_with(&dir, "");
+    let server = Server::start(&["--config", config.to_str().unwrap()], &[], &dir.0);
+    for key in ["alice", "bob", "carol", "with/slash"] {
+        server.check("login", key);
+    }
+    server.check("login", "alice");
+
+    let r = server.get("/admin/stats");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), "Bearer");
+    assert!(r.message().contains("Authorization: Bearer"), "{}", r.body);
+    let r = server.request(
+        "GET",
+        "/admin/stats",
+        &[("Authorization", "Bearer wrong-token-0123456789")],
+        b"",
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(r.message(), "invalid admin token");
+    let r = server.request("GET", "/admin/stats", &[("Authorization", TOKEN)], b"");
+    assert_eq!(r.status, 401, "the Bearer scheme is required");
+    let r = server.request("DELETE", "/admin/keys/login/alice", &[], b"");
+    assert_eq!(r.status, 401);
+
+    let r = server.admin("GET", "/admin/stats");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["store"]["type"], "memory");
+    assert_eq!(v["policies"]["login"]["allowed"], 5);
+    assert_eq!(v["policies"]["login"]["denied"], 0);
+    assert_eq!(v["policies"]["login"]["policy"], "fixed_window:3/10s");
+    assert_eq!(v["policies"]["login"]["memory"]["keys"], 4);
+    assert_eq!(v["tracker"], Value::Null);
+
+    let r = server.admin("GET", "/admin/keys/login/alice");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(
+        (
+            v["policy"].as_str(),
+            v["key"].as_str(),
+            v["remaining"].as_u64()
+        ),
+        (Some("login"), Some("alice"), Some(1))
+    );
+    assert_eq!(v["tracked"], true);
+    assert_eq!(v["next_allowed"], true);
+    assert_eq!(
+        server.admin("GET", "/admin/keys/login/with%2Fslash").json()["remaining"],
+        2
+    );
+    assert_eq!(
+        server.admin("GET", "/admin/keys/login/nobody").json()["tracked"],
+        false
+    );
+    assert_eq!(server.admin("GET", "/admin/keys/nope/alice").status, 404);
+
+    let r = server.admin("GET", "/admin/keys/login?limit=2");
+    let v = r.json();
+    assert_eq!(v["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(v["truncated"], true);
+    let v = server.admin("GET", "/admin/keys/login").json();
+    let mut keys: Vec<&str> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["alice", "bob", "carol", "with/slash"]);
+    assert_eq!(v["truncated"], false);
+    assert_eq!(server.admin("GET", "/admin/keys/login?limit=0").status, 400);
+
+    let r = server.admin("DELETE", "/admin/keys/login/alice");
+    assert_eq!(
+        r.json(),
+        json!({"policy": "login", "key": "alice", "reset": true})
+    );
+    assert_eq!(
+        server.admin("DELETE", "/admin/keys/login/alice").json()["reset"],
+        false
+    );
+    assert_eq!(server.check("login", "alice").json()["remaining"], 2);
+
+    // No tracker configured: /v1/events says so.
+    let r = server.post("/v1/events", &json!({"category": "c", "id": "i"}));
+    assert_eq!(r.status, 404);
+    assert!(r.message().contains("no event tracker"), "{}", r.body);
+}
+
+#[test]
+fn metrics_count_decisions_by_policy_and_outcome() {
+    let dir = TempDir::new();
+    let config = config_with(&dir, "");
+    let server = Server::start(&["--config", config.to_str().unwrap()], &[], &dir.0);
+    for _ in 0..5 {
+        server.check("login", "m");
+    }
+    let r = server.get("/metrics");
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").starts_with("text/plain"));
+    let text = r.body;
+    for line in [
+        r#"tidegate_decisions_total{policy="login",outcome="allowed"} 3"#,
+        r#"tidegate_decisions_total{policy="login",outcome="denied"} 2"#,
+        r#"tidegate_decisions_total{policy="api",outcome="allowed"} 0"#,
+        r#"tidegate_decision_duration_seconds_count{policy="login"} 5"#,
+        r#"tidegate_memory_keys{policy="login"} 1"#,
+        "# TYPE tidegate_decision_duration_seconds histogram",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    assert!(
+        text.contains(r#"tidegate_decision_duration_seconds_bucket{policy="login",le="0.001"}"#),
+        "{text}"
+    );
+}
+
+/// A webhook receiver: answers 500 to the first request, 200 after; keeps the bodies.
+fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&got);
+    thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let status = if n == 0 {
+                "500 Internal Server Error"
+            } else {
+                seen.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap());
+                "200 OK"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn events_are_tracked_and_deferred_batches_reach_the_webhook_with_retries() {
+    let dir = TempDir::new();
+    let (url, received) = webhook();
+    let config = config_with(
+        &dir,
+        &format!(
+            "[tracker]\nspec = \"simple:limit=1,defer=300ms,processing_interval=50ms,retry_delay=50ms\"\n\
+             sink = {{ type = \"webhook\", url = \"{url}\" }}\n"
+        ),
+    );
+    let server = Server::start(&["--config", config.to_str().unwrap()], &[], &dir.0);
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut outcomes = Vec::new();
+    for n in 0..4 {
+        let r = server.post(
+            "/v1/events",
+            &json!({"category": "error", "id": "ECONNRESET", "details": {"n": n}}),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        outcomes.push(r.json());
+    }
+    assert_eq!(outcomes[0]["type"], "immediate");
+    assert_eq!(outcomes[0]["scheduled_at_ms"], Value::Null);
+    for (i, o) in outcomes.iter().enumerate().skip(1) {
+        assert_eq!(o["type"], "deferred");
+        assert_eq!(o["count"], i as u64 + 1);
+        assert_eq!(o["deferred"], i as u64);
+        let at = o["scheduled_at_ms"].as_u64().unwrap();
+        assert!((before + 250..before + 5_000).contains(&at), "{o}");
+        assert!(o["due_in_ms"].as_u64().unwrap() <= 300);
+    }
+    // Bad events.
+    let r = server.post("/v1/events", &json!({"category": "error"}));
+    assert_eq!(r.status, 400);
+    assert!(r.message().contains("missing field `id`"));
+    let r = server.post("/v1/events", &json!({"category": "", "id": "x"}));
+    assert_eq!(r.status, 400);
+    assert_eq!(r.message(), "`category` must not be empty");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no delivery:\n{}", server.log());
+        thread::sleep(Duration::from_millis(20));
+    }
+    let got = received.lock().unwrap()[0].clone();
+    let record = &got["records"][0];
+    assert_eq!(record["category"], "error");
+    assert_eq!(record["id"], "ECONNRESET");
+    assert_eq!(record["count"], 3);
+    assert_eq!(record["details"], json!([{"n": 1}, {"n": 2}, {"n": 3}]));
+    assert!(record["first_seen_ms"].as_u64().unwrap() >= before);
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.contains(r#"tidegate_sink_errors_total{sink="webhook"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tidegate_tracker_delivered_events_total 3"),
+        "{metrics}"
+    );
+    let stats = server.admin("GET", "/admin/stats").json();
+    assert_eq!(stats["tracker"]["deferred"], 3);
+    assert_eq!(stats["tracker"]["immediate"], 1);
+}
+
+#[test]
+fn invalid_configurations_stop_the_start_naming_the_field() {
+    let dir = TempDir::new();
+    let run = |text: &str, env: &[(&str, &str)]| {
+        let path = dir.write("bad.toml", text);
+        start_error(&["--config", path.to_str().unwrap()], env, &dir.0)
+    };
+    let (code, err) = run("colour = \"red\"\n[policies]\na = \"gcra:1/1s\"\n", &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("`colour`: unknown field `colour`"), "{err}");
+    assert!(err.contains("line 1, column 1"), "{err}");
+    let (code, err) = run("[policies]\nlogin = \"fixed_window:0/10s\"\n", &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(
+            "`policies.login`: invalid policy `fixed_window:0/10s`: `limit` must be at least 1"
+        ),
+        "{err}"
+    );
+    let (code, err) = run(
+        "[policies]\nlogin = { algorithm = \"fixed_window\", limit = 3, window = \"10s\", burts = 1 }\n",
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("`policies.login`"), "{err}");
+    assert!(err.contains("`burts` is not a policy field"), "{err}");
+    let (code, err) = run(
+        "[store]\nurl = \"redis://127.0.0.1:1\"\non_error = \"maybe\"\n[policies]\na = \"gcra:1/1s\"\n",
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("`store.on_error`: `maybe` is not one of"),
+        "{err}"
+    );
+    let (code, err) = run(
+        "[policies]\na = \"gcra:1/1s\"\n",
+        &[("TIDEGATE_ADMIN__TOKEN", "short")],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("`admin.token`"), "{err}");
+    assert!(err.contains("(set by TIDEGATE_ADMIN__TOKEN)"), "{err}");
+    let (code, err) = run("[tracker]\nsink = { type = \"jsonl\" }\n", &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("`tracker.sink`: missing field `path`"),
+        "{err}"
+    );
+
+    let missing = dir.0.join("missing.toml");
+    let (code, err) = start_error(&["--config", missing.to_str().unwrap()], &[], &dir.0);
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.toml"), "{err}");
+    assert!(err.contains("cannot read the config file"), "{err}");
+}
+
+#[test]
+fn starts_while_redis_is_down_and_follows_on_error() {
+    let dir = TempDir::new();
+    // Nothing listens on port 1.
+    let server = Server::start(
+        &[],
+        &[
+            ("TIDEGATE_STORE__URL", "redis://127.0.0.1:1"),
+            ("TIDEGATE_STORE__ON_ERROR", "fail_closed"),
+            ("TIDEGATE_STORE__CONNECT_TIMEOUT", "200ms"),
+        ],
+        &dir.0,
+    );
+    let r = server.get("/readyz");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["store"], "redis");
+    let r = server.check("login", "k");
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(server.log().contains("Redis does not answer yet"));
+}
+
+#[test]
+fn the_example_configuration_loads_and_serves() {
+    let dir = TempDir::new();
+    let example = repo().join("examples/tidegate.toml");
+    let out = command(
+        &["--config", example.to_str().unwrap(), "--check"],
+        &[],
+        &dir.0,
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        summary.contains("policy search: gcra:10/1s;fixed_window:1000/1day"),
+        "{summary}"
+    );
+    // Served from a scratch directory (the JSON-lines sink file is relative).
+    let mut server = Server::start(
+        &["--config", example.to_str().unwrap()],
+        &[("TIDEGATE_ADMIN__TOKEN", TOKEN)],
+        &dir.0,
+    );
+    assert_eq!(server.check("checkout", "c").status, 200);
+    assert_eq!(server.admin("GET", "/admin/stats").status, 200);
+    for _ in 0..7 {
+        server.post(
+            "/v1/events",
+            &json!({"category": "login_failed", "id": "u1"}),
+        );
+    }
+    assert!(server.terminate().success(), "{}", server.log());
+    let lines = std::fs::read_to_string(dir.0.join("tidegate-events.jsonl")).unwrap();
+    let record: Value = serde_json::from_str(lines.trim()).unwrap();
+    assert_eq!(record["count"], 2);
+}
+
+#[test]
+fn two_servers_on_one_redis_share_a_policy_exactly() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new();
+    let config = dir.write(
+        "redis.toml",
+        &format!(
+            "[store]\nurl = \"{}\"\non_error = \"fail_closed\"\ntimeout = \"2s\"\n\
+             [admin]\ntoken = \"{TOKEN}\"\n[policies]\nhourly = \"fixed_window:100/1h\"\n",
+            redis.url()
+        ),
+    );
+    let args = ["--config", config.to_str().unwrap()];
+    let a = Server::start(&args, &[], &dir.0);
+    let b = Server::start(&args, &[], &dir.0);
+    assert_eq!(a.get("/readyz").json()["store"], "redis");
+    let mut allowed = 0;
+    for i in 0..300 {
+        let server = if i % 2 == 0 { &a } else { &b };
+        let r = server.check("hourly", "shared-key");
+        match r.status {
+            200 => allowed += 1,
+            429 => {}
+            other => panic!("status {other}: {}", r.body),
+        }
+    }
+    assert_eq!(allowed, 100);
+    let stats = a.admin("GET", "/admin/stats").json();
+    assert_eq!(stats["store"]["type"], "redis");
+    assert_eq!(stats["policies"]["hourly"]["allowed"], 50);
+    assert_eq!(stats["policies"]["hourly"]["denied"], 100);
+    assert_eq!(stats["policies"]["hourly"]["redis"]["fallbacks"], 0);
+    // Keys are listed with SCAN, seen by both; a reset on one is seen by the other.
+    let v = b.admin("GET", "/admin/keys/hourly").json();
+    assert_eq!(v["keys"], json!(["shared-key"]));
+    let v = b.admin("GET", "/admin/keys/hourly/shared-key").json();
+    assert_eq!(
+        (v["remaining"].as_u64(), v["next_allowed"].as_bool()),
+        (Some(0), Some(false))
+    );
+    assert_eq!(
+        a.admin("DELETE", "/admin/keys/hourly/shared-key").json()["reset"],
+        true
+    );
+    assert_eq!(b.check("hourly", "shared-key").json()["remaining"], 99);
+    // Redis gone: not ready, and the failure policy (fail_closed) answers.
+    redis.kill();
+    let r = a.get("/readyz");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json()["status"], "unavailable");
+    assert_eq!(a.check("hourly", "shared-key").status, 429);
+    let metrics = a.get("/metrics").body;
+    assert!(
+        metrics.contains(r#"tidegate_store_fallbacks_total{policy="hourly"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn graceful_shutdown_delivers_every_accepted_deferred_event() {
+    let dir = TempDir::new();
+    let config = config_with(
+        &dir,
+        "[tracker]\nspec = \"simple:limit=1,defer=1h\"\nsink = { type = \"jsonl\", path = \"events.jsonl\" }\n",
+    );
+    let mut server = Server::start(&["--config", config.to_str().unwrap()], &[], &dir.0);
+    let addr = server.addr.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    // Four clients post events until the server stops answering.
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (addr, stop, sent) = (addr.clone(), Arc::clone(&stop), Arc::clone(&sent));
+            thread::spawn(move || {
+                let mut deferred: HashMap<String, u64> = HashMap::new();
+                let mut n = 0u64;
+                loop {
+                    let id = format!("id-{}", n % 5);
+                    let body = json!({"category": format!("client-{c}"), "id": id, "details": n});
+                    match http(
+                        &addr,
+                        "POST",
+                        "/v1/events",
+                        &[],
+                        body.to_string().as_bytes(),
+                    ) {
+                        Ok(r) if r.status == 200 => {
+                            let v: Value = serde_json::from_str(&r.body).unwrap();
+                            if v["type"] == "deferred" {
+                                *deferred.entry(format!("client-{c}/{id}")).or_default() += 1;
+                            }
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(r) if r.status == 503 => {}
+                        Ok(r) => panic!("unexpected {}: {}", r.status, r.body),
+                        Err(_) if stop.load(Ordering::Relaxed) => break,
+                        Err(e) => panic!("request failed before shutdown: {e}"),
+                    }
+                    n += 1;
+                }
+                deferred
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sent.load(Ordering::Relaxed) < 400 {
+        assert!(Instant::now() < deadline, "too slow:\n{}", server.log());
+        thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}\n{}", server.log());
+    let mut acknowledged: HashMap<String, u64> = HashMap::new();
+    for client in clients {
+        for (k, n) in client.join().unwrap() {
+            *acknowledged.entry(k).or_default() += n;
+        }
+    }
+    let mut delivered: HashMap<String, u64> = HashMap::new();
+    let text = std::fs::read_to_string(dir.0.join("events.jsonl")).unwrap();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        *delivered
+            .entry(format!(
+                "{}/{}",
+                v["category"].as_str().unwrap(),
+                v["id"].as_str().unwrap()
+            ))
+            .or_default() += v["count"].as_u64().unwrap();
+    }
+    assert_eq!(acknowledged.len(), 20, "{acknowledged:?}");
+    assert_eq!(delivered, acknowledged);
+    let log = server.log();
+    assert!(log.contains("signal=\"SIGTERM\""), "{log}");
+    assert!(log.contains("every pending batch was delivered"), "{log}");
+}
+
+#[test]
+fn deferred_batches_go_to_a_redis_stream() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new();
+    let config = dir.write(
+        "stream.toml",
+        &format!(
+            "[store]\nurl = \"{}\"\n[policies]\na = \"gcra:10/1s\"\n\
+             [tracker]\nspec = \"simple:limit=2,defer=1h\"\n\
+             sink = {{ type = \"redis_stream\", key = \"events\", maxlen = 1000 }}\n",
+            redis.url()
+        ),
+    );
+    let mut server = Server::start(&["--config", config.to_str().unwrap()], &[], &dir.0);
+    for id in ["a", "a", "a", "b", "b", "b", "b"] {
+        server.post("/v1/events", &json!({"category": "c", "id": id}));
+    }
+    assert_eq!(redis.cli(&["XLEN", "events"]), "0");
+    assert!(server.terminate().success(), "{}", server.log());
+    assert_eq!(redis.cli(&["XLEN", "events"]), "2");
+    let entries = redis.cli(&["XRANGE", "events", "-", "+"]);
+    let mut counts: Vec<u64> = entries
+        .lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .map(|l| {
+            serde_json::from_str::<Value>(l.trim()).unwrap()["count"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [1, 2], "{entries}");
+}
