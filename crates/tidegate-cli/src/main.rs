@@ -1,5 +1,6 @@
 //! The `tidegate` command.
 
+mod json;
 mod replay;
 mod replay_tracker;
 mod serve;

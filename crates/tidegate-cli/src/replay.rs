@@ -20,6 +20,8 @@ use tidegate::store::LimitStore;
 use tidegate::store::redis::{RedisLimiter, RedisOptions, RedisStore};
 use tidegate::{Decision, LimitError, Limiter, ManualClock, PolicySet};
 
+use crate::json::ms;
+
 /// Lines between two sweeps of expired keys, so long replays stay bounded in memory.
 const SWEEP_EVERY: u64 = 100_000;
 
@@ -120,11 +122,6 @@ struct Line<'a> {
     reset_after_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     delay_ms: Option<u64>,
-}
-
-/// Whole milliseconds, rounded up: a client told to wait must never come back early.
-fn ms(us: u64) -> u64 {
-    us.div_ceil(1_000)
 }
 
 /// Runs the replay; returns the exit code (1 when a line was bad).

@@ -12,12 +12,13 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 
+use crate::json::{ms, record_json};
 use crate::replay::{EventLines, Timed};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tidegate::ManualClock;
 use tidegate::time::duration_to_micros;
-use tidegate::tracker::{DeliveredRecord, EventTracker, TrackOutcome, TrackerEvent, TrackerSpec};
+use tidegate::tracker::{EventTracker, TrackOutcome, TrackerEvent, TrackerSpec};
 use tokio::sync::broadcast::Receiver;
 
 /// One input line.
@@ -35,23 +36,6 @@ impl Timed for Event {
     fn t_ms(&self) -> u64 {
         self.t_ms
     }
-}
-
-fn ms(us: u64) -> u64 {
-    us.div_ceil(1_000)
-}
-
-fn record_json(r: &DeliveredRecord) -> Value {
-    json!({
-        "category": r.category,
-        "id": r.id,
-        "count": r.count,
-        "first_seen_ms": ms(r.first_seen_us),
-        "last_seen_ms": ms(r.last_seen_us),
-        "details": r.details,
-        "details_dropped": r.details_dropped,
-        "failed_rounds": r.failed_rounds,
-    })
 }
 
 /// Runs the tracker replay; exit code 1 when a line was bad.

@@ -27,6 +27,7 @@ use tidegate_http::headers::{
 };
 
 use super::limits::{NamedPolicy, Outcome, Policies};
+use crate::json::ms;
 
 /// Most keys `GET /admin/keys/{policy}` lists at once.
 pub const MAX_KEY_LISTING: usize = 10_000;
@@ -251,10 +252,6 @@ struct CheckRequest {
 }
 
 const CHECK_SHAPE: &str = r#"{"policy": "...", "key": "...", "cost": 1} (cost optional)"#;
-
-fn ms(us: u64) -> u64 {
-    us.div_ceil(1_000)
-}
 
 /// The decision as JSON: allowed, limit, remaining, retry_after_ms (null when allowed),
 /// reset_after_ms, and delay_ms for a shaping (leaky bucket) policy.

@@ -217,7 +217,7 @@ async fn serve(settings: Settings) -> Result<()> {
                 "tracker shut down: the sink refused some batches; they follow as JSON lines on standard error"
             );
             for r in &report.undelivered {
-                eprintln!("{}", sink::record_json(r));
+                eprintln!("{}", crate::json::record_json(r));
             }
         }
     }

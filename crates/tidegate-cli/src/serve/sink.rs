@@ -9,32 +9,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use serde_json::{Value, json};
+use serde_json::json;
 use tidegate::store::redis::RedisOptions;
 use tidegate::tracker::DeliveredRecord;
 
+use crate::json::record_json;
+
 use super::config::SinkSettings;
 use super::webhook::Webhook;
-
-/// Whole milliseconds, rounded up.
-pub fn ms(us: u64) -> u64 {
-    us.div_ceil(1_000)
-}
-
-/// One delivered record as JSON: category, id, count, first/last seen (Unix ms: the
-/// tracker runs on [`tidegate::SystemClock`]), details, details dropped, failed rounds.
-pub fn record_json(r: &DeliveredRecord) -> Value {
-    json!({
-        "category": r.category,
-        "id": r.id,
-        "count": r.count,
-        "first_seen_ms": ms(r.first_seen_us),
-        "last_seen_ms": ms(r.last_seen_us),
-        "details": r.details,
-        "details_dropped": r.details_dropped,
-        "failed_rounds": r.failed_rounds,
-    })
-}
 
 #[derive(Clone)]
 enum Conn {
