@@ -377,6 +377,34 @@ async fn update_config_changes_one_record_and_rejects_invalid_values() {
 }
 
 #[tokio::test]
+async fn a_later_patch_keeps_the_strategy_set_by_an_earlier_one() {
+    let sink = Sink::default();
+    let t = sink.builder(0).limit(1).build().unwrap();
+    t.track_event_at("a", "k", json!(null), 0).await.unwrap();
+    let bucket = ConfigPatch {
+        strategy: Some(Strategy::TokenBucket {
+            bucket_size: 3,
+            refill_rate: 1.0,
+        }),
+        ..ConfigPatch::default()
+    };
+    assert_eq!(t.update_config("a", "k", bucket).await, Ok(true));
+    let defer_only = ConfigPatch {
+        defer_interval: Some(Duration::from_millis(10)),
+        ..ConfigPatch::default()
+    };
+    assert_eq!(t.update_config("a", "k", defer_only).await, Ok(true));
+    // Still the 3-token bucket, not the default simple counter with limit 1.
+    let mut kinds = Vec::new();
+    for _ in 0..4 {
+        kinds.push(kind(
+            &t.track_event_at("a", "k", json!(null), 0).await.unwrap(),
+        ));
+    }
+    assert_eq!(kinds, ["immediate", "immediate", "immediate", "deferred"]);
+}
+
+#[tokio::test]
 async fn a_new_key_beyond_max_keys_is_ignored_counted_and_emitted() {
     let sink = Sink::default();
     let t = sink.builder(0).max_keys(2).build().unwrap();

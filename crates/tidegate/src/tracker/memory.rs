@@ -11,9 +11,11 @@ use serde_json::Value;
 use super::record::{DeliveredRecord, IgnoreReason, RecordKey, RecordView, TrackOutcome};
 use super::strategy::{Gate, GateState};
 
-/// A record's settings: its strategy with the limit resolved, and its deferral.
+/// A record's settings: its strategy and limit, the gate built from them, its deferral.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RecordSettings {
+    pub(crate) strategy: super::Strategy,
+    pub(crate) limit: u64,
     pub(crate) gate: Gate,
     pub(crate) defer_us: u64,
 }
@@ -307,11 +309,11 @@ impl MemoryRecords {
         &self,
         category: &str,
         id: &str,
-        change: impl FnOnce(RecordSettings) -> RecordSettings,
+        settings: RecordSettings,
     ) -> Option<RecordView> {
         let mut view = None;
         self.with_entry(category, id, |e| {
-            e.settings = change(e.settings);
+            e.settings = settings;
             view = Some(e.view());
         });
         view

@@ -96,6 +96,8 @@ struct Defaults {
 impl Defaults {
     fn settings(&self) -> Result<RecordSettings, TrackError> {
         Ok(RecordSettings {
+            strategy: self.strategy,
+            limit: self.limit,
             gate: Gate::new(self.strategy, self.limit)?,
             defer_us: defer_micros("defer_interval", self.defer_interval)?,
         })
@@ -296,7 +298,6 @@ impl TrackerBuilder {
         let tracker = EventTracker {
             inner: Arc::new(Inner {
                 records: MemoryRecords::new(self.max_keys, self.max_details),
-                defaults: self.defaults,
                 default_settings,
                 expire_us: duration_to_micros(self.expire_time),
                 processing_interval: self.processing_interval,
@@ -370,7 +371,6 @@ pub struct TrackerStats {
 
 struct Inner {
     records: MemoryRecords,
-    defaults: Defaults,
     default_settings: RecordSettings,
     expire_us: u64,
     processing_interval: Duration,
@@ -560,30 +560,18 @@ impl EventTracker {
         let Some(current) = self.inner.records.settings(category, id) else {
             return Ok(false);
         };
-        let defaults = self.inner.defaults;
-        let limit = match patch.limit {
-            Some(l) => l,
-            None => match current.gate {
-                strategy::Gate::Counter { limit } => limit,
-                strategy::Gate::Window(w) => w.params().0,
-                strategy::Gate::Bucket(_) => defaults.limit,
-            },
-        };
-        let strategy = patch.strategy.unwrap_or(match current.gate {
-            strategy::Gate::Counter { .. } => Strategy::SimpleCounter,
-            strategy::Gate::Window(w) => Strategy::SlidingWindow {
-                window_size: micros_to_duration(w.params().1),
-            },
-            strategy::Gate::Bucket(_) => defaults.strategy,
-        });
+        let limit = patch.limit.unwrap_or(current.limit);
+        let strategy = patch.strategy.unwrap_or(current.strategy);
         let settings = RecordSettings {
+            strategy,
+            limit,
             gate: Gate::new(strategy, limit)?,
             defer_us: match patch.defer_interval {
                 Some(d) => defer_micros("defer_interval", d)?,
                 None => current.defer_us,
             },
         };
-        match self.inner.records.reconfigure(category, id, |_| settings) {
+        match self.inner.records.reconfigure(category, id, settings) {
             Some(view) => {
                 self.emit(|| TrackerEvent::ConfigUpdated(view));
                 Ok(true)
