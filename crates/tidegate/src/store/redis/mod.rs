@@ -28,7 +28,12 @@ pub use limiter::{RedisLimiter, RedisLimiterBuilder, RedisLimiterStats};
 use breaker::{Breaker, LogGate};
 
 /// The decision script.
-const DECIDE_LUA: &str = include_str!("decide.lua");
+/// The Lua algorithms every script starts with.
+#[allow(dead_code)] // used by the tracker and queue scripts
+pub(crate) const ALGORITHMS_LUA: &str = include_str!("algorithms.lua");
+
+/// The decision script: the algorithms, then the batch protocol.
+const DECIDE_LUA: &str = concat!(include_str!("algorithms.lua"), include_str!("decide.lua"));
 
 /// A Redis store could not be set up or could not answer.
 #[derive(Debug, Clone, Error)]
