@@ -494,6 +494,28 @@ impl RedisStore {
         self.bounded(timeout, call).await
     }
 
+    /// Runs a script invocation (EVALSHA, loaded on NOSCRIPT) on the node owning its keys,
+    /// within `timeout`; errors are counted and logged like the limiter's. Used by the
+    /// tracker's and the queue's scripts, which bypass the limiter's batching and breaker.
+    #[allow(dead_code)] // until the tracker's and queue's scripts land
+    pub(crate) async fn run_script<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+        timeout: Duration,
+    ) -> Result<T, RedisStoreError> {
+        let call = async {
+            match self.inner.connection.clone() {
+                Connection::Single(mut c) => invocation.invoke_async::<T>(&mut c).await,
+                Connection::Cluster(mut c) => invocation.invoke_async::<T>(&mut c).await,
+            }
+        };
+        let result = self.bounded(timeout, call).await;
+        if let Err(e) = &result {
+            self.record_error(e);
+        }
+        result
+    }
+
     /// Every key matching `pattern`, found with SCAN on every primary (never KEYS),
     /// stopping once `limit` distinct keys are found.
     pub(crate) async fn scan(
