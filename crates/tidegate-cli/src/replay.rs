@@ -279,6 +279,17 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// A name no other replay uses: `replay-<pid>-<µs since the epoch>`.
+pub(crate) fn unique_name() -> String {
+    format!(
+        "replay-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros())
+    )
+}
+
 async fn backend(policies: &PolicySet, store: &str) -> Result<Backend> {
     if store == "memory" {
         let clock = ManualClock::new(0);
@@ -295,13 +306,7 @@ async fn backend(policies: &PolicySet, store: &str) -> Result<Backend> {
     let redis = RedisStore::connect_str(store, options)
         .await
         .with_context(|| format!("--store {store}"))?;
-    let name = format!(
-        "replay-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros())
-    );
+    let name = unique_name();
     // A replay must not silently fall back: Redis errors end it.
     let limiter = redis
         .limiter(&name, policies.clone())

@@ -10,15 +10,16 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::json::{ms, record_json};
 use crate::replay::{EventLines, Timed};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tidegate::ManualClock;
+use tidegate::store::redis::{RedisOptions, RedisStore};
 use tidegate::time::duration_to_micros;
-use tidegate::tracker::{EventTracker, TrackOutcome, TrackerEvent, TrackerSpec};
+use tidegate::tracker::{EventTracker, TrackOutcome, TrackerEvent, TrackerSpec, TrackerStore};
 use tokio::sync::broadcast::Receiver;
 
 /// One input line.
@@ -45,18 +46,20 @@ pub fn run(
     store: &str,
     input: Box<dyn BufRead>,
 ) -> Result<ExitCode> {
-    if store != "memory" {
-        bail!(
-            "--tracker runs on the memory store only for now (the Redis tracker store is not built yet)"
-        );
-    }
     let spec: TrackerSpec = spec.parse().context("--tracker")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let tracker_store = runtime.block_on(tracker_store(store))?;
     let mut out = BufWriter::new(io::stdout().lock());
-    let result = runtime.block_on(replay(&spec, processor_fails, input, &mut out));
+    let result = runtime.block_on(replay(
+        &spec,
+        processor_fails,
+        tracker_store,
+        input,
+        &mut out,
+    ));
     out.flush().context("writing outcomes")?;
     match result {
         Ok(summary) => {
@@ -68,6 +71,21 @@ pub fn run(
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// The tracker's store: memory, or Redis under a name of its own (deleted at the end).
+async fn tracker_store(store: &str) -> Result<TrackerStore> {
+    if store == "memory" {
+        return Ok(TrackerStore::Memory);
+    }
+    let options = RedisOptions {
+        timeout: std::time::Duration::from_secs(5),
+        ..RedisOptions::default()
+    };
+    let redis = RedisStore::connect_str(store, options)
+        .await
+        .with_context(|| format!("--store {store}"))?;
+    Ok(TrackerStore::redis(redis, crate::replay::unique_name()))
 }
 
 /// Writes what the tracker reported since the last call (ticks, retries, failures).
@@ -136,6 +154,7 @@ async fn tick_until(
 async fn replay(
     spec: &TrackerSpec,
     processor_fails: u32,
+    store: TrackerStore,
     input: Box<dyn BufRead>,
     out: &mut impl Write,
 ) -> Result<String> {
@@ -146,6 +165,7 @@ async fn replay(
     let tracker = spec
         .apply(EventTracker::builder())
         .manual_ticks()
+        .store(store)
         .clock(clock.clone())
         .processor(move |batch| {
             let call = c.fetch_add(1, Ordering::SeqCst) + 1;
@@ -162,6 +182,32 @@ async fn replay(
         })
         .build()
         .context("--tracker")?;
+    let result = replay_lines(spec, &tracker, &clock, input, out).await;
+    // A Redis tracker's keys go whatever happened.
+    let cleared = tracker.clear().await;
+    let lines = result?;
+    cleared.context("deleting the replay's keys")?;
+    let s = tracker.stats();
+    let (records, events) = *delivered.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(format!(
+        "replayed {lines} events: {} immediate, {} deferred, {} ignored; processed {records} records holding {events} events in {} processor calls ({} failed rounds)",
+        s.immediate,
+        s.deferred,
+        s.ignored,
+        calls.load(Ordering::SeqCst),
+        s.failed_rounds,
+    ))
+}
+
+/// Replays the input lines, then runs the clock on until nothing is deferred; the number
+/// of lines.
+async fn replay_lines(
+    spec: &TrackerSpec,
+    tracker: &EventTracker,
+    clock: &ManualClock,
+    input: Box<dyn BufRead>,
+    out: &mut impl Write,
+) -> Result<u64> {
     let mut rx = tracker.subscribe();
     let interval = duration_to_micros(spec.processing_interval());
     let mut next_tick = 0u64;
@@ -169,16 +215,7 @@ async fn replay(
     let mut input = EventLines::new(input, "{\"t_ms\", \"category\", \"id\", \"details\"}");
     while let Some(next) = input.next_event::<Event>() {
         let (number, event, now) = next?;
-        tick_until(
-            &tracker,
-            &clock,
-            interval,
-            now,
-            &mut next_tick,
-            &mut rx,
-            out,
-        )
-        .await?;
+        tick_until(tracker, clock, interval, now, &mut next_tick, &mut rx, out).await?;
         clock.set_micros(now);
         let outcome = tracker
             .track_event_at(&event.category, &event.id, event.details, now)
@@ -202,21 +239,12 @@ async fn replay(
         lines += 1;
     }
     // Run the clock on until nothing is deferred, skipping idle ticks.
-    while let Some(due) = tracker.next_due_micros() {
+    while let Some(due) = tracker.next_due_micros().await? {
         if due > next_tick {
             next_tick = due.div_ceil(interval) * interval;
         }
         let t = next_tick;
-        tick_until(&tracker, &clock, interval, t, &mut next_tick, &mut rx, out).await?;
+        tick_until(tracker, clock, interval, t, &mut next_tick, &mut rx, out).await?;
     }
-    let s = tracker.stats();
-    let (records, events) = *delivered.lock().unwrap_or_else(|e| e.into_inner());
-    Ok(format!(
-        "replayed {lines} events: {} immediate, {} deferred, {} ignored; processed {records} records holding {events} events in {} processor calls ({} failed rounds)",
-        s.immediate,
-        s.deferred,
-        s.ignored,
-        calls.load(Ordering::SeqCst),
-        s.failed_rounds,
-    ))
+    Ok(lines)
 }

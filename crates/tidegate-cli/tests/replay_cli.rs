@@ -265,3 +265,48 @@ fn tracker_replay_rejects_bad_specs_and_lines() {
             .contains("line 1: invalid category: must not be empty")
     );
 }
+
+#[test]
+fn tracker_replay_through_redis_matches_memory_line_by_line() {
+    let server = redis_test_server::RedisServer::start();
+    let cluster = redis_test_server::RedisCluster::start();
+    let cluster_urls = cluster.urls().join(",");
+    for (spec, fails) in [
+        ("simple:limit=2,defer=100ms,expire=1h", "0"),
+        ("simple:limit=1,defer=300ms,max_batch=1", "3"),
+        ("token_bucket:size=2,rate=1/s", "0"),
+        ("token_bucket:size=1,rate=2/s,retry_delay=100ms", "2"),
+        ("sliding_window:limit=3,window=1s,defer=100ms,max_keys=2", "0"),
+    ] {
+        let run = |store: &str| {
+            let out = tidegate(
+                &[
+                    "replay",
+                    "--tracker",
+                    spec,
+                    "--processor-fails",
+                    fails,
+                    "--input",
+                    "examples/tracker.jsonl",
+                    "--store",
+                    store,
+                ],
+                "",
+            );
+            assert!(
+                out.status.success(),
+                "{spec} on {store}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (
+                String::from_utf8(out.stdout).unwrap(),
+                String::from_utf8(out.stderr).unwrap(),
+            )
+        };
+        let memory = run("memory");
+        assert!(memory.0.contains("\"processed\""), "{spec}: {}", memory.0);
+        assert_eq!(run(&server.url()), memory, "{spec} single node");
+        assert_eq!(run(&cluster_urls), memory, "{spec} cluster");
+    }
+    assert_eq!(server.cli(&["DBSIZE"]), "0", "the replay deletes its keys");
+}

@@ -418,6 +418,16 @@ async fn track(State(app): Shared, body: Result<Bytes, BytesRejection>) -> Answe
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 resp
             }
+            Err(e @ TrackError::Store(_)) => {
+                tracing::warn!(error = %e, "tracking an event failed");
+                let mut resp = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the event was not tracked: {e}"),
+                );
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                resp
+            }
         },
     )
 }

@@ -216,6 +216,9 @@ struct RawTracker {
     spec: Option<String>,
     max_details: Option<Num>,
     sink: Option<RawSink>,
+    store: Option<String>,
+    name: Option<String>,
+    lease: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -320,6 +323,11 @@ pub struct TrackerSettings {
     pub max_details: Option<usize>,
     /// The sink.
     pub sink: SinkSettings,
+    /// Share records through the server's Redis store under this tracker name
+    /// (`store = "redis"`); `None` keeps them in this process.
+    pub shared: Option<String>,
+    /// Lease of a batch claimed from Redis.
+    pub lease: Option<std::time::Duration>,
 }
 
 /// Log output format.
@@ -761,11 +769,39 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
                     }
                 }
             };
+            let shared = match t.store.as_deref().map(str::trim) {
+                None | Some("memory") => None,
+                Some("redis") => {
+                    if !matches!(store, StoreSettings::Redis { .. }) {
+                        return Err(bad(
+                            "tracker.store",
+                            "`redis` shares the tracker through the server's Redis store: set `store.url`",
+                        ));
+                    }
+                    let name = t.name.unwrap_or_else(|| "default".into());
+                    if name.trim().is_empty() {
+                        return Err(bad("tracker.name", "must not be empty"));
+                    }
+                    Some(name)
+                }
+                Some(other) => {
+                    return Err(bad(
+                        "tracker.store",
+                        format!("`{other}` is not a tracker store; use `memory` or `redis`"),
+                    ));
+                }
+            };
+            let lease = match t.lease {
+                Some(text) => Some(duration("tracker.lease", &text)?),
+                None => None,
+            };
             Some(TrackerSettings {
                 spec,
                 spec_text,
                 max_details,
                 sink,
+                shared,
+                lease,
             })
         }
     };

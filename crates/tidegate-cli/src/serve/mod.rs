@@ -21,7 +21,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use tidegate::SystemClock;
-use tidegate::tracker::EventTracker;
+use tidegate::store::redis::RedisStore;
+use tidegate::tracker::{EventTracker, TrackerStore};
 
 use config::{Settings, SinkSettings, StoreSettings};
 
@@ -122,6 +123,15 @@ async fn serve(settings: Settings) -> Result<()> {
             if let Some(n) = t.max_details {
                 builder = builder.max_details(n);
             }
+            if let Some(lease) = t.lease {
+                builder = builder.lease(lease);
+            }
+            if let (Some(name), Some((urls, options))) = (&t.shared, redis) {
+                let store = RedisStore::open(urls, options.clone())
+                    .await
+                    .context("`tracker.store`")?;
+                builder = builder.store(TrackerStore::redis(store, name.clone()));
+            }
             let deliver = sink.clone();
             let tracker = builder
                 .processor(move |batch| {
@@ -207,6 +217,7 @@ async fn serve(settings: Settings) -> Result<()> {
             tracing::info!(
                 delivered = report.delivered,
                 dead_lettered = report.dead_lettered,
+                left_in_redis = report.persisted,
                 waiting_before = pending.waiting,
                 "tracker shut down: every pending batch was delivered"
             );

@@ -304,6 +304,19 @@ impl MemoryRecords {
         }
     }
 
+    /// Deletes every record and waiting batch; how many records went.
+    pub(crate) fn clear(&self) -> usize {
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let mut table = lock(shard);
+            removed += table.len();
+            table.clear();
+        }
+        lock(&self.due).clear();
+        self.len.fetch_sub(removed, Ordering::Relaxed);
+        removed
+    }
+
     /// Changes one record's settings; false when the record does not exist.
     pub(crate) fn reconfigure(
         &self,

@@ -9,7 +9,10 @@
 
 mod memory;
 mod record;
+#[cfg(feature = "redis")]
+mod redis;
 mod spec;
+mod store;
 mod strategy;
 
 use std::collections::BTreeMap;
@@ -28,11 +31,13 @@ pub use record::{
     DeadLetter, DeliveredRecord, IgnoreReason, RecordKey, RecordView, TrackOutcome, TrackerEvent,
 };
 pub use spec::TrackerSpec;
+pub use store::TrackerStore;
 pub use strategy::Strategy;
 
 use crate::error::PolicyError;
 use crate::time::{Clock, SystemClock, duration_to_micros, micros_to_duration};
 use memory::{MemoryRecords, RecordSettings};
+use store::{Claimed, Records};
 use strategy::{Gate, defer_micros};
 
 /// Record slots the purge of idle records looks at per tick (bounded work per tick).
@@ -56,6 +61,10 @@ pub enum TrackError {
     /// The tracker was shut down.
     #[error("the tracker is shut down")]
     ShutDown,
+    /// The shared store (Redis) failed or did not answer in time; nothing was changed
+    /// by this call unless the store applied it before the answer was lost.
+    #[error("tracker store: {0}")]
+    Store(String),
 }
 
 impl From<PolicyError> for TrackError {
@@ -120,6 +129,8 @@ pub struct TrackerBuilder {
     dead_letter: Option<DeadLetterSink>,
     clock: Arc<dyn Clock>,
     manual_ticks: bool,
+    store: TrackerStore,
+    lease: Duration,
 }
 
 impl std::fmt::Debug for TrackerBuilder {
@@ -152,6 +163,8 @@ impl Default for TrackerBuilder {
             dead_letter: None,
             clock: Arc::new(SystemClock),
             manual_ticks: false,
+            store: TrackerStore::Memory,
+            lease: Duration::from_secs(30),
         }
     }
 }
@@ -265,6 +278,22 @@ impl TrackerBuilder {
         self
     }
 
+    /// Where records live (default [`TrackerStore::Memory`]); with
+    /// [`TrackerStore::Redis`], every tracker with the same store and name shares them.
+    pub fn store(mut self, store: TrackerStore) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// How long a batch claimed from a shared store stays with this instance without a
+    /// renewal (default 30 s); renewed every tick while the batch waits for a retry. If
+    /// the instance dies, another one delivers the batch once the lease expires. Must be
+    /// longer than `processing_interval` plus the longest processor call.
+    pub fn lease(mut self, d: Duration) -> Self {
+        self.lease = d;
+        self
+    }
+
     /// Do not start the processing loop; the caller drives [`EventTracker::tick`]
     /// (tests, replays on a virtual clock).
     pub fn manual_ticks(mut self) -> Self {
@@ -294,10 +323,37 @@ impl TrackerBuilder {
                 "is required: deferred batches must go somewhere",
             )
         })?;
+        let records = match self.store {
+            TrackerStore::Memory => {
+                Records::Memory(MemoryRecords::new(self.max_keys, self.max_details))
+            }
+            #[cfg(feature = "redis")]
+            TrackerStore::Redis { store, name } => {
+                if name.is_empty() {
+                    return Err(invalid("store.name", "must not be empty"));
+                }
+                if self.lease <= self.processing_interval {
+                    return Err(invalid(
+                        "lease",
+                        format!(
+                            "{:?} must be longer than processing_interval ({:?}), or live instances would lose their batches",
+                            self.lease, self.processing_interval
+                        ),
+                    ));
+                }
+                Records::Redis(redis::RedisRecords::new(
+                    store,
+                    &name,
+                    self.max_keys,
+                    self.max_details,
+                    self.lease,
+                ))
+            }
+        };
         let (events, _) = broadcast::channel(4_096);
         let tracker = EventTracker {
             inner: Arc::new(Inner {
-                records: MemoryRecords::new(self.max_keys, self.max_details),
+                records,
                 default_settings,
                 expire_us: duration_to_micros(self.expire_time),
                 processing_interval: self.processing_interval,
@@ -327,7 +383,7 @@ impl TrackerBuilder {
 
 /// A batch in flight between processor attempts.
 struct RetryBatch {
-    records: Vec<DeliveredRecord>,
+    batch: Claimed,
     /// Processor calls made in this round.
     attempts: u32,
 }
@@ -342,6 +398,7 @@ struct Counters {
     processed_events: AtomicU64,
     failed_rounds: AtomicU64,
     dead_lettered: AtomicU64,
+    taken_over: AtomicU64,
 }
 
 /// A snapshot of the tracker's counters and gauges.
@@ -367,10 +424,12 @@ pub struct TrackerStats {
     pub failed_rounds: u64,
     /// Records handed to the dead-letter sink.
     pub dead_lettered: u64,
+    /// Batches this instance took over from another whose lease expired (Redis).
+    pub taken_over: u64,
 }
 
 struct Inner {
-    records: MemoryRecords,
+    records: Records,
     default_settings: RecordSettings,
     expire_us: u64,
     processing_interval: Duration,
@@ -398,8 +457,10 @@ pub struct ShutdownReport {
     pub delivered: usize,
     /// Records handed to the dead-letter sink.
     pub dead_lettered: usize,
-    /// Records neither could take: persist them yourself.
+    /// Records neither could take: persist them yourself (memory store only).
     pub undelivered: Vec<DeliveredRecord>,
+    /// Records left waiting in the shared store for another instance (Redis).
+    pub persisted: usize,
 }
 
 /// Tracks events per `(category, id)`, deferring those over the limit for batch
@@ -523,11 +584,11 @@ impl EventTracker {
         if id.is_empty() {
             return Err(invalid("id", "must not be empty"));
         }
-        let settings = self.inner.default_settings;
         let outcome = self
             .inner
             .records
-            .track(category, id, details, now, settings);
+            .track(category, id, details, now, &self.inner.default_settings)
+            .await?;
         let c = &self.inner.counters;
         match &outcome {
             TrackOutcome::Immediate(r) => {
@@ -557,7 +618,7 @@ impl EventTracker {
         id: &str,
         patch: ConfigPatch,
     ) -> Result<bool, TrackError> {
-        let Some(current) = self.inner.records.settings(category, id) else {
+        let Some(current) = self.inner.records.settings(category, id).await? else {
             return Ok(false);
         };
         let limit = patch.limit.unwrap_or(current.limit);
@@ -571,7 +632,12 @@ impl EventTracker {
                 None => current.defer_us,
             },
         };
-        match self.inner.records.reconfigure(category, id, settings) {
+        match self
+            .inner
+            .records
+            .reconfigure(category, id, &settings)
+            .await?
+        {
             Some(view) => {
                 self.emit(|| TrackerEvent::ConfigUpdated(view));
                 Ok(true)
@@ -594,22 +660,39 @@ impl EventTracker {
             processed_events: c.processed_events.load(Ordering::Relaxed),
             failed_rounds: c.failed_rounds.load(Ordering::Relaxed),
             dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
+            taken_over: c.taken_over.load(Ordering::Relaxed),
         }
     }
 
-    /// Whether anything is deferred, retrying or being processed.
+    /// Whether anything is deferred or retrying (for Redis, as of the latest tick).
     pub fn has_pending(&self) -> bool {
         let s = self.stats();
         s.waiting > 0 || s.retrying > 0
     }
 
-    /// When the next batch (deferred or retrying) is due, µs on the tracker's clock.
-    pub fn next_due_micros(&self) -> Option<u64> {
+    /// When the next batch (deferred or retrying) is due, µs on the tracker's clock
+    /// (with Redis, read from Redis now: any instance's batches).
+    pub async fn next_due_micros(&self) -> Result<Option<u64>, TrackError> {
         let retry = lock(&self.inner.retries).keys().next().map(|&(t, _)| t);
-        match (self.inner.records.next_due(), retry) {
+        Ok(match (self.inner.records.next_due().await?, retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        }
+        })
+    }
+
+    /// Deletes every record, waiting batch and claim of this tracker from its store
+    /// (with Redis: for every instance sharing it). Nothing is delivered: for tests,
+    /// replays and starting over. Returns how many records (Redis: keys) were deleted.
+    pub async fn clear(&self) -> Result<usize, TrackError> {
+        let _one_at_a_time = self.inner.tick_lock.lock().await;
+        lock(&self.inner.retries).clear();
+        self.inner.records.clear().await
+    }
+
+    /// Reports a store failure to subscribers and the log.
+    fn store_failed(&self, what: &str, e: &TrackError) {
+        tracing::warn!(error = %e, "tidegate tracker: {what} failed");
+        self.emit(|| TrackerEvent::Error(format!("{what}: {e}")));
     }
 
     /// One processing round at the clock's time: purges a slice of idle records, then
@@ -622,9 +705,23 @@ impl EventTracker {
     /// [`tick`](Self::tick) at an explicit time (µs on the tracker's clock).
     pub async fn tick_at(&self, now: u64) {
         let _one_at_a_time = self.inner.tick_lock.lock().await;
-        self.inner
+        let inner = &*self.inner;
+        if inner.records.is_shared() {
+            let held: Vec<String> = lock(&inner.retries)
+                .values()
+                .filter_map(|b| b.batch.claim.clone())
+                .collect();
+            if let Err(e) = inner.records.renew(now, &held).await {
+                self.store_failed("renewing leases", &e);
+            }
+        }
+        if let Err(e) = inner
             .records
-            .purge_step(now, self.inner.expire_us, PURGE_BUDGET);
+            .purge_step(now, inner.expire_us, PURGE_BUDGET)
+            .await
+        {
+            self.store_failed("purging idle records", &e);
+        }
         let due_retries: Vec<RetryBatch> = {
             let mut retries = lock(&self.inner.retries);
             let later = retries.split_off(&(now.saturating_add(1), 0));
@@ -635,87 +732,91 @@ impl EventTracker {
         for batch in due_retries {
             self.attempt(batch, now).await;
         }
-        let due = self.inner.records.claim_due(now);
-        for chunk in chunks(due, self.inner.max_batch_size) {
-            self.attempt(
-                RetryBatch {
-                    records: chunk,
-                    attempts: 0,
-                },
-                now,
-            )
-            .await;
+        match inner.records.claim_due(now, inner.max_batch_size).await {
+            Ok((batches, taken_over)) => {
+                inner
+                    .counters
+                    .taken_over
+                    .fetch_add(taken_over, Ordering::Relaxed);
+                for batch in batches {
+                    self.attempt(RetryBatch { batch, attempts: 0 }, now).await;
+                }
+            }
+            Err(e) => self.store_failed("claiming due batches", &e),
         }
     }
 
     /// One processor call for `batch`; schedules a retry, defers again or dead-letters.
-    async fn attempt(&self, mut batch: RetryBatch, now: u64) {
+    async fn attempt(&self, mut retry: RetryBatch, now: u64) {
         let inner = &*self.inner;
-        batch.attempts += 1;
-        let result = (inner.processor)(batch.records.clone()).await;
-        let events: Arc<[DeliveredRecord]> = batch.records.clone().into();
+        retry.attempts += 1;
+        let records = &retry.batch.records;
+        let result = (inner.processor)(records.clone()).await;
+        let events: Arc<[DeliveredRecord]> = records.clone().into();
         match result {
             Ok(()) => {
-                inner.records.processed(&batch.records);
+                if let Err(e) = inner.records.processed(&retry.batch).await {
+                    self.store_failed("settling a processed batch", &e);
+                }
                 let c = &inner.counters;
                 c.processed_records
-                    .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
-                c.processed_events.fetch_add(
-                    batch.records.iter().map(|r| r.count).sum(),
-                    Ordering::Relaxed,
-                );
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+                c.processed_events
+                    .fetch_add(records.iter().map(|r| r.count).sum(), Ordering::Relaxed);
                 self.emit(|| TrackerEvent::Processed(events));
             }
-            Err(_) if batch.attempts <= inner.max_retries => {
-                let delay = self.retry_delay(batch.attempts);
+            Err(_) if retry.attempts <= inner.max_retries => {
+                let delay = self.retry_delay(retry.attempts);
                 self.emit(|| TrackerEvent::Retry {
-                    attempt: batch.attempts,
+                    attempt: retry.attempts,
                     max_retries: inner.max_retries,
                     delay,
                     events,
                 });
                 let at = now + duration_to_micros(delay);
                 let seq = inner.retry_seq.fetch_add(1, Ordering::Relaxed);
-                lock(&inner.retries).insert((at, seq), batch);
+                lock(&inner.retries).insert((at, seq), retry);
             }
             Err(error) => {
                 inner.counters.failed_rounds.fetch_add(1, Ordering::Relaxed);
                 self.emit(|| TrackerEvent::ProcessFailed {
                     error: error.clone(),
                     events: Arc::clone(&events),
-                    attempts: batch.attempts,
+                    attempts: retry.attempts,
                 });
-                let rounds = batch
-                    .records
+                let rounds = records
                     .iter()
                     .map(|r| r.failed_rounds + 1)
                     .max()
                     .unwrap_or(1);
-                match &inner.dead_letter {
-                    Some(sink) if rounds >= inner.dead_letter_after => {
-                        let records = batch.records;
-                        let letter = DeadLetter {
-                            records: records.clone(),
-                            error,
-                            attempts: batch.attempts,
-                        };
-                        match sink(letter).await {
-                            Ok(()) => {
-                                inner
-                                    .counters
-                                    .dead_lettered
-                                    .fetch_add(records.len() as u64, Ordering::Relaxed);
-                                inner.records.dead_lettered(&records);
+                if let Some(sink) = &inner.dead_letter
+                    && rounds >= inner.dead_letter_after
+                {
+                    let letter = DeadLetter {
+                        records: records.clone(),
+                        error,
+                        attempts: retry.attempts,
+                    };
+                    match sink(letter).await {
+                        Ok(()) => {
+                            inner
+                                .counters
+                                .dead_lettered
+                                .fetch_add(records.len() as u64, Ordering::Relaxed);
+                            if let Err(e) = inner.records.dead_lettered(&retry.batch).await {
+                                self.store_failed("settling a dead-lettered batch", &e);
                             }
-                            Err(e) => {
-                                self.emit(|| {
-                                    TrackerEvent::Error(format!("dead-letter sink failed: {e}"))
-                                });
-                                inner.records.defer_again(records, now);
-                            }
+                            return;
+                        }
+                        Err(e) => {
+                            self.emit(|| {
+                                TrackerEvent::Error(format!("dead-letter sink failed: {e}"))
+                            });
                         }
                     }
-                    _ => inner.records.defer_again(batch.records, now),
+                }
+                if let Err(e) = inner.records.defer_again(retry.batch, now).await {
+                    self.store_failed("deferring a failed batch again", &e);
                 }
             }
         }
@@ -737,9 +838,11 @@ impl EventTracker {
         base + micros_to_duration(random % (jitter_us + 1))
     }
 
-    /// Stops the processing loop and processes everything pending now, due or not:
-    /// each batch gets `1 + max_retries` immediate attempts; what still fails goes to the
-    /// dead-letter sink, or is returned in the report for the caller to persist.
+    /// Stops the processing loop and processes what is pending now: each batch gets
+    /// `1 + max_retries` immediate attempts; what still fails goes to the dead-letter
+    /// sink. With the memory store every waiting batch is processed, due or not, and what
+    /// nothing took is returned for the caller to persist; with Redis, waiting batches
+    /// stay in Redis for the other instances and failed batches held here are put back.
     pub async fn shutdown(&self) -> ShutdownReport {
         let inner = &*self.inner;
         inner.stopped.store(true, Ordering::Release);
@@ -748,20 +851,27 @@ impl EventTracker {
         if let Some(task) = task {
             task.abort();
         }
-        let mut batches: Vec<Vec<DeliveredRecord>> = std::mem::take(&mut *lock(&inner.retries))
+        let mut batches: Vec<Claimed> = std::mem::take(&mut *lock(&inner.retries))
             .into_values()
-            .map(|b| b.records)
+            .map(|b| b.batch)
             .collect();
-        batches.extend(chunks(
-            inner.records.claim_due(u64::MAX),
-            inner.max_batch_size,
-        ));
+        if !inner.records.is_shared() {
+            match inner
+                .records
+                .claim_due(u64::MAX, inner.max_batch_size)
+                .await
+            {
+                Ok((due, _)) => batches.extend(due),
+                Err(e) => self.store_failed("claiming pending batches", &e),
+            }
+        }
+        let now = inner.clock.now_micros();
         let mut report = ShutdownReport::default();
-        for records in batches {
+        for batch in batches {
             let mut last_error = String::new();
             let mut delivered = false;
             for _ in 0..=inner.max_retries {
-                match (inner.processor)(records.clone()).await {
+                match (inner.processor)(batch.records.clone()).await {
                     Ok(()) => {
                         delivered = true;
                         break;
@@ -770,36 +880,39 @@ impl EventTracker {
                 }
             }
             if delivered {
-                inner.records.processed(&records);
-                report.delivered += records.len();
-                let events: Arc<[DeliveredRecord]> = records.into();
+                if let Err(e) = inner.records.processed(&batch).await {
+                    self.store_failed("settling a processed batch", &e);
+                }
+                report.delivered += batch.records.len();
+                let events: Arc<[DeliveredRecord]> = batch.records.into();
                 self.emit(|| TrackerEvent::Processed(events));
                 continue;
             }
             if let Some(sink) = &inner.dead_letter {
                 let letter = DeadLetter {
-                    records: records.clone(),
+                    records: batch.records.clone(),
                     error: last_error.clone(),
                     attempts: inner.max_retries + 1,
                 };
                 if sink(letter).await.is_ok() {
-                    report.dead_lettered += records.len();
-                    inner.records.dead_lettered(&records);
+                    report.dead_lettered += batch.records.len();
+                    if let Err(e) = inner.records.dead_lettered(&batch).await {
+                        self.store_failed("settling a dead-lettered batch", &e);
+                    }
                     continue;
                 }
             }
-            report.undelivered.extend(records);
+            if inner.records.is_shared() {
+                let n = batch.records.len();
+                match inner.records.defer_again(batch, now).await {
+                    Ok(()) => report.persisted += n,
+                    // The claim's lease expires and another instance takes it over.
+                    Err(e) => self.store_failed("putting a failed batch back", &e),
+                }
+            } else {
+                report.undelivered.extend(batch.records);
+            }
         }
         report
     }
-}
-
-/// Splits `records` into batches of at most `size`.
-fn chunks(records: Vec<DeliveredRecord>, size: usize) -> Vec<Vec<DeliveredRecord>> {
-    let mut out = Vec::new();
-    let mut iter = records.into_iter().peekable();
-    while iter.peek().is_some() {
-        out.push(iter.by_ref().take(size).collect());
-    }
-    out
 }

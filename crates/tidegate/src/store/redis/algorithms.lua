@@ -20,6 +20,8 @@ local tonumber, tostring, type = tonumber, tostring, type
 local floor, max, min = math.floor, math.max, math.min
 local format, find, sub = string.format, string.find, string.sub
 local call = redis.call
+-- `unpack` is struct.unpack below; Lua's own (table) unpack is `spread`.
+local spread = unpack
 local pack, unpack = struct.pack, struct.unpack
 
 local function idiv(a, b)

@@ -497,7 +497,6 @@ impl RedisStore {
     /// Runs a script invocation (EVALSHA, loaded on NOSCRIPT) on the node owning its keys,
     /// within `timeout`; errors are counted and logged like the limiter's. Used by the
     /// tracker's and the queue's scripts, which bypass the limiter's batching and breaker.
-    #[allow(dead_code)] // until the tracker's and queue's scripts land
     pub(crate) async fn run_script<T: redis::FromRedisValue>(
         &self,
         invocation: &redis::ScriptInvocation<'_>,

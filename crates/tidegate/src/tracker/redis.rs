@@ -1,0 +1,407 @@
+//! The tracker's records in Redis, shared by any number of instances: every change is
+//! one call of `tracker.lua` (atomic), claimed batches carry a lease, and a batch whose
+//! claimer died is taken over by another instance once its lease expires.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use redis::Script;
+use serde_json::Value;
+
+use super::memory::RecordSettings;
+use super::record::{DeliveredRecord, IgnoreReason, RecordKey, RecordView, TrackOutcome};
+use super::strategy::Gate;
+use super::{Strategy, TrackError};
+use crate::store::redis::{RedisStore, RedisStoreError};
+
+/// The tracker script: the Lua algorithms, then the tracker's operations.
+const TRACKER_LUA: &str = concat!(
+    include_str!("../store/redis/algorithms.lua"),
+    include_str!("tracker.lua")
+);
+
+/// How long a tracker call to Redis may take before it fails.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Claims one tick makes at most (each up to `max_batch_size` records).
+const MAX_CLAIMS_PER_TICK: usize = 1_000;
+
+/// A batch claimed from Redis: its claim id and records.
+#[derive(Debug)]
+pub(crate) struct RedisClaim {
+    pub(crate) id: String,
+    pub(crate) records: Vec<DeliveredRecord>,
+    /// Taken over from an instance whose lease expired.
+    pub(crate) taken_over: bool,
+}
+
+/// What Redis said about the tracker as a whole (see `gauges` in the script).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Gauges {
+    pub(crate) records: usize,
+    pub(crate) waiting: usize,
+    pub(crate) next_due: Option<u64>,
+}
+
+/// The records of one named tracker in Redis.
+pub(crate) struct RedisRecords {
+    store: RedisStore,
+    /// `tidegate:tracker:{<name>}:`, the prefix (and hash tag) of every key.
+    prefix: String,
+    script: Script,
+    max_keys: usize,
+    max_details: usize,
+    lease_us: u64,
+    records: AtomicUsize,
+    waiting: AtomicUsize,
+}
+
+fn store_error(e: RedisStoreError) -> TrackError {
+    TrackError::Store(e.to_string())
+}
+
+/// The record's settings as the script's arguments (its SETTINGS order).
+fn settings_args(s: &RecordSettings) -> [String; 10] {
+    let (size, rate, window) = match s.strategy {
+        Strategy::SimpleCounter => (0, 0.0, 0),
+        Strategy::TokenBucket {
+            bucket_size,
+            refill_rate,
+        } => (bucket_size, refill_rate, 0),
+        Strategy::SlidingWindow { window_size } => {
+            (0, 0.0, crate::time::duration_to_micros(window_size))
+        }
+    };
+    let (kind, l, w, b) = match s.gate {
+        Gate::Counter { limit } => ("c", limit, 0, 0),
+        Gate::Bucket(bucket) => {
+            let r = bucket.rate();
+            ("b", r.limit, r.window, r.burst)
+        }
+        Gate::Window(window) => {
+            let (limit, w) = window.params();
+            ("w", limit, w, 0)
+        }
+    };
+    [
+        s.strategy.name().to_string(),
+        s.limit.to_string(),
+        size.to_string(),
+        rate.to_string(),
+        window.to_string(),
+        kind.to_string(),
+        l.to_string(),
+        w.to_string(),
+        b.to_string(),
+        s.defer_us.to_string(),
+    ]
+}
+
+/// Parses the script's settings reply back into settings.
+fn parse_settings(v: &[Option<String>]) -> Result<RecordSettings, TrackError> {
+    let field = |i: usize| v.get(i).cloned().flatten().unwrap_or_default();
+    let int = |i: usize| field(i).parse::<u64>().unwrap_or(0);
+    let strategy = match field(0).as_str() {
+        "token_bucket" => Strategy::TokenBucket {
+            bucket_size: int(2),
+            refill_rate: field(3).parse().unwrap_or(0.0),
+        },
+        "sliding_window" => Strategy::SlidingWindow {
+            window_size: Duration::from_micros(int(4)),
+        },
+        _ => Strategy::SimpleCounter,
+    };
+    let limit = int(1);
+    Ok(RecordSettings {
+        strategy,
+        limit,
+        gate: Gate::new(strategy, limit)?,
+        defer_us: int(9),
+    })
+}
+
+/// A record view from the script's `{total, deferred, scheduled_at, first, last}`.
+fn view(category: &str, id: &str, v: &[i64]) -> RecordView {
+    RecordView {
+        key: std::sync::Arc::new(RecordKey {
+            category: category.to_string(),
+            id: id.to_string(),
+        }),
+        total: v[0].max(0) as u64,
+        deferred: v[1].max(0) as u64,
+        scheduled_at_us: (v[2] >= 0).then_some(v[2] as u64),
+        first_seen_us: v[3].max(0) as u64,
+        last_seen_us: v[4].max(0) as u64,
+    }
+}
+
+/// Escapes the glob characters of SCAN MATCH.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn bad_reply(reason: impl Into<String>) -> TrackError {
+    TrackError::Store(format!(
+        "unexpected reply from the tracker script: {}",
+        reason.into()
+    ))
+}
+
+impl RedisRecords {
+    pub(crate) fn new(
+        store: RedisStore,
+        name: &str,
+        max_keys: usize,
+        max_details: usize,
+        lease: Duration,
+    ) -> Self {
+        Self {
+            store,
+            prefix: format!("tidegate:tracker:{{{name}}}:"),
+            script: Script::new(TRACKER_LUA),
+            max_keys,
+            max_details,
+            lease_us: crate::time::duration_to_micros(lease),
+            records: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    async fn call<T: redis::FromRedisValue>(
+        &self,
+        op: &str,
+        args: &[&str],
+    ) -> Result<T, TrackError> {
+        let mut invocation = self.script.key(&self.prefix);
+        invocation.arg(op);
+        for a in args {
+            invocation.arg(*a);
+        }
+        self.store
+            .run_script(&invocation, CALL_TIMEOUT)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Records held, as of the latest [`refresh`](Self::refresh).
+    pub(crate) fn len(&self) -> usize {
+        self.records.load(Ordering::Relaxed)
+    }
+
+    /// Waiting batches, as of the latest refresh.
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Reads the gauges from Redis and caches them.
+    pub(crate) async fn refresh(&self) -> Result<Gauges, TrackError> {
+        let v: Vec<i64> = self.call("gauges", &[]).await?;
+        if v.len() != 6 {
+            return Err(bad_reply(format!("gauges has {} values", v.len())));
+        }
+        let g = Gauges {
+            records: v[0].max(0) as usize,
+            waiting: v[1].max(0) as usize,
+            next_due: (v[3] >= 0).then_some(v[3] as u64),
+        };
+        self.records.store(g.records, Ordering::Relaxed);
+        self.waiting.store(g.waiting, Ordering::Relaxed);
+        Ok(g)
+    }
+
+    pub(crate) async fn track(
+        &self,
+        category: &str,
+        id: &str,
+        details: &Value,
+        now: u64,
+        settings: &RecordSettings,
+    ) -> Result<TrackOutcome, TrackError> {
+        let detail = if details.is_null() {
+            String::new()
+        } else {
+            details.to_string()
+        };
+        let s = settings_args(settings);
+        let (now, max_keys, max_details) = (
+            now.to_string(),
+            self.max_keys.to_string(),
+            self.max_details.to_string(),
+        );
+        let mut args: Vec<&str> = vec![&now, category, id, &detail, &max_keys, &max_details];
+        args.extend(s.iter().map(String::as_str));
+        let v: Vec<i64> = self.call("track", &args).await?;
+        if v.len() != 6 {
+            return Err(bad_reply(format!("track has {} values", v.len())));
+        }
+        let record = view(category, id, &v[1..]);
+        Ok(match v[0] {
+            0 => TrackOutcome::Immediate(record),
+            1 => TrackOutcome::Deferred(record),
+            _ => TrackOutcome::Ignored {
+                reason: IgnoreReason::KeyLimitReached,
+                record,
+            },
+        })
+    }
+
+    /// Claims due batches (and batches whose lease expired), each of at most `max`
+    /// records, under a lease of this instance.
+    pub(crate) async fn claim_due(
+        &self,
+        now: u64,
+        max: usize,
+    ) -> Result<Vec<RedisClaim>, TrackError> {
+        let mut out = Vec::new();
+        let lease_until = now.saturating_add(self.lease_us).to_string();
+        let (now, max) = (now.to_string(), max.to_string());
+        for _ in 0..MAX_CLAIMS_PER_TICK {
+            let v: Vec<redis::Value> = self.call("claim", &[&now, &lease_until, &max]).await?;
+            if v.is_empty() {
+                break;
+            }
+            out.push(parse_claim(v)?);
+        }
+        Ok(out)
+    }
+
+    /// Extends the leases of claims this instance still holds.
+    pub(crate) async fn renew(&self, now: u64, claims: &[String]) -> Result<(), TrackError> {
+        if claims.is_empty() {
+            return Ok(());
+        }
+        let lease_until = now.saturating_add(self.lease_us).to_string();
+        let mut args: Vec<&str> = vec![&lease_until];
+        args.extend(claims.iter().map(String::as_str));
+        self.call::<i64>("renew", &args).await.map(|_| ())
+    }
+
+    /// The processor took the claim (`processed`) or the dead-letter sink did (`dead`).
+    pub(crate) async fn settle(&self, op: &str, claim: &str) -> Result<(), TrackError> {
+        self.call::<i64>(op, &[claim]).await.map(|_| ())
+    }
+
+    /// A round failed: the claim's records wait again.
+    pub(crate) async fn defer_again(&self, claim: &str, now: u64) -> Result<(), TrackError> {
+        let (now, cap) = (now.to_string(), self.max_details.to_string());
+        self.call::<i64>("defer", &[&now, claim, &cap])
+            .await
+            .map(|_| ())
+    }
+
+    pub(crate) async fn settings(
+        &self,
+        category: &str,
+        id: &str,
+    ) -> Result<Option<RecordSettings>, TrackError> {
+        let v: Vec<Option<String>> = self.call("settings", &[category, id]).await?;
+        if v.is_empty() {
+            return Ok(None);
+        }
+        parse_settings(&v).map(Some)
+    }
+
+    pub(crate) async fn reconfigure(
+        &self,
+        category: &str,
+        id: &str,
+        settings: &RecordSettings,
+    ) -> Result<Option<RecordView>, TrackError> {
+        let s = settings_args(settings);
+        let mut args: Vec<&str> = vec![category, id];
+        args.extend(s.iter().map(String::as_str));
+        let v: Vec<i64> = self.call("configure", &args).await?;
+        Ok((v.len() == 5).then(|| view(category, id, &v)))
+    }
+
+    pub(crate) async fn purge_step(
+        &self,
+        now: u64,
+        expire_us: u64,
+        budget: usize,
+    ) -> Result<usize, TrackError> {
+        let Some(cutoff) = now.checked_sub(expire_us) else {
+            return Ok(0);
+        };
+        let (cutoff, budget) = (cutoff.to_string(), budget.to_string());
+        let removed: i64 = self.call("purge", &[&cutoff, &budget]).await?;
+        Ok(removed.max(0) as usize)
+    }
+
+    /// Deletes every key of this tracker (records, batches, claims).
+    pub(crate) async fn clear(&self) -> Result<usize, TrackError> {
+        let pattern = format!("{}*", glob_escape(&self.prefix));
+        let keys = self
+            .store
+            .scan(&pattern, usize::MAX)
+            .await
+            .map_err(store_error)?;
+        for chunk in keys.chunks(500) {
+            let mut cmd = redis::cmd("DEL");
+            cmd.arg(chunk);
+            self.store.command::<i64>(cmd).await.map_err(store_error)?;
+        }
+        Ok(keys.len())
+    }
+}
+
+/// Parses a claim reply: `{id, taken_over, then per record: category, id, count,
+/// first_seen, last_seen, dropped, failed_rounds, #details, details...}`.
+fn parse_claim(v: Vec<redis::Value>) -> Result<RedisClaim, TrackError> {
+    let items = v
+        .into_iter()
+        .map(|x| match x {
+            redis::Value::BulkString(b) => {
+                String::from_utf8(b).map_err(|e| bad_reply(e.to_string()))
+            }
+            redis::Value::Int(i) => Ok(i.to_string()),
+            redis::Value::SimpleString(s) => Ok(s),
+            other => Err(bad_reply(format!("{other:?}"))),
+        })
+        .collect::<Result<Vec<String>, TrackError>>()?;
+    let mut items = items.into_iter();
+    let mut next = || items.next().ok_or_else(|| bad_reply("a claim ends early"));
+    let int = |s: String| -> Result<u64, TrackError> {
+        s.parse::<u64>()
+            .map_err(|_| bad_reply(format!("`{s}` is not a count")))
+    };
+    let id = next()?;
+    let taken_over = next()? == "1";
+    let mut records = Vec::new();
+    while let Ok(category) = next() {
+        let rid = next()?;
+        let count = int(next()?)?;
+        let first_seen_us = int(next()?)?;
+        let last_seen_us = int(next()?)?;
+        let details_dropped = int(next()?)?;
+        let failed_rounds = int(next()?)? as u32;
+        let n = int(next()?)?;
+        let mut details = Vec::with_capacity(n.min(1024) as usize);
+        for _ in 0..n {
+            let text = next()?;
+            details.push(serde_json::from_str(&text).unwrap_or(Value::String(text)));
+        }
+        records.push(DeliveredRecord {
+            category,
+            id: rid,
+            count,
+            first_seen_us,
+            last_seen_us,
+            details,
+            details_dropped,
+            failed_rounds,
+        });
+    }
+    Ok(RedisClaim {
+        id,
+        records,
+        taken_over,
+    })
+}

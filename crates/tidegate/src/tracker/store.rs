@@ -1,0 +1,235 @@
+//! Where the tracker keeps its records: in this process's memory, or in Redis shared by
+//! any number of instances. One interface over both, used by the tracker's loop.
+
+use serde_json::Value;
+
+use super::TrackError;
+use super::memory::{MemoryRecords, RecordSettings};
+use super::record::{DeliveredRecord, RecordView, TrackOutcome};
+
+/// Where an [`EventTracker`](super::EventTracker) keeps its records.
+#[derive(Debug, Clone, Default)]
+pub enum TrackerStore {
+    /// This process's memory (the default): fast, lost with the process unless
+    /// `shutdown()` delivers it.
+    #[default]
+    Memory,
+    /// Redis, shared by every tracker built with the same store and name: records,
+    /// waiting batches and claimed batches (with their leases) live in Redis.
+    #[cfg(feature = "redis")]
+    Redis {
+        /// The connection.
+        store: crate::store::redis::RedisStore,
+        /// The tracker's name: instances with the same name share records.
+        name: String,
+    },
+}
+
+impl TrackerStore {
+    /// Redis, under the tracker name `name`.
+    #[cfg(feature = "redis")]
+    pub fn redis(store: crate::store::redis::RedisStore, name: impl Into<String>) -> Self {
+        Self::Redis {
+            store,
+            name: name.into(),
+        }
+    }
+}
+
+/// A batch handed to the processor: its records and, in Redis, the claim holding them.
+#[derive(Debug, Clone)]
+pub(crate) struct Claimed {
+    pub(crate) claim: Option<String>,
+    pub(crate) records: Vec<DeliveredRecord>,
+}
+
+pub(crate) enum Records {
+    Memory(MemoryRecords),
+    #[cfg(feature = "redis")]
+    Redis(super::redis::RedisRecords),
+}
+
+impl Records {
+    pub(crate) fn is_shared(&self) -> bool {
+        !matches!(self, Self::Memory(_))
+    }
+
+    /// Records held (for Redis, as of the latest tick).
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Memory(m) => m.len(),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.len(),
+        }
+    }
+
+    /// Waiting batches (for Redis, as of the latest tick).
+    pub(crate) fn waiting(&self) -> usize {
+        match self {
+            Self::Memory(m) => m.waiting(),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.waiting(),
+        }
+    }
+
+    /// When the earliest waiting batch is due (for Redis, read now).
+    pub(crate) async fn next_due(&self) -> Result<Option<u64>, TrackError> {
+        match self {
+            Self::Memory(m) => Ok(m.next_due()),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.refresh().await.map(|g| g.next_due),
+        }
+    }
+
+    pub(crate) async fn track(
+        &self,
+        category: &str,
+        id: &str,
+        details: Value,
+        now: u64,
+        settings: &RecordSettings,
+    ) -> Result<TrackOutcome, TrackError> {
+        match self {
+            Self::Memory(m) => Ok(m.track(category, id, details, now, *settings)),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.track(category, id, &details, now, settings).await,
+        }
+    }
+
+    /// Claims every due batch, in batches of at most `max` records; the number of claims
+    /// taken over from instances whose lease expired.
+    pub(crate) async fn claim_due(
+        &self,
+        now: u64,
+        max: usize,
+    ) -> Result<(Vec<Claimed>, u64), TrackError> {
+        match self {
+            Self::Memory(m) => {
+                let mut out = Vec::new();
+                let mut iter = m.claim_due(now).into_iter().peekable();
+                while iter.peek().is_some() {
+                    out.push(Claimed {
+                        claim: None,
+                        records: iter.by_ref().take(max).collect(),
+                    });
+                }
+                Ok((out, 0))
+            }
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => {
+                let claims = r.claim_due(now, max).await?;
+                let taken = claims.iter().filter(|c| c.taken_over).count() as u64;
+                let out = claims
+                    .into_iter()
+                    .map(|c| Claimed {
+                        claim: Some(c.id),
+                        records: c.records,
+                    })
+                    .collect();
+                Ok((out, taken))
+            }
+        }
+    }
+
+    /// Extends the leases of the claims this instance holds (Redis only).
+    pub(crate) async fn renew(&self, now: u64, claims: &[String]) -> Result<(), TrackError> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.renew(now, claims).await,
+        }
+    }
+
+    /// The processor accepted the batch.
+    pub(crate) async fn processed(&self, batch: &Claimed) -> Result<(), TrackError> {
+        match self {
+            Self::Memory(m) => {
+                m.processed(&batch.records);
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.settle("processed", claim_id(batch)).await,
+        }
+    }
+
+    /// The dead-letter sink took the batch.
+    pub(crate) async fn dead_lettered(&self, batch: &Claimed) -> Result<(), TrackError> {
+        match self {
+            Self::Memory(m) => {
+                m.dead_lettered(&batch.records);
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.settle("dead", claim_id(batch)).await,
+        }
+    }
+
+    /// A round failed: the batch waits again.
+    pub(crate) async fn defer_again(&self, batch: Claimed, now: u64) -> Result<(), TrackError> {
+        match self {
+            Self::Memory(m) => {
+                m.defer_again(batch.records, now);
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.defer_again(claim_id(&batch), now).await,
+        }
+    }
+
+    pub(crate) async fn settings(
+        &self,
+        category: &str,
+        id: &str,
+    ) -> Result<Option<RecordSettings>, TrackError> {
+        match self {
+            Self::Memory(m) => Ok(m.settings(category, id)),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.settings(category, id).await,
+        }
+    }
+
+    pub(crate) async fn reconfigure(
+        &self,
+        category: &str,
+        id: &str,
+        settings: &RecordSettings,
+    ) -> Result<Option<RecordView>, TrackError> {
+        match self {
+            Self::Memory(m) => Ok(m.reconfigure(category, id, *settings)),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.reconfigure(category, id, settings).await,
+        }
+    }
+
+    /// Deletes every record, waiting batch and claim; how many records (or keys) went.
+    pub(crate) async fn clear(&self) -> Result<usize, TrackError> {
+        match self {
+            Self::Memory(m) => Ok(m.clear()),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.clear().await,
+        }
+    }
+
+    /// Purges a bounded slice of idle records; for Redis also refreshes the gauges.
+    pub(crate) async fn purge_step(
+        &self,
+        now: u64,
+        expire_us: u64,
+        budget: usize,
+    ) -> Result<usize, TrackError> {
+        match self {
+            Self::Memory(m) => Ok(m.purge_step(now, expire_us, budget)),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => {
+                let removed = r.purge_step(now, expire_us, budget).await?;
+                r.refresh().await?;
+                Ok(removed)
+            }
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+fn claim_id(batch: &Claimed) -> &str {
+    batch.claim.as_deref().unwrap_or_default()
+}
