@@ -134,7 +134,10 @@ impl Records {
     /// Extends the leases of the claims this instance holds (Redis only).
     pub(crate) async fn renew(&self, now: u64, claims: &[String]) -> Result<(), TrackError> {
         match self {
-            Self::Memory(_) => Ok(()),
+            Self::Memory(_) => {
+                let _ = (now, claims);
+                Ok(())
+            }
             #[cfg(feature = "redis")]
             Self::Redis(r) => r.renew(now, claims).await,
         }
