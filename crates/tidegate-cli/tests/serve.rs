@@ -942,3 +942,132 @@ fn deferred_batches_go_to_a_redis_stream() {
     counts.sort_unstable();
     assert_eq!(counts, [1, 2], "{entries}");
 }
+
+/// Sums delivered counts per `category/id` in a JSON-lines sink file (missing = empty).
+fn delivered_counts(path: &Path) -> HashMap<String, u64> {
+    let mut out = HashMap::new();
+    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        *out.entry(format!(
+            "{}/{}",
+            v["category"].as_str().unwrap(),
+            v["id"].as_str().unwrap()
+        ))
+        .or_default() += v["count"].as_u64().unwrap();
+    }
+    out
+}
+
+#[test]
+fn a_server_killed_while_holding_a_claimed_batch_loses_nothing_the_others_deliver_it() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new();
+    // The first server's sink is a webhook that accepts the request and never answers:
+    // the server has claimed the batch and is stuck delivering it when it is killed.
+    let hang = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_url = format!("http://{}/hook", hang.local_addr().unwrap());
+    let (arrived_tx, arrived) = mpsc::channel();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in hang.incoming() {
+            let Ok(stream) = stream else { continue };
+            held.push(stream);
+            let _ = arrived_tx.send(());
+        }
+    });
+    let tracker = |sink: &str| {
+        format!(
+            "[store]\nurl = \"{}\"\ntimeout = \"2s\"\n[tracker]\nstore = \"redis\"\nname = \"alerts\"\n\
+             lease = \"2s\"\nspec = \"simple:limit=1,defer=300ms,processing_interval=100ms\"\n\
+             sink = {sink}\n",
+            redis.url()
+        )
+    };
+    let dying_config = dir.write(
+        "dying.toml",
+        &tracker(&format!(
+            "{{ type = \"webhook\", url = \"{hang_url}\", timeout = \"60s\" }}"
+        )),
+    );
+    let mut dying = Server::start(&["--config", dying_config.to_str().unwrap()], &[], &dir.0);
+    let post = |server: &Server, id: &str, n: u64| {
+        let r = server.post(
+            "/v1/events",
+            &json!({"category": "error", "id": id, "details": {"n": n}}),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["type"].as_str().unwrap().to_string()
+    };
+    let mut deferred: HashMap<String, u64> = HashMap::new();
+    for n in 0..6 {
+        if post(&dying, "E1", n) == "deferred" {
+            *deferred.entry("error/E1".into()).or_default() += 1;
+        }
+    }
+    assert_eq!(deferred["error/E1"], 5);
+    arrived
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the first server claims the batch and calls its sink");
+    // Two more servers join while the first one holds the claim; then it is killed.
+    let survivor_config = |name: &str| {
+        dir.write(
+            &format!("{name}.toml"),
+            &tracker(&format!("{{ type = \"jsonl\", path = \"{name}.jsonl\" }}")),
+        )
+    };
+    let b_config = survivor_config("b");
+    let c_config = survivor_config("c");
+    let b = Server::start(&["--config", b_config.to_str().unwrap()], &[], &dir.0);
+    let c = Server::start(&["--config", c_config.to_str().unwrap()], &[], &dir.0);
+    let status = Command::new("kill")
+        .args(["-KILL", &dying.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _ = dying.child.wait();
+    // Traffic goes on through the survivors, on the same record and others.
+    for n in 0..40u64 {
+        let server = if n % 2 == 0 { &b } else { &c };
+        let id = format!("E{}", n % 4 + 1);
+        if post(server, &id, n) == "deferred" {
+            *deferred.entry(format!("error/{id}")).or_default() += 1;
+        }
+    }
+    // The survivors deliver everything, including the dead server's batch after its
+    // lease (2 s) expires.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let delivered = loop {
+        let mut total = delivered_counts(&dir.0.join("b.jsonl"));
+        for (k, n) in delivered_counts(&dir.0.join("c.jsonl")) {
+            *total.entry(k).or_default() += n;
+        }
+        if deferred
+            .iter()
+            .all(|(k, n)| total.get(k).copied().unwrap_or(0) >= *n)
+        {
+            break total;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not delivered: deferred {deferred:?}, delivered {total:?}\nb:\n{}\nc:\n{}",
+            b.log(),
+            c.log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    // At-least-once, and here exactly once: the dead server never delivered its batch.
+    assert_eq!(delivered, deferred);
+    let taken_over: u64 = [&b, &c]
+        .iter()
+        .map(|s| {
+            let text = s.get("/metrics").body;
+            text.lines()
+                .find_map(|l| l.strip_prefix("tidegate_tracker_taken_over_total "))
+                .map_or(0, |n| n.trim().parse().unwrap())
+        })
+        .sum();
+    assert_eq!(
+        taken_over, 1,
+        "one survivor took the dead server's batch over"
+    );
+}

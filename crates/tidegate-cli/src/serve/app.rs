@@ -477,6 +477,7 @@ async fn metrics(State(app): Shared) -> Response {
         }
         metrics::counter!("tidegate_tracker_delivered_events_total").absolute(s.processed_events);
         metrics::counter!("tidegate_tracker_failed_rounds_total").absolute(s.failed_rounds);
+        metrics::counter!("tidegate_tracker_taken_over_total").absolute(s.taken_over);
     }
     (
         [(
