@@ -5,8 +5,13 @@
 //! concurrent tasks, on one hot key and on 10k keys, with batching on and off; p50/p99
 //! latency per decision at 64 tasks. Prints decisions/s and the ratio to the baseline.
 //!
-//! Run: `cargo bench -p tidegate --features redis --bench redis`
-//! (`TIDEGATE_BENCH_SECS` sets the seconds per measurement, default 3.)
+//! Then the event tracker on Redis (`track_event`, 64 concurrent producers, 1 key and
+//! 10k keys, simple counter with limit 5 so nearly every event is deferred with small
+//! details), against the same baseline.
+//!
+//! Run: `cargo bench -p tidegate --features redis --bench redis` (`-- tracker` runs only
+//! the baseline and the tracker; `TIDEGATE_BENCH_SECS` sets the seconds per measurement,
+//! default 3.)
 
 use std::process::Command;
 use std::sync::Arc;
@@ -16,6 +21,7 @@ use std::time::{Duration, Instant};
 use redis_test_server::RedisServer;
 use tidegate::store::LimitStore;
 use tidegate::store::redis::{RedisOptions, RedisStore};
+use tidegate::tracker::{EventTracker, TrackerStore};
 
 /// A minimal GCRA (no weights, no multi-policy): what a hand-written limiter would run.
 const BASELINE_GCRA: &str = r#"
@@ -127,7 +133,50 @@ async fn run(store: &RedisStore, tasks: usize, keys: u64, name: &str) -> Run {
     }
 }
 
+/// Tracked events per second with `tasks` producers over `keys` records.
+async fn run_tracker(store: &RedisStore, tasks: usize, keys: u64, name: &str) -> f64 {
+    let tracker = EventTracker::builder()
+        .store(TrackerStore::redis(store.clone(), name))
+        .manual_ticks()
+        .limit(5)
+        .defer_interval(Duration::from_secs(3_600))
+        .processor(|_batch| async { Ok::<_, String>(()) })
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let (tracker, stop, count) = (tracker.clone(), Arc::clone(&stop), Arc::clone(&count));
+        handles.push(tokio::spawn(async move {
+            let mut i = t as u64;
+            while !stop.load(Ordering::Relaxed) {
+                i = i
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let id = format!("u{}", (i >> 33) % keys);
+                let details = serde_json::json!({"path": "/api/items", "status": 429});
+                tracker
+                    .track_event("api_request", &id, details)
+                    .await
+                    .unwrap();
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(seconds()).await;
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.await.unwrap();
+    }
+    let per_sec = count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    tracker.clear().await.unwrap();
+    per_sec
+}
+
 fn main() {
+    let only_tracker = std::env::args().skip(1).any(|a| a == "tracker");
     let server = RedisServer::start();
     println!(
         "redis-server {} on 127.0.0.1:{}, {:?} per measurement",
@@ -150,6 +199,23 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
+        let options = RedisOptions {
+            timeout: Duration::from_secs(2),
+            ..RedisOptions::default()
+        };
+        let store = RedisStore::connect(&[server.url()], options).await.unwrap();
+        for keys in [1u64, 10_000] {
+            for tasks in [1usize, 64] {
+                let per_sec = run_tracker(&store, tasks, keys, &format!("bench{keys}x{tasks}")).await;
+                println!(
+                    "tracker   track_event keys={keys:<6} tasks={tasks:<4} {per_sec:>10.0} events/s     ratio {:>5.2}x",
+                    per_sec / base
+                );
+            }
+        }
+        if only_tracker {
+            return;
+        }
         for batch_max in [64, 1] {
             let options = RedisOptions {
                 timeout: Duration::from_secs(2),

@@ -563,3 +563,47 @@ fn an_invalid_lease_or_name_is_rejected_with_the_field() {
         );
     });
 }
+
+#[test]
+fn concurrent_producers_on_one_key_lose_no_count_through_batched_calls() {
+    let server = RedisServer::start();
+    let rt = runtime();
+    rt.block_on(async {
+        let store = connect(&[server.url()]).await;
+        let got = Deliveries::default();
+        let t = got
+            .builder(0, &store, &unique("concurrent"))
+            .limit(10)
+            .max_details(5)
+            .build()
+            .unwrap();
+        let immediate = Arc::new(AtomicU64::new(0));
+        let tasks: Vec<_> = (0..64)
+            .map(|p| {
+                let (t, immediate) = (t.clone(), Arc::clone(&immediate));
+                tokio::spawn(async move {
+                    for i in 0..50u64 {
+                        let o = t
+                            .track_event_at("api", "hot", json!([p, i]), 10 * MS)
+                            .await
+                            .unwrap();
+                        if o.kind() == "immediate" {
+                            immediate.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(immediate.load(Ordering::Relaxed), 10);
+        t.tick_at(10_000 * MS).await;
+        let delivered = got.0.lock().unwrap().clone();
+        assert_eq!(delivered.len(), 1);
+        let r = &delivered[0].1;
+        assert_eq!(r.count, 64 * 50 - 10);
+        assert_eq!((r.details.len(), r.details_dropped), (5, 64 * 50 - 15));
+        t.clear().await.unwrap();
+    });
+}

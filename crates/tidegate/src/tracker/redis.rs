@@ -5,8 +5,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use std::sync::{Arc, OnceLock};
+
 use redis::Script;
 use serde_json::Value;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::memory::RecordSettings;
 use super::record::{DeliveredRecord, IgnoreReason, RecordKey, RecordView, TrackOutcome};
@@ -22,6 +25,20 @@ const TRACKER_LUA: &str = concat!(
 
 /// How long a tracker call to Redis may take before it fails.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Most events decided by one `track` call: concurrent `track_event` calls share a
+/// script call (never waiting to fill one), like the limiter's batching.
+const TRACK_BATCH: usize = 64;
+
+/// `track` calls in flight at once.
+const TRACK_IN_FLIGHT: usize = 4;
+
+/// One event waiting for the batcher: `[now, category, id, detail]` and where its six
+/// reply values go.
+struct QueuedTrack {
+    args: [String; 4],
+    reply: oneshot::Sender<Result<[i64; 6], TrackError>>,
+}
 
 /// Claims one tick makes at most (each up to `max_batch_size` records).
 const MAX_CLAIMS_PER_TICK: usize = 1_000;
@@ -48,7 +65,9 @@ pub(crate) struct RedisRecords {
     store: RedisStore,
     /// `tidegate:tracker:{<name>}:`, the prefix (and hash tag) of every key.
     prefix: String,
-    script: Script,
+    script: Arc<Script>,
+    /// The batching task of `track` calls, started on first use (inside a runtime).
+    batcher: OnceLock<mpsc::Sender<QueuedTrack>>,
     max_keys: usize,
     max_details: usize,
     lease_us: u64,
@@ -165,7 +184,8 @@ impl RedisRecords {
         Self {
             store,
             prefix: format!("tidegate:tracker:{{{name}}}:"),
-            script: Script::new(TRACKER_LUA),
+            script: Arc::new(Script::new(TRACKER_LUA)),
+            batcher: OnceLock::new(),
             max_keys,
             max_details,
             lease_us: crate::time::duration_to_micros(lease),
@@ -229,18 +249,20 @@ impl RedisRecords {
         } else {
             details.to_string()
         };
-        let s = settings_args(settings);
-        let (now, max_keys, max_details) = (
-            now.to_string(),
-            self.max_keys.to_string(),
-            self.max_details.to_string(),
-        );
-        let mut args: Vec<&str> = vec![&now, category, id, &detail, &max_keys, &max_details];
-        args.extend(s.iter().map(String::as_str));
-        let v: Vec<i64> = self.call("track", &args).await?;
-        if v.len() != 6 {
-            return Err(bad_reply(format!("track has {} values", v.len())));
-        }
+        let batcher = self.batcher.get_or_init(|| self.spawn_batcher(settings));
+        let (reply, answer) = oneshot::channel();
+        let queued = QueuedTrack {
+            args: [
+                now.to_string(),
+                category.to_string(),
+                id.to_string(),
+                detail,
+            ],
+            reply,
+        };
+        let stopped = || TrackError::Store("the tracker's batching task has stopped".into());
+        batcher.send(queued).await.map_err(|_| stopped())?;
+        let v = answer.await.map_err(|_| stopped())??;
         let record = view(category, id, &v[1..]);
         Ok(match v[0] {
             0 => TrackOutcome::Immediate(record),
@@ -250,6 +272,86 @@ impl RedisRecords {
                 record,
             },
         })
+    }
+
+    /// Starts the task that sends waiting `track` requests, up to [`TRACK_BATCH`] per
+    /// script call and [`TRACK_IN_FLIGHT`] calls at once. New records get `settings`
+    /// (the tracker's defaults, fixed when it is built).
+    fn spawn_batcher(&self, settings: &RecordSettings) -> mpsc::Sender<QueuedTrack> {
+        let (tx, mut rx) = mpsc::channel::<QueuedTrack>(65_536);
+        let mut head: Vec<String> = vec![
+            "track".into(),
+            self.max_keys.to_string(),
+            self.max_details.to_string(),
+        ];
+        head.extend(settings_args(settings));
+        let head = Arc::new(head);
+        let (store, script, prefix) = (
+            self.store.clone(),
+            Arc::clone(&self.script),
+            Arc::new(self.prefix.clone()),
+        );
+        let calls = Arc::new(Semaphore::new(TRACK_IN_FLIGHT));
+        tokio::spawn(async move {
+            let mut waiting = Vec::with_capacity(TRACK_BATCH);
+            loop {
+                let Ok(permit) = Arc::clone(&calls).acquire_owned().await else {
+                    return;
+                };
+                if rx.recv_many(&mut waiting, TRACK_BATCH).await == 0 {
+                    return;
+                }
+                let group = std::mem::replace(&mut waiting, Vec::with_capacity(TRACK_BATCH));
+                let (store, script, prefix, head) = (
+                    store.clone(),
+                    Arc::clone(&script),
+                    Arc::clone(&prefix),
+                    Arc::clone(&head),
+                );
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let mut invocation = script.key(prefix.as_str());
+                    for a in head.iter() {
+                        invocation.arg(a.as_str());
+                    }
+                    invocation.arg(group.len());
+                    for q in &group {
+                        for a in &q.args {
+                            invocation.arg(a.as_str());
+                        }
+                    }
+                    let result: Result<Vec<i64>, TrackError> = store
+                        .run_script(&invocation, CALL_TIMEOUT)
+                        .await
+                        .map_err(store_error);
+                    match result {
+                        Ok(v) if v.len() == 6 * group.len() => {
+                            for (q, part) in group.into_iter().zip(v.chunks_exact(6)) {
+                                let mut out = [0i64; 6];
+                                out.copy_from_slice(part);
+                                let _ = q.reply.send(Ok(out));
+                            }
+                        }
+                        Ok(v) => {
+                            let e = bad_reply(format!(
+                                "track answered {} values for {} events",
+                                v.len(),
+                                group.len()
+                            ));
+                            for q in group {
+                                let _ = q.reply.send(Err(e.clone()));
+                            }
+                        }
+                        Err(e) => {
+                            for q in group {
+                                let _ = q.reply.send(Err(e.clone()));
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        tx
     }
 
     /// Claims due batches (and batches whose lease expired), each of at most `max`

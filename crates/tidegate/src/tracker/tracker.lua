@@ -24,7 +24,7 @@
 -- def deferral µs, tot total, fs ls first and last event, adm events the counter
 -- admitted, sk the kind the gate state belongs to, inf batches in flight, and while a
 -- batch waits: pc count, pfs pls its first and last event, pdrop details dropped,
--- pfr failed rounds, pdue due time, pm its member in `due`.
+-- pfr failed rounds, pdue due time, pm its member in `due`, pn details kept.
 
 local P = KEYS[1]
 local op = ARGV[1]
@@ -50,50 +50,6 @@ end
 
 local function new_member(rec)
   return format('%016x', call('INCR', P .. 'seq')) .. rec
-end
-
--- Appends `detail` to the waiting batch's list under the cap, else counts it dropped;
--- the empty string is "no details" and is not kept.
-local function push_detail(rk, dk, detail, cap)
-  if detail == '' then return end
-  if call('LLEN', dk) < cap then
-    call('RPUSH', dk, detail)
-  else
-    call(hincr, rk, 'pdrop', 1)
-  end
-end
-
--- Whether the record's gate admits an event at `now`; otherwise the strategy's own due
--- wait (µs) or -1 for "after the deferral".
-local function admit(rk, gk, deferred)
-  local s = call('HMGET', rk, 'k', 'L', 'W', 'B', 'sk', 'adm', 'lim')
-  local kind, L, W, B = s[1], tonumber(s[2]), tonumber(s[3]), tonumber(s[4])
-  if s[5] ~= kind then
-    -- The strategy of the record changed: start its state fresh.
-    call('DEL', gk)
-    call(hset, rk, 'sk', kind, 'adm', 0)
-    s[6] = '0'
-  end
-  if kind == 'c' then
-    if not deferred and tonumber(s[6] or 0) < tonumber(s[7]) then
-      call(hincr, rk, 'adm', 1)
-      return true
-    end
-    return false, -1
-  end
-  cost, grace_ms = 1, 0
-  local d1, d4, value, x
-  if kind == 'b' then
-    d1, x, x, d4, x, x, value = token_bucket(gk, L, W, B)
-  else
-    d1, x, x, d4, x, x, value = sliding_window(gk, L, W)
-    d4 = -1
-  end
-  if d1 == 1 then
-    call('SET', gk, value)
-    return true
-  end
-  return false, d4
 end
 
 local SETTINGS = {'st', 'lim', 'sz', 'rr', 'ws', 'k', 'L', 'W', 'B', 'def'}
@@ -131,47 +87,114 @@ local function rpush_all(key, items)
   end
 end
 
--- track: now, category, id, detail ('' = none), max_keys (0 = unbounded), max_details,
--- then the default settings (SETTINGS order) used if the record is new.
--- Reply: {outcome (0 immediate, 1 deferred, 2 ignored), view...}.
+-- track: max_keys (0 = unbounded), max_details, the default settings (SETTINGS order,
+-- used when a record is new), R, then R requests of 4 arguments: now, category, id,
+-- detail ('' = none). Each request is decided in turn, atomically with the others.
+-- Reply: per request {outcome (0 immediate, 1 deferred, 2 ignored), total, deferred,
+-- scheduled_at (-1 none), first_seen, last_seen}.
 if op == 'track' then
-  now = tonumber(ARGV[2])
-  local category, id, detail = ARGV[3], ARGV[4], ARGV[5]
-  local max_keys, cap = tonumber(ARGV[6]), tonumber(ARGV[7])
-  local rec = rec_of(category, id)
-  local rk, gk, dk = P .. 'r:' .. rec, P .. 'g:' .. rec, P .. 'd:' .. rec
-  if call('EXISTS', rk) == 0 then
-    if max_keys > 0 and tonumber(call('GET', P .. 'n') or 0) >= max_keys then
-      return {2, 1, 0, -1, now, now}
+  local max_keys, cap = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local defaults = settings_args(4)
+  local d_kind, d_L, d_W, d_B = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+  local d_lim, d_def = ARGV[5], ARGV[13]
+  local reply = {}
+  local function track(now_s, category, id, detail)
+    now = tonumber(now_s)
+    local rec = rec_of(category, id)
+    local rk = P .. 'r:' .. rec
+    local v = call('HMGET', rk, 'tot', 'fs', 'pc', 'pdue', 'k', 'L', 'W', 'B', 'sk', 'adm',
+      'lim', 'def', 'inf', 'pn', 'pdrop')
+    local tot, fs = tonumber(v[1]), v[2]
+    if not tot then
+      if max_keys > 0 and tonumber(call('GET', P .. 'n') or 0) >= max_keys then
+        return 2, 1, 0, -1, now, now
+      end
+      call('INCR', P .. 'n')
+      call(hset, rk, 'fs', now_s, 'inf', 0, spread(defaults))
+      tot, fs = 0, now_s
+      v = {nil, nil, nil, nil, d_kind, d_L, d_W, d_B, nil, '0', d_lim, d_def, '0'}
     end
-    call('INCR', P .. 'n')
-    local args = settings_args(8)
-    call(hset, rk, 'tot', 0, 'fs', ARGV[2], 'ls', ARGV[2], 'inf', 0, 'adm', 0, spread(args))
+    tot = tot + 1
+    local sets = {'tot', tot, 'ls', now_s}
+    local pc, kind = tonumber(v[3]), v[5]
+    local waiting = pc ~= nil
+    local gk = P .. 'g:' .. rec
+    local adm = tonumber(v[10] or 0)
+    if v[9] ~= kind then
+      -- A new record, or its strategy changed: start the gate's state fresh.
+      call('DEL', gk)
+      sets[#sets + 1], sets[#sets + 2] = 'sk', kind
+      adm = 0
+    end
+    local ok, wait = false, -1
+    if kind == 'c' then
+      if not waiting and adm < tonumber(v[11]) then
+        ok = true
+        adm = adm + 1
+      end
+      sets[#sets + 1], sets[#sets + 2] = 'adm', adm
+    else
+      cost, grace_ms = 1, 0
+      local d1, d4, value, x
+      if kind == 'b' then
+        d1, x, x, d4, x, x, value = token_bucket(gk, tonumber(v[6]), tonumber(v[7]),
+          tonumber(v[8]))
+      else
+        d1, x, x, d4, x, x, value = sliding_window(gk, tonumber(v[6]), tonumber(v[7]))
+        d4 = -1
+      end
+      if d1 == 1 then
+        call('SET', gk, value)
+        ok = true
+      else
+        wait = d4
+      end
+    end
+    if ok then
+      -- Idle candidates for the purge: nothing waiting, nothing in flight.
+      if not waiting and tonumber(v[13] or 0) == 0 then
+        call('ZADD', P .. 'seen', now_s, rec)
+      end
+      call(hset, rk, spread(sets))
+      return 0, tot, pc or 0, tonumber(v[4] or -1), tonumber(fs), now
+    end
+    local dk = P .. 'd:' .. rec
+    local due, pn = tonumber(v[4]), tonumber(v[14] or 0)
+    if waiting then
+      pc = pc + 1
+      sets[#sets + 1], sets[#sets + 2] = 'pc', pc
+      sets[#sets + 1], sets[#sets + 2] = 'pls', now_s
+    else
+      if wait < 0 then wait = tonumber(v[12]) end
+      due = now + wait
+      local member = new_member(rec)
+      pc, pn, v[15] = 1, 0, '0'
+      local more = {'pc', 1, 'pfs', now_s, 'pls', now_s, 'pdrop', 0, 'pfr', 0,
+        'pdue', num(due), 'pm', member}
+      for _, x in ipairs(more) do sets[#sets + 1] = x end
+      call('DEL', dk)
+      call('ZADD', P .. 'due', num(due), member)
+      call('ZREM', P .. 'seen', rec)
+    end
+    if detail ~= '' then
+      if pn < cap then
+        call('RPUSH', dk, detail)
+        sets[#sets + 1], sets[#sets + 2] = 'pn', pn + 1
+      else
+        sets[#sets + 1], sets[#sets + 2] = 'pdrop', tonumber(v[15] or 0) + 1
+      end
+    end
+    call(hset, rk, spread(sets))
+    return 1, tot, pc, due, tonumber(fs), now
   end
-  call(hincr, rk, 'tot', 1)
-  call(hset, rk, 'ls', ARGV[2])
-  local waiting = call('HEXISTS', rk, 'pc') == 1
-  local ok, wait = admit(rk, gk, waiting)
-  if ok then
-    settle_seen(rk, rec)
-    local v = view(rk)
-    return {0, v[1], v[2], v[3], v[4], v[5]}
+  local a = 15
+  for r = 1, tonumber(ARGV[14]) do
+    local b = 6 * (r - 1)
+    reply[b + 1], reply[b + 2], reply[b + 3], reply[b + 4], reply[b + 5], reply[b + 6] =
+      track(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+    a = a + 4
   end
-  if waiting then
-    call(hincr, rk, 'pc', 1)
-    call(hset, rk, 'pls', ARGV[2])
-  else
-    if wait < 0 then wait = tonumber(call(hget, rk, 'def')) end
-    local due, member = now + wait, new_member(rec)
-    call(hset, rk, 'pc', 1, 'pfs', ARGV[2], 'pls', ARGV[2], 'pdrop', 0, 'pfr', 0,
-      'pdue', num(due), 'pm', member)
-    call('DEL', dk)
-    call('ZADD', P .. 'due', num(due), member)
-  end
-  push_detail(rk, dk, detail, cap)
-  call('ZREM', P .. 'seen', rec)
-  local v = view(rk)
-  return {1, v[1], v[2], v[3], v[4], v[5]}
+  return reply
 end
 
 -- claim: now, lease_until, max records. Takes over one claim whose lease expired, or
@@ -208,7 +231,7 @@ if op == 'claim' then
     items[n + 1], items[n + 2], items[n + 3], items[n + 4] = category, id, v[1], v[2]
     items[n + 5], items[n + 6], items[n + 7], items[n + 8] = v[3], v[4], v[5], #details
     for j = 1, #details do items[n + 8 + j] = details[j] end
-    call('HDEL', rk, 'pc', 'pfs', 'pls', 'pdrop', 'pfr', 'pdue', 'pm')
+    call('HDEL', rk, 'pc', 'pfs', 'pls', 'pdrop', 'pfr', 'pdue', 'pm', 'pn')
     call('DEL', dk)
     call(hincr, rk, 'inf', 1)
   end
@@ -277,7 +300,7 @@ if op == 'defer' then
       call('DEL', dk)
       if #details > 0 then rpush_all(dk, details) end
       call(hset, rk, 'pc', count, 'pfs', num(r.fs), 'pls', num(ls), 'pdrop', dropped,
-        'pfr', r.fr + 1, 'pdue', num(due), 'pm', member)
+        'pfr', r.fr + 1, 'pdue', num(due), 'pm', member, 'pn', #details)
       call('ZADD', P .. 'due', num(due), member)
       call('ZREM', P .. 'seen', rec)
     end
