@@ -133,8 +133,31 @@ async fn run(store: &RedisStore, tasks: usize, keys: u64, name: &str) -> Run {
     }
 }
 
-/// Tracked events per second with `tasks` producers over `keys` records.
-async fn run_tracker(store: &RedisStore, tasks: usize, keys: u64, name: &str) -> f64 {
+/// Total µs and calls of EVALSHA so far, from `INFO commandstats`.
+fn evalsha_usec(server: &RedisServer) -> (u64, u64) {
+    let info = server.cli(&["INFO", "commandstats"]);
+    let line = info
+        .lines()
+        .find(|l| l.starts_with("cmdstat_evalsha:"))
+        .unwrap_or("");
+    let field = |name: &str| {
+        line.split(&[':', ','][..])
+            .find_map(|kv| kv.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("usec="), field("calls="))
+}
+
+/// Tracked events per second with `tasks` producers over `keys` records, and Redis's
+/// own time per event (µs, from `INFO commandstats`).
+async fn run_tracker(
+    server: &RedisServer,
+    store: &RedisStore,
+    tasks: usize,
+    keys: u64,
+    name: &str,
+) -> (f64, f64) {
     let tracker = EventTracker::builder()
         .store(TrackerStore::redis(store.clone(), name))
         .manual_ticks()
@@ -165,14 +188,20 @@ async fn run_tracker(store: &RedisStore, tasks: usize, keys: u64, name: &str) ->
         }));
     }
     let started = Instant::now();
+    let (usec_before, _) = evalsha_usec(server);
     tokio::time::sleep(seconds()).await;
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         h.await.unwrap();
     }
-    let per_sec = count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    let (usec_after, _) = evalsha_usec(server);
+    let events = count.load(Ordering::Relaxed);
+    let per_sec = events as f64 / started.elapsed().as_secs_f64();
     tracker.clear().await.unwrap();
-    per_sec
+    (
+        per_sec,
+        (usec_after - usec_before) as f64 / events.max(1) as f64,
+    )
 }
 
 fn main() {
@@ -206,9 +235,10 @@ fn main() {
         let store = RedisStore::connect(&[server.url()], options).await.unwrap();
         for keys in [1u64, 10_000] {
             for tasks in [1usize, 64] {
-                let per_sec = run_tracker(&store, tasks, keys, &format!("bench{keys}x{tasks}")).await;
+                let (per_sec, usec) =
+                    run_tracker(&server, &store, tasks, keys, &format!("bench{keys}x{tasks}")).await;
                 println!(
-                    "tracker   track_event keys={keys:<6} tasks={tasks:<4} {per_sec:>10.0} events/s     ratio {:>5.2}x",
+                    "tracker   track_event keys={keys:<6} tasks={tasks:<4} {per_sec:>10.0} events/s     ratio {:>5.2}x  Redis {usec:.1} µs/event",
                     per_sec / base
                 );
             }
