@@ -53,7 +53,8 @@ struct Scenario {
     fail_first: u32,
     max_retries: u32,
     dead_letter: bool,
-    /// `(ms since the previous event, key, with details, patch the limit to)`.
+    /// `(ms since the previous event, key, with details, patch)`: a patch 1..=3 sets the
+    /// limit, 4 switches to a token bucket (2 tokens, 0.1/s), 5 to a 300 ms sliding window.
     events: Vec<(u64, u8, bool, Option<u64>)>,
 }
 
@@ -87,7 +88,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 prop::sample::select(vec![0u64, 0, 1, 7, 40, 100, 250, 600]),
                 0u8..5,
                 any::<bool>(),
-                prop::option::weighted(0.05, 1u64..=3),
+                prop::option::weighted(0.06, 1u64..=5),
             ),
             1..50,
         ),
@@ -179,17 +180,28 @@ async fn trace(s: &Scenario, store: TrackerStore) -> Vec<String> {
         collect(&mut rx, &mut out);
         clock.set_micros(now);
         let id = format!("k{key}");
-        if let Some(limit) = patch {
-            let changed = tracker
-                .update_config(
-                    "cat",
-                    &id,
-                    ConfigPatch {
-                        limit: Some(limit),
-                        ..ConfigPatch::default()
-                    },
-                )
-                .await;
+        if let Some(p) = patch {
+            let patch = match p {
+                4 => ConfigPatch {
+                    strategy: Some(TrackStrategy::TokenBucket {
+                        bucket_size: 2,
+                        refill_rate: 0.1,
+                    }),
+                    ..ConfigPatch::default()
+                },
+                5 => ConfigPatch {
+                    strategy: Some(TrackStrategy::SlidingWindow {
+                        window_size: Duration::from_millis(300),
+                    }),
+                    defer_interval: Some(Duration::from_millis(70)),
+                    ..ConfigPatch::default()
+                },
+                limit => ConfigPatch {
+                    limit: Some(limit),
+                    ..ConfigPatch::default()
+                },
+            };
+            let changed = tracker.update_config("cat", &id, patch).await;
             out.push(format!("patch {id} {changed:?}"));
         }
         let details = if with_details {

@@ -7,7 +7,7 @@
 --          with it, so one hash slot holds the whole tracker, also on Redis Cluster)
 --
 -- Keys, with rec = "<#category>:<category><id>" (unambiguous for any strings):
---   r:<rec>   hash: the record (settings, totals, gate counter, waiting batch, in-flight)
+--   r:<rec>   string: the record, 21 packed doubles (see FIELDS)
 --   g:<rec>   string: the token bucket or sliding window state of the record's gate
 --   d:<rec>   list: the details of the waiting batch (JSON strings), up to the cap
 --   due       sorted set: waiting batches by due time; member "<16 hex seq><rec>" so ties
@@ -19,48 +19,64 @@
 --   c:<id>    list: a claimed batch, as returned to the claimer (see `claim`)
 --   stalled   claims taken over after their lease expired
 --
--- Record fields: st strategy name, lim limit, sz bucket size, rr refill rate, ws window µs,
--- k gate kind (c counter, b bucket, w window), L W B the gate's algorithm parameters,
--- def deferral µs, tot total, fs ls first and last event, adm events the counter
--- admitted, sk the kind the gate state belongs to, inf batches in flight, and while a
--- batch waits: pc count, pfs pls its first and last event, pdrop details dropped,
--- pfr failed rounds, pdue due time, pm its member in `due`, pn details kept.
+-- A record is one string of packed doubles, read with one GET and written with one SET.
+-- Fields: 1 tot total events, 2 fs first event, 3 ls last event, 4 inf batches in flight,
+-- 5 adm events the counter admitted, 6 sk the kind the gate state belongs to (0 none),
+-- 7 kind of the gate (1 counter, 2 bucket, 3 window), 8 L, 9 W, 10 B its algorithm
+-- parameters, 11 lim limit, 12 def deferral µs, 13 rr refill rate (tokens/s), and of the
+-- waiting batch: 14 pc count (-1 when none waits), 15 pfs, 16 pls first and last event,
+-- 17 pdrop details dropped, 18 pfr failed rounds, 19 pdue due time, 20 pseq its sequence
+-- number in `due`, 21 pn details kept.
+local RFMT = '<' .. string.rep('d', 21)
+local TOT, FS, LS, INF, ADM, SK, KIND, L_, W_, B_, LIM, DEF, RR = 1, 2, 3, 4, 5, 6, 7, 8, 9,
+  10, 11, 12, 13
+local PC, PFS, PLS, PDROP, PFR, PDUE, PSEQ, PN = 14, 15, 16, 17, 18, 19, 20, 21
+local KINDS = {c = 1, b = 2, w = 3}
+local KIND_NAMES = {'c', 'b', 'w'}
+local STRATEGY_NAMES = {'simple', 'token_bucket', 'sliding_window'}
 
 local P = KEYS[1]
 local op = ARGV[1]
-local hget, hset, hincr = 'HGET', 'HSET', 'HINCRBY'
 
 local function rec_of(category, id) return #category .. ':' .. category .. id end
 
--- The view of a record: total, deferred, scheduled_at (-1 none), first_seen, last_seen.
-local function view(rk)
-  local v = call('HMGET', rk, 'tot', 'pc', 'pdue', 'fs', 'ls')
-  return {tonumber(v[1]), tonumber(v[2] or 0), tonumber(v[3] or -1), tonumber(v[4]),
-    tonumber(v[5])}
+local function load(rk)
+  local v = call('GET', rk)
+  if not v then return nil end
+  return {unpack(RFMT, v)}
 end
 
-local function settle_seen(rk, rec)
-  local v = call('HMGET', rk, 'pc', 'inf', 'ls')
-  if not v[1] and tonumber(v[2] or 0) == 0 then
-    call('ZADD', P .. 'seen', v[3], rec)
+local function save(rk, r)
+  call('SET', rk, pack(RFMT, spread(r, 1, 21)))
+end
+
+local function clear_pending(r)
+  r[PC], r[PFS], r[PLS], r[PDROP], r[PFR], r[PDUE], r[PSEQ], r[PN] = -1, 0, 0, 0, 0, 0, 0, 0
+end
+
+local function member_of(seq, rec) return format('%016x', seq) .. rec end
+
+-- The view of a record: total, deferred, scheduled_at (-1 none), first_seen, last_seen.
+local function view(r)
+  if r[PC] < 0 then return {r[TOT], 0, -1, r[FS], r[LS]} end
+  return {r[TOT], r[PC], r[PDUE], r[FS], r[LS]}
+end
+
+-- Keeps `seen` (the purge's candidates) to records with nothing waiting or in flight.
+local function settle_seen(r, rec)
+  if r[PC] < 0 and r[INF] == 0 then
+    call('ZADD', P .. 'seen', num(r[LS]), rec)
   else
     call('ZREM', P .. 'seen', rec)
   end
 end
 
-local function new_member(rec)
-  return format('%016x', call('INCR', P .. 'seq')) .. rec
-end
-
-local SETTINGS = {'st', 'lim', 'sz', 'rr', 'ws', 'k', 'L', 'W', 'B', 'def'}
-
--- ARGV[a..a+9] in the order of SETTINGS, as HSET arguments.
-local function settings_args(a)
-  local args = {}
-  for i, f in ipairs(SETTINGS) do
-    args[2 * i - 1], args[2 * i] = f, ARGV[a + i - 1]
-  end
-  return args
+-- SETTINGS order: strategy name, limit, bucket size, refill rate, window µs, kind, L, W,
+-- B, deferral µs. Copies ARGV[a..a+9] into the record's settings fields.
+local function apply_settings(r, a)
+  r[LIM], r[RR], r[KIND] = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 3]), KINDS[ARGV[a + 5]]
+  r[L_], r[W_], r[B_], r[DEF] = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]),
+    tonumber(ARGV[a + 8]), tonumber(ARGV[a + 9])
 end
 
 -- Reads a claimed batch list into records: {rec, category, id, count, fs, ls, dropped,
@@ -94,53 +110,43 @@ end
 -- scheduled_at (-1 none), first_seen, last_seen}.
 if op == 'track' then
   local max_keys, cap = tonumber(ARGV[2]), tonumber(ARGV[3])
-  local defaults = settings_args(4)
-  local d_kind, d_L, d_W, d_B = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
-  local d_lim, d_def = ARGV[5], ARGV[13]
   local reply = {}
   local function track(now_s, category, id, detail)
     now = tonumber(now_s)
     local rec = rec_of(category, id)
     local rk = P .. 'r:' .. rec
-    local v = call('HMGET', rk, 'tot', 'fs', 'pc', 'pdue', 'k', 'L', 'W', 'B', 'sk', 'adm',
-      'lim', 'def', 'inf', 'pn', 'pdrop')
-    local tot, fs = tonumber(v[1]), v[2]
-    if not tot then
+    local r = load(rk)
+    if not r then
       if max_keys > 0 and tonumber(call('GET', P .. 'n') or 0) >= max_keys then
         return 2, 1, 0, -1, now, now
       end
       call('INCR', P .. 'n')
-      call(hset, rk, 'fs', now_s, 'inf', 0, spread(defaults))
-      tot, fs = 0, now_s
-      v = {nil, nil, nil, nil, d_kind, d_L, d_W, d_B, nil, '0', d_lim, d_def, '0'}
+      r = {0, now, now, 0, 0, 0}
+      apply_settings(r, 4)
+      clear_pending(r)
     end
-    tot = tot + 1
-    local sets = {'tot', tot, 'ls', now_s}
-    local pc, kind = tonumber(v[3]), v[5]
-    local waiting = pc ~= nil
+    r[TOT], r[LS] = r[TOT] + 1, now
+    local waiting = r[PC] >= 0
+    local kind = r[KIND]
     local gk = P .. 'g:' .. rec
-    local adm = tonumber(v[10] or 0)
-    if v[9] ~= kind then
+    if r[SK] ~= kind then
       -- A new record, or its strategy changed: start the gate's state fresh.
       call('DEL', gk)
-      sets[#sets + 1], sets[#sets + 2] = 'sk', kind
-      adm = 0
+      r[SK], r[ADM] = kind, 0
     end
     local ok, wait = false, -1
-    if kind == 'c' then
-      if not waiting and adm < tonumber(v[11]) then
+    if kind == 1 then
+      if not waiting and r[ADM] < r[LIM] then
         ok = true
-        adm = adm + 1
+        r[ADM] = r[ADM] + 1
       end
-      sets[#sets + 1], sets[#sets + 2] = 'adm', adm
     else
       cost, grace_ms = 1, 0
       local d1, d4, value, x
-      if kind == 'b' then
-        d1, x, x, d4, x, x, value = token_bucket(gk, tonumber(v[6]), tonumber(v[7]),
-          tonumber(v[8]))
+      if kind == 2 then
+        d1, x, x, d4, x, x, value = token_bucket(gk, r[L_], r[W_], r[B_])
       else
-        d1, x, x, d4, x, x, value = sliding_window(gk, tonumber(v[6]), tonumber(v[7]))
+        d1, x, x, d4, x, x, value = sliding_window(gk, r[L_], r[W_])
         d4 = -1
       end
       if d1 == 1 then
@@ -151,45 +157,37 @@ if op == 'track' then
       end
     end
     if ok then
-      -- Idle candidates for the purge: nothing waiting, nothing in flight.
-      if not waiting and tonumber(v[13] or 0) == 0 then
-        call('ZADD', P .. 'seen', now_s, rec)
-      end
-      call(hset, rk, spread(sets))
-      return 0, tot, pc or 0, tonumber(v[4] or -1), tonumber(fs), now
+      if not waiting and r[INF] == 0 then call('ZADD', P .. 'seen', now_s, rec) end
+      save(rk, r)
+      local v = view(r)
+      return 0, v[1], v[2], v[3], v[4], v[5]
     end
     local dk = P .. 'd:' .. rec
-    local due, pn = tonumber(v[4]), tonumber(v[14] or 0)
     if waiting then
-      pc = pc + 1
-      sets[#sets + 1], sets[#sets + 2] = 'pc', pc
-      sets[#sets + 1], sets[#sets + 2] = 'pls', now_s
+      r[PC], r[PLS] = r[PC] + 1, now
     else
-      if wait < 0 then wait = tonumber(v[12]) end
-      due = now + wait
-      local member = new_member(rec)
-      pc, pn, v[15] = 1, 0, '0'
-      local more = {'pc', 1, 'pfs', now_s, 'pls', now_s, 'pdrop', 0, 'pfr', 0,
-        'pdue', num(due), 'pm', member}
-      for _, x in ipairs(more) do sets[#sets + 1] = x end
+      if wait < 0 then wait = r[DEF] end
+      local seq = call('INCR', P .. 'seq')
+      r[PC], r[PFS], r[PLS], r[PDROP], r[PFR], r[PDUE], r[PSEQ], r[PN] =
+        1, now, now, 0, 0, now + wait, seq, 0
       call('DEL', dk)
-      call('ZADD', P .. 'due', num(due), member)
+      call('ZADD', P .. 'due', num(r[PDUE]), member_of(seq, rec))
       call('ZREM', P .. 'seen', rec)
     end
     if detail ~= '' then
-      if pn < cap then
+      if r[PN] < cap then
         call('RPUSH', dk, detail)
-        sets[#sets + 1], sets[#sets + 2] = 'pn', pn + 1
+        r[PN] = r[PN] + 1
       else
-        sets[#sets + 1], sets[#sets + 2] = 'pdrop', tonumber(v[15] or 0) + 1
+        r[PDROP] = r[PDROP] + 1
       end
     end
-    call(hset, rk, spread(sets))
-    return 1, tot, pc, due, tonumber(fs), now
+    save(rk, r)
+    return 1, r[TOT], r[PC], r[PDUE], r[FS], now
   end
   local a = 15
-  for r = 1, tonumber(ARGV[14]) do
-    local b = 6 * (r - 1)
+  for i = 1, tonumber(ARGV[14]) do
+    local b = 6 * (i - 1)
     reply[b + 1], reply[b + 2], reply[b + 3], reply[b + 4], reply[b + 5], reply[b + 6] =
       track(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
     a = a + 4
@@ -225,15 +223,18 @@ if op == 'claim' then
     local clen = tonumber(sub(rec, 1, colon - 1))
     local category = sub(rec, colon + 1, colon + clen)
     local id = sub(rec, colon + clen + 1)
-    local v = call('HMGET', rk, 'pc', 'pfs', 'pls', 'pdrop', 'pfr')
+    local r = load(rk)
     local details = call('LRANGE', dk, 0, -1)
     local n = #items
-    items[n + 1], items[n + 2], items[n + 3], items[n + 4] = category, id, v[1], v[2]
-    items[n + 5], items[n + 6], items[n + 7], items[n + 8] = v[3], v[4], v[5], #details
+    items[n + 1], items[n + 2], items[n + 3], items[n + 4] = category, id, num(r[PC]),
+      num(r[PFS])
+    items[n + 5], items[n + 6], items[n + 7], items[n + 8] = num(r[PLS]), num(r[PDROP]),
+      num(r[PFR]), #details
     for j = 1, #details do items[n + 8 + j] = details[j] end
-    call('HDEL', rk, 'pc', 'pfs', 'pls', 'pdrop', 'pfr', 'pdue', 'pm', 'pn')
+    clear_pending(r)
+    r[INF] = r[INF] + 1
+    save(rk, r)
     call('DEL', dk)
-    call(hincr, rk, 'inf', 1)
   end
   call('ZREM', P .. 'due', spread(due))
   rpush_all(P .. 'c:' .. cid, items)
@@ -256,12 +257,14 @@ end
 if op == 'processed' or op == 'dead' then
   local ck = P .. 'c:' .. ARGV[2]
   if call('EXISTS', ck) == 0 then return 0 end
-  for _, r in ipairs(read_claim(ck)) do
-    local rk = P .. 'r:' .. r.rec
-    if call('EXISTS', rk) == 1 then
-      call(hincr, rk, 'inf', -1)
-      if op == 'processed' then call(hset, rk, 'adm', 0) end
-      settle_seen(rk, r.rec)
+  for _, c in ipairs(read_claim(ck)) do
+    local rk = P .. 'r:' .. c.rec
+    local r = load(rk)
+    if r then
+      r[INF] = r[INF] - 1
+      if op == 'processed' then r[ADM] = 0 end
+      save(rk, r)
+      settle_seen(r, c.rec)
     end
   end
   call('DEL', ck)
@@ -275,33 +278,34 @@ if op == 'defer' then
   now = tonumber(ARGV[2])
   local ck, cap = P .. 'c:' .. ARGV[3], tonumber(ARGV[4])
   if call('EXISTS', ck) == 0 then return 0 end
-  for _, r in ipairs(read_claim(ck)) do
-    local rec = r.rec
+  for _, c in ipairs(read_claim(ck)) do
+    local rec = c.rec
     local rk, dk = P .. 'r:' .. rec, P .. 'd:' .. rec
-    if call('EXISTS', rk) == 1 then
-      call(hincr, rk, 'inf', -1)
-      local due, member = now + tonumber(call(hget, rk, 'def')), new_member(rec)
-      local count, ls, dropped = r.count, r.ls, r.dropped
+    local r = load(rk)
+    if r then
+      r[INF] = r[INF] - 1
+      local due, seq = now + r[DEF], call('INCR', P .. 'seq')
+      local count, ls, dropped = c.count, c.ls, c.dropped
       local newer = {}
-      local p = call('HMGET', rk, 'pc', 'pls', 'pdrop', 'pdue', 'pm')
-      if p[1] then
-        count = count + tonumber(p[1])
-        ls = tonumber(p[2])
-        dropped = dropped + tonumber(p[3])
+      if r[PC] >= 0 then
+        count = count + r[PC]
+        ls = r[PLS]
+        dropped = dropped + r[PDROP]
         newer = call('LRANGE', dk, 0, -1)
-        call('ZREM', P .. 'due', p[5])
-        if tonumber(p[4]) <= due then due, member = tonumber(p[4]), p[5] end
+        call('ZREM', P .. 'due', member_of(r[PSEQ], rec))
+        if r[PDUE] <= due then due, seq = r[PDUE], r[PSEQ] end
       end
       local details = {}
-      for _, d in ipairs(r.details) do details[#details + 1] = d end
+      for _, d in ipairs(c.details) do details[#details + 1] = d end
       for _, d in ipairs(newer) do
         if #details < cap then details[#details + 1] = d else dropped = dropped + 1 end
       end
       call('DEL', dk)
       if #details > 0 then rpush_all(dk, details) end
-      call(hset, rk, 'pc', count, 'pfs', num(r.fs), 'pls', num(ls), 'pdrop', dropped,
-        'pfr', r.fr + 1, 'pdue', num(due), 'pm', member, 'pn', #details)
-      call('ZADD', P .. 'due', num(due), member)
+      r[PC], r[PFS], r[PLS], r[PDROP], r[PFR], r[PDUE], r[PSEQ], r[PN] =
+        count, c.fs, ls, dropped, c.fr + 1, due, seq, #details
+      save(rk, r)
+      call('ZADD', P .. 'due', num(due), member_of(seq, rec))
       call('ZREM', P .. 'seen', rec)
     end
   end
@@ -312,17 +316,23 @@ end
 
 -- settings: category, id. The record's settings (SETTINGS order), or {} when missing.
 if op == 'settings' then
-  local rk = P .. 'r:' .. rec_of(ARGV[2], ARGV[3])
-  if call('EXISTS', rk) == 0 then return {} end
-  return call('HMGET', rk, spread(SETTINGS))
+  local r = load(P .. 'r:' .. rec_of(ARGV[2], ARGV[3]))
+  if not r then return {} end
+  local kind = r[KIND]
+  local size, window = 0, 0
+  if kind == 2 then size = r[B_] elseif kind == 3 then window = r[W_] end
+  return {STRATEGY_NAMES[kind], num(r[LIM]), num(size), format('%.17g', r[RR]), num(window),
+    KIND_NAMES[kind], num(r[L_]), num(r[W_]), num(r[B_]), num(r[DEF])}
 end
 
 -- configure: category, id, settings (SETTINGS order). Reply: the view, or {} when missing.
 if op == 'configure' then
   local rk = P .. 'r:' .. rec_of(ARGV[2], ARGV[3])
-  if call('EXISTS', rk) == 0 then return {} end
-  call(hset, rk, spread(settings_args(4)))
-  return view(rk)
+  local r = load(rk)
+  if not r then return {} end
+  apply_settings(r, 4)
+  save(rk, r)
+  return view(r)
 end
 
 -- purge: cutoff µs, budget. Removes up to budget idle records last seen at or before the
@@ -332,8 +342,8 @@ if op == 'purge' then
   local removed = 0
   for _, rec in ipairs(idle) do
     local rk = P .. 'r:' .. rec
-    local v = call('HMGET', rk, 'pc', 'inf')
-    if not v[1] and tonumber(v[2] or 0) == 0 then
+    local r = load(rk)
+    if r and r[PC] < 0 and r[INF] == 0 then
       if call('DEL', rk) == 1 then removed = removed + 1 end
       call('DEL', P .. 'g:' .. rec, P .. 'd:' .. rec)
     end
