@@ -959,6 +959,20 @@ mod tests {
             "[tracker]\nsink = { type = \"webhook\", url = \"http://x\", headers = { \"a b\" = \"1\" } }",
         );
         assert_eq!(e.field, "tracker.sink.headers.a b");
+        let sink = "sink = { type = \"jsonl\", path = \"e.jsonl\" }";
+        let e = err(&format!("[tracker]\nstore = \"redis\"\n{sink}"));
+        assert_eq!(e.field, "tracker.store", "{e}");
+        let e = err(&format!("[tracker]\nstore = \"disk\"\n{sink}"));
+        assert_eq!(e.field, "tracker.store");
+        let redis = "[store]\nurl = \"redis://127.0.0.1:1\"\n";
+        let e = err(&format!(
+            "{redis}[tracker]\nstore = \"redis\"\nname = \" \"\n{sink}"
+        ));
+        assert_eq!(e.field, "tracker.name");
+        let e = err(&format!(
+            "{redis}[tracker]\nstore = \"redis\"\nlease = \"soon\"\n{sink}"
+        ));
+        assert_eq!(e.field, "tracker.lease");
         let e = err("[log]\nformat = \"xml\"\n[policies]\na = \"gcra:1/1s\"");
         assert_eq!(e.field, "log.format");
         let e = err("listen = \"nowhere\"\n[policies]\na = \"gcra:1/1s\"");
