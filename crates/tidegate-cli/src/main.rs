@@ -1,6 +1,7 @@
 //! The `tidegate` command.
 
 mod json;
+mod queue;
 mod replay;
 mod replay_tracker;
 mod serve;
@@ -24,6 +25,9 @@ enum Command {
     /// Serve rate-limit decisions and the event tracker over HTTP (`POST /v1/check`,
     /// `POST /v1/events`, admin routes, `/metrics`, `/healthz`, `/readyz`).
     Serve(serve::ServeArgs),
+    /// The Redis work queue: push jobs, watch them (`stats`, `monitor`, `failed`),
+    /// `clear`, `retry-failed`, and `work` them off under one global rate.
+    Queue(queue::QueueArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => replay::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Queue(args) => queue::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -276,7 +276,10 @@ fn tracker_replay_through_redis_matches_memory_line_by_line() {
         ("simple:limit=1,defer=300ms,max_batch=1", "3"),
         ("token_bucket:size=2,rate=1/s", "0"),
         ("token_bucket:size=1,rate=2/s,retry_delay=100ms", "2"),
-        ("sliding_window:limit=3,window=1s,defer=100ms,max_keys=2", "0"),
+        (
+            "sliding_window:limit=3,window=1s,defer=100ms,max_keys=2",
+            "0",
+        ),
     ] {
         let run = |store: &str| {
             let out = tidegate(

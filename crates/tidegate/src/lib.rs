@@ -7,6 +7,8 @@
 //! - [`Limiter`]: policy + store + clock, the thing applications call.
 //! - [`Throttler`]: first event per key per window, with the API of the Python throttler.
 //! - [`tracker::EventTracker`]: defers events over the limit and delivers them in batches.
+//! - `queue::WorkQueue` (feature `redis`): durable jobs on Redis, one global rate across
+//!   every worker, retries, and autoscaling to a deadline.
 #![warn(missing_docs)]
 
 pub mod algorithm;
@@ -15,6 +17,8 @@ pub mod error;
 pub mod limiter;
 pub mod policy;
 pub mod policy_set;
+#[cfg(feature = "redis")]
+pub mod queue;
 pub mod rate;
 pub mod store;
 pub mod throttler;

@@ -10,7 +10,7 @@ mod config;
 mod limits;
 mod sink;
 mod telemetry;
-mod webhook;
+pub(crate) mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

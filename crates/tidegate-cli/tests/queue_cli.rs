@@ -1,0 +1,558 @@
+//! `tidegate queue` as users run it: the binary against a real redis-server — several
+//! worker processes sharing one rate, a worker killed mid-job, retries, the autoscaler,
+//! and bad input (invalid JSON, unknown queue, unreachable Redis).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use redis_test_server::RedisServer;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tidegate"));
+    c.env_remove("TIDEGATE_REDIS_URL")
+        .env_remove("TIDEGATE_QUEUE")
+        .env("LC_ALL", "C");
+    c
+}
+
+/// Runs `tidegate queue ARGS` on `url`/`queue` with `stdin`, killed after `limit`.
+fn queue_cmd(url: &str, queue: &str, args: &[&str], stdin: &str, limit: Duration) -> Output {
+    let mut child = bin()
+        .args(["queue", "--redis", url, "--queue", queue])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    wait_output(child, limit)
+}
+
+fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "tidegate did not finish within {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stats_json(url: &str, queue: &str) -> serde_json::Value {
+    let out = queue_cmd(
+        url,
+        queue,
+        &["stats", "--json"],
+        "",
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "tidegate-queue-cli-{name}-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_script(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    format!("bash {}", path.display())
+}
+
+#[test]
+fn push_then_stats_counts_the_jobs_by_state() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let out = queue_cmd(
+        &url,
+        "audit",
+        &[
+            "push",
+            r#"{"wallet":"w1"}"#,
+            r#"{"wallet":"w2"}"#,
+            "--priority",
+            "5",
+        ],
+        "",
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "pushed 2 jobs to audit (ids 1..2)");
+    let out = queue_cmd(
+        &url,
+        "audit",
+        &["push", "--group", "tenant-a", "--delay", "1m"],
+        "{\"wallet\":\"w3\"}\n\n[1,2]\n",
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = stats_json(&url, "audit");
+    assert_eq!(s["queue"], "audit");
+    assert_eq!(s["waiting"], 2);
+    assert_eq!(s["delayed"], 2);
+    assert_eq!(s["pushed"], 4);
+    let table = queue_cmd(&url, "audit", &["stats"], "", Duration::from_secs(10));
+    assert!(
+        stdout(&table).contains("waiting    2\n"),
+        "{}",
+        stdout(&table)
+    );
+}
+
+#[test]
+fn an_invalid_json_line_is_rejected_and_nothing_is_pushed() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let out = queue_cmd(
+        &url,
+        "audit",
+        &["push"],
+        "{\"ok\":1}\n{\"broken\":\n{\"ok\":3}\n",
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("tidegate: line 2: invalid JSON payload (nothing was pushed)"),
+        "{err}"
+    );
+    assert_eq!(server.cli(&["DBSIZE"]), "0");
+}
+
+#[test]
+fn stats_of_an_unknown_queue_fails_with_a_clear_error() {
+    let server = RedisServer::start();
+    let out = queue_cmd(
+        &server.url(),
+        "nope",
+        &["stats"],
+        "",
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out).trim(),
+        "tidegate: queue `nope` does not exist (nothing was ever pushed to it)"
+    );
+}
+
+#[test]
+fn unreachable_redis_fails_quickly_with_a_clear_error() {
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let start = Instant::now();
+    for args in [&["stats"][..], &["push", "{}"], &["work", "--exec", "true"]] {
+        let out = queue_cmd(&url, "q", args, "", Duration::from_secs(15));
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("tidegate: cannot reach Redis for queue `q`: "),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(start.elapsed() < Duration::from_secs(15));
+}
+
+#[test]
+fn three_worker_processes_share_one_rate_of_ten_per_second() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let dir = temp_dir("rate");
+    let jobs: String = (0..30).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    let out = queue_cmd(&url, "paced", &["push"], &jobs, Duration::from_secs(10));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let starts = dir.join("starts");
+    let handler = write_script(
+        &dir,
+        "handler.sh",
+        &format!(
+            "echo \"$EPOCHREALTIME $TIDEGATE_JOB_ID\" >> {}\n",
+            starts.display()
+        ),
+    );
+    let workers: Vec<Child> = (0..3)
+        .map(|_| {
+            bin()
+                .args(["queue", "--redis", &url, "--queue", "paced", "work"])
+                .args(["--exec", &handler, "--rate", "10/1s", "--workers", "2"])
+                .args(["--until-empty", "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut processed = 0;
+    for w in workers {
+        let out = wait_output(w, Duration::from_secs(30));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report: serde_json::Value =
+            serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+        assert_eq!(report["drained"], true);
+        processed += report["processed"].as_u64().unwrap();
+    }
+    assert_eq!(processed, 30);
+    let text = std::fs::read_to_string(&starts).unwrap();
+    let mut times: Vec<f64> = text
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    let mut ids: Vec<u64> = text
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (1..=30).collect::<Vec<_>>(), "every job ran once");
+    times.sort_by(f64::total_cmp);
+    let gaps: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]) * 1000.0).collect();
+    let smallest = gaps.iter().copied().fold(f64::INFINITY, f64::min);
+    // 10/1s with burst 1: starts 100 ms apart; a few ms allowed for process start-up
+    // and clock reads in the handler.
+    assert!(smallest >= 90.0, "smallest gap {smallest:.1} ms: {gaps:?}");
+    let s = stats_json(&url, "paced");
+    assert_eq!(
+        (s["completed"].as_u64(), s["pending"].as_u64()),
+        (Some(30), Some(0))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_job_of_a_killed_worker_is_redelivered_after_its_lease_and_nothing_is_lost() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let dir = temp_dir("kill");
+    let jobs: String = (0..5).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    let out = queue_cmd(&url, "crash", &["push"], &jobs, Duration::from_secs(10));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let started = dir.join("started");
+    let pid = dir.join("pid");
+    let done = dir.join("done");
+    // The first attempt of the first job hangs (until its worker is killed).
+    let handler = write_script(
+        &dir,
+        "handler.sh",
+        &format!(
+            "if [ \"$TIDEGATE_JOB_ID\" = 1 ] && [ \"$TIDEGATE_JOB_ATTEMPT\" = 1 ]; then\n  echo $$ > {pid}\n  touch {started}\n  exec sleep 30\nfi\necho \"$TIDEGATE_JOB_ID $TIDEGATE_JOB_ATTEMPT\" >> {done}\n",
+            pid = pid.display(),
+            started = started.display(),
+            done = done.display()
+        ),
+    );
+    let work = |extra: &[&str]| {
+        bin()
+            .args(["queue", "--redis", &url, "--queue", "crash", "work"])
+            .args([
+                "--exec",
+                &handler,
+                "--lease",
+                "1s",
+                "--until-empty",
+                "--json",
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut victim = work(&[]);
+    let start = Instant::now();
+    while !started.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the job never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    victim.kill().unwrap(); // SIGKILL: no cleanup, no lease release
+    victim.wait().unwrap();
+    let orphan = std::fs::read_to_string(&pid).unwrap();
+    let _ = Command::new("kill").args(["-9", orphan.trim()]).status();
+    let s = stats_json(&url, "crash");
+    assert_eq!(
+        s["active"], 1,
+        "the killed worker's job is still leased: {s}"
+    );
+
+    let out = wait_output(work(&["--workers", "2"]), Duration::from_secs(20));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut lines: Vec<String> = std::fs::read_to_string(&done)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.sort();
+    assert_eq!(lines, ["1 2", "2 1", "3 1", "4 1", "5 1"]);
+    let s = stats_json(&url, "crash");
+    assert_eq!(s["completed"], 5);
+    assert_eq!(s["stalled"], 1);
+    assert_eq!(s["pending"], 0);
+    assert_eq!(s["failed"], 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn failing_commands_are_retried_then_listed_as_failed_and_retry_failed_brings_them_back() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let dir = temp_dir("retry");
+    let out = queue_cmd(
+        &url,
+        "flaky",
+        &["push", r#"{"kind":"retry"}"#, r#"{"kind":"fatal"}"#],
+        "",
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let handler = write_script(
+        &dir,
+        "handler.sh",
+        "if grep -q fatal; then echo 'bad wallet id' >&2; exit 65; fi\necho 'upstream 503' >&2\nexit 1\n",
+    );
+    let work = |cmd: &str| {
+        let out = queue_cmd(
+            &url,
+            "flaky",
+            &[
+                "work",
+                "--exec",
+                cmd,
+                "--max-attempts",
+                "3",
+                "--backoff",
+                "50ms",
+                "--jitter",
+                "0",
+                "--until-empty",
+                "--json",
+            ],
+            "",
+            Duration::from_secs(20),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str::<serde_json::Value>(stdout(&out).lines().last().unwrap()).unwrap()
+    };
+    let report = work(&handler);
+    assert_eq!(
+        (report["processed"].as_u64(), report["failed"].as_u64()),
+        (Some(0), Some(2))
+    );
+    assert_eq!(report["retried"], 2);
+    let out = queue_cmd(
+        &url,
+        "flaky",
+        &["failed", "--json"],
+        "",
+        Duration::from_secs(10),
+    );
+    let failed: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(failed.len(), 2);
+    let by_kind = |k: &str| {
+        failed
+            .iter()
+            .find(|f| f["payload"]["kind"] == k)
+            .unwrap()
+            .clone()
+    };
+    let retried = by_kind("retry");
+    assert_eq!(retried["attempts"], 3);
+    assert_eq!(retried["error"], "exit code 1: upstream 503");
+    let delays: Vec<u64> = retried["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["retry_in_ms"].as_u64())
+        .collect();
+    assert_eq!(delays, [50, 100]);
+    let fatal = by_kind("fatal");
+    assert_eq!(fatal["attempts"], 1);
+    assert_eq!(fatal["error"], "exit code 65: bad wallet id");
+
+    let out = queue_cmd(
+        &url,
+        "flaky",
+        &["retry-failed"],
+        "",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        stdout(&out).trim(),
+        "2 failed job(s) of flaky moved back to waiting"
+    );
+    assert_eq!(stats_json(&url, "flaky")["waiting"], 2);
+    let report = work("cat > /dev/null");
+    assert_eq!(report["processed"], 2);
+    let s = stats_json(&url, "flaky");
+    assert_eq!(
+        (s["completed"].as_u64(), s["failed"].as_u64()),
+        (Some(2), Some(0))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn work_with_a_deadline_autoscales_and_reports_the_deadline_met() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let jobs: String = (0..12).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    queue_cmd(&url, "deadline", &["push"], &jobs, Duration::from_secs(10));
+    let out = queue_cmd(
+        &url,
+        "deadline",
+        &[
+            "work",
+            "--exec",
+            "sleep 0.2",
+            "--rate",
+            "20/1s",
+            "--workers",
+            "1..6",
+            "--deadline",
+            "5s",
+            "--initial-avg",
+            "200ms",
+            "--json",
+        ],
+        "",
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    assert_eq!(report["processed"], 12);
+    assert_eq!(report["initial_pending"], 12);
+    assert_eq!(report["met_deadline"], true);
+    assert_eq!(report["remaining"], 0);
+    // 12 jobs of 0.2 s, 5 s less the 0.5 s margin: per worker 300/min, required
+    // ceil(12 / (300 * 4.5/60)) = 1.
+    assert_eq!(report["scaling"][0]["workers"], 1);
+    assert!(report["peak_workers"].as_u64().unwrap() <= 6);
+    assert!(stderr(&out).contains("1 worker(s)"), "{}", stderr(&out));
+}
+
+#[test]
+fn monitor_prints_plain_lines_when_not_on_a_terminal() {
+    let server = RedisServer::start();
+    let url = server.url();
+    queue_cmd(
+        &url,
+        "watched",
+        &["push", "1", "2", "3"],
+        "",
+        Duration::from_secs(10),
+    );
+    let out = queue_cmd(
+        &url,
+        "watched",
+        &["monitor", "--interval", "100ms", "--count", "2"],
+        "",
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with("queue=watched waiting=3 delayed=0 active=0 completed=0")),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'));
+}
+
+#[test]
+fn clear_removes_every_job() {
+    let server = RedisServer::start();
+    let url = server.url();
+    queue_cmd(
+        &url,
+        "tmp",
+        &["push", "1", "2"],
+        "",
+        Duration::from_secs(10),
+    );
+    let out = queue_cmd(&url, "tmp", &["clear"], "", Duration::from_secs(10));
+    assert_eq!(
+        stdout(&out).trim(),
+        "cleared tmp: 2 job(s) removed, counters reset"
+    );
+    let s = stats_json(&url, "tmp");
+    assert_eq!(
+        (s["pending"].as_u64(), s["pushed"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
+
+#[test]
+fn bad_work_options_name_the_flag() {
+    let out = bin()
+        .args([
+            "queue",
+            "--redis",
+            "redis://127.0.0.1:1",
+            "--queue",
+            "q",
+            "work",
+        ])
+        .args(["--exec", "true", "--rate", "20/1m,burst=0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("`burst` must be at least 1"), "{err}");
+    let out = bin()
+        .args([
+            "queue",
+            "--redis",
+            "redis://127.0.0.1:1",
+            "--queue",
+            "q",
+            "work",
+        ])
+        .args(["--exec", "true", "--workers", "5..2"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("MIN 5 is above MAX 2"),
+        "{}",
+        stderr(&out)
+    );
+}
