@@ -103,10 +103,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     println!(
         "seed: 108 events, 20/min, 10 s each, 3 min, 1..10 workers -> {} workers \
-         (required {:?}, rate allows {:?}); draining takes {:.1} min: {}",
+         (required {}, rate allows {}); draining takes {:.1} min: {}",
         seed.workers,
-        seed.required,
-        seed.rate_limited,
+        shown(seed.required),
+        shown(seed.rate_limited),
         seed.projected.unwrap_or_default().as_secs_f64() / 60.0,
         if seed.on_track {
             "fits"
@@ -206,11 +206,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             if p.workers != last {
                 last = p.workers;
                 println!(
-                    "  t={:>5.1} min  pending {pending:>3}  -> {} workers (required {:?}, rate allows {:?}{})",
+                    "  t={:>5.1} min  pending {pending:>3}  -> {} workers (required {}, rate allows {}{})",
                     started.elapsed().as_secs_f64() * scale / 60.0,
                     p.workers,
-                    p.required,
-                    p.rate_limited,
+                    shown(p.required),
+                    shown(p.rate_limited),
                     if p.emergency { ", emergency" } else { "" }
                 );
             }
@@ -231,4 +231,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     queue.clear().await?;
     Ok(())
+}
+
+/// A bound of the plan, or `-` when it does not apply.
+fn shown(bound: Option<u64>) -> String {
+    bound.map_or_else(|| "-".into(), |n| n.to_string())
 }
