@@ -556,3 +556,94 @@ fn bad_work_options_name_the_flag() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_webhook_handler_posts_each_job_and_retries_a_non_2xx_answer() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    let server = RedisServer::start();
+    let url = server.url();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook = format!("http://{}/jobs", listener.local_addr().unwrap());
+    let bodies = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let seen = Arc::clone(&bodies);
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            seen.lock()
+                .unwrap()
+                .push(serde_json::from_slice(&body).unwrap());
+            // The first call fails: that job must come again.
+            let status = if n == 0 {
+                "503 Service Unavailable"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    let jobs = "{\"wallet\":\"a\"}\n{\"wallet\":\"b\"}\n{\"wallet\":\"c\"}\n";
+    let out = queue_cmd(&url, "hooked", &["push"], jobs, Duration::from_secs(10));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = queue_cmd(
+        &url,
+        "hooked",
+        &[
+            "work",
+            "--webhook",
+            &hook,
+            "--backoff",
+            "50ms",
+            "--until-empty",
+        ],
+        "",
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bodies = bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 4, "{bodies:?}");
+    assert_eq!(bodies[0]["attempt"], 1);
+    assert_eq!(bodies[0]["queue"], "hooked");
+    let first = &bodies[0]["payload"];
+    let again: Vec<_> = bodies[1..]
+        .iter()
+        .filter(|b| &b["payload"] == first)
+        .collect();
+    assert_eq!(
+        again.len(),
+        1,
+        "the failed job is posted once more: {bodies:?}"
+    );
+    assert_eq!(again[0]["attempt"], 2);
+    let mut wallets: Vec<&str> = bodies[1..]
+        .iter()
+        .map(|b| b["payload"]["wallet"].as_str().unwrap())
+        .collect();
+    wallets.sort_unstable();
+    assert_eq!(wallets, ["a", "b", "c"]);
+    let s = stats_json(&url, "hooked");
+    assert_eq!(
+        (s["completed"].as_u64(), s["retried"].as_u64()),
+        (Some(3), Some(1))
+    );
+}
