@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use redis_test_server::RedisServer;
 
 fn bin() -> Command {
@@ -559,49 +561,10 @@ fn bad_work_options_name_the_flag() {
 
 #[test]
 fn a_webhook_handler_posts_each_job_and_retries_a_non_2xx_answer() {
-    use std::io::{BufRead, BufReader, Read};
-    use std::net::TcpListener;
-    use std::sync::{Arc, Mutex};
-
     let server = RedisServer::start();
     let url = server.url();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let hook = format!("http://{}/jobs", listener.local_addr().unwrap());
-    let bodies = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
-    let seen = Arc::clone(&bodies);
-    std::thread::spawn(move || {
-        for (n, stream) in listener.incoming().enumerate() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some((k, v)) = line.split_once(':')
-                    && k.eq_ignore_ascii_case("content-length")
-                {
-                    length = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            seen.lock()
-                .unwrap()
-                .push(serde_json::from_slice(&body).unwrap());
-            // The first call fails: that job must come again.
-            let status = if n == 0 {
-                "503 Service Unavailable"
-            } else {
-                "200 OK"
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-        }
-    });
+    // The first call fails: that job must come again.
+    let hook = common::Hook::start(1);
     let jobs = "{\"wallet\":\"a\"}\n{\"wallet\":\"b\"}\n{\"wallet\":\"c\"}\n";
     let out = queue_cmd(&url, "hooked", &["push"], jobs, Duration::from_secs(10));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -611,7 +574,7 @@ fn a_webhook_handler_posts_each_job_and_retries_a_non_2xx_answer() {
         &[
             "work",
             "--webhook",
-            &hook,
+            &hook.url,
             "--backoff",
             "50ms",
             "--until-empty",
@@ -620,7 +583,7 @@ fn a_webhook_handler_posts_each_job_and_retries_a_non_2xx_answer() {
         Duration::from_secs(20),
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let bodies = bodies.lock().unwrap().clone();
+    let bodies = hook.received.lock().unwrap().clone();
     assert_eq!(bodies.len(), 4, "{bodies:?}");
     assert_eq!(bodies[0]["attempt"], 1);
     assert_eq!(bodies[0]["queue"], "hooked");

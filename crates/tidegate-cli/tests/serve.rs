@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod common;
+
 use redis_test_server::RedisServer;
 use serde_json::{Value, json};
 
@@ -545,50 +547,11 @@ fn metrics_count_decisions_by_policy_and_outcome() {
 }
 
 /// A webhook receiver: answers 500 to the first request, 200 after; keeps the bodies.
-fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::clone(&got);
-    thread::spawn(move || {
-        for (n, stream) in listener.incoming().enumerate() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some((k, v)) = line.split_once(':')
-                    && k.eq_ignore_ascii_case("content-length")
-                {
-                    length = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let status = if n == 0 {
-                "500 Internal Server Error"
-            } else {
-                seen.lock()
-                    .unwrap()
-                    .push(serde_json::from_slice(&body).unwrap());
-                "200 OK"
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-        }
-    });
-    (url, got)
-}
-
 #[test]
 fn events_are_tracked_and_deferred_batches_reach_the_webhook_with_retries() {
     let dir = TempDir::new();
-    let (url, received) = webhook();
+    let hook = common::Hook::start(1);
+    let (url, received) = (hook.url.clone(), hook.accepted);
     let config = config_with(
         &dir,
         &format!(
