@@ -619,3 +619,38 @@ fn concurrent_producers_on_one_key_lose_no_count_through_batched_calls() {
         t.clear().await.unwrap();
     });
 }
+
+/// Found by the differential test: a rate patched after a denial. The memory gate used
+/// to keep the refill a denial computed (at the old rate); both now keep state only
+/// when an event is admitted.
+#[test]
+fn a_rate_patched_after_a_denial_gives_the_same_due_time_in_memory_and_redis() {
+    let server = RedisServer::start();
+    let rt = runtime();
+    let store = rt.block_on(connect(&[server.url()]));
+    let zero = |dt: u64, key: u8, patch: Option<u64>| (dt, key, false, patch);
+    let s = Scenario {
+        strategy: TrackStrategy::TokenBucket {
+            bucket_size: 1,
+            refill_rate: 0.5,
+        },
+        limit: 1,
+        defer_ms: 50,
+        max_keys: 0,
+        max_details: 0,
+        max_batch: 1,
+        fail_first: 0,
+        max_retries: 0,
+        dead_letter: false,
+        events: vec![
+            zero(0, 0, None),
+            zero(100, 0, None),
+            zero(100, 1, None),
+            zero(600, 1, None),
+            zero(1_450, 1, Some(4)),
+        ],
+    };
+    let memory = rt.block_on(trace(&s, TrackerStore::Memory));
+    let shared = rt.block_on(trace(&s, TrackerStore::redis(store, unique("patch"))));
+    assert_eq!(memory, shared);
+}

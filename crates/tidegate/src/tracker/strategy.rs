@@ -151,16 +151,23 @@ impl Gate {
                     Err(None)
                 }
             }
+            // The state changes only when the event is admitted (as in the Redis script):
+            // a denial's refill would otherwise be computed at the old rate if
+            // `update_config` changes the rate before the next event.
             (Self::Bucket(b), GateState::Bucket(s)) => {
-                let d = b.acquire(s, now, 1);
+                let mut next = *s;
+                let d = b.acquire(&mut next, now, 1);
                 if d.allowed {
+                    *s = next;
                     Ok(())
                 } else {
                     Err(d.retry_after_us)
                 }
             }
             (Self::Window(w), GateState::Window(s)) => {
-                if w.acquire(s, now, 1).allowed {
+                let mut next = *s;
+                if w.acquire(&mut next, now, 1).allowed {
+                    *s = next;
                     Ok(())
                 } else {
                     Err(None)
