@@ -213,10 +213,15 @@ async fn the_global_rate_spaces_starts_across_workers() {
     let mut starts = starts.lock().unwrap().clone();
     starts.sort();
     assert_eq!(starts.len(), 8);
-    for pair in starts.windows(2) {
-        let gap = pair[1] - pair[0];
-        // 20/1s with burst 1: one start every 50 ms (a few ms allowed for clock reads).
-        assert!(gap >= Duration::from_millis(45), "starts {gap:?} apart");
+    // 20/1s with burst 1: one start every 50 ms. A handler woken late (2 CPUs shared
+    // with parallel tests) lengthens one gap and shortens the next by as much; two
+    // starts in one slot would show a gap near 0, and two consecutive gaps span two slots.
+    let gaps: Vec<Duration> = starts.windows(2).map(|p| p[1] - p[0]).collect();
+    for (i, gap) in gaps.iter().enumerate() {
+        assert!(*gap >= Duration::from_millis(25), "gap {i}: {gaps:?}");
+    }
+    for pair in gaps.windows(2) {
+        assert!(pair[0] + pair[1] >= Duration::from_millis(92), "{gaps:?}");
     }
 }
 
