@@ -118,7 +118,7 @@ async fn a_delayed_job_starts_only_once_due() {
     let server = RedisServer::start();
     let q = queue(&server, "delay").await;
     let id = q
-        .push(Job::new(json!({"later": true})).delay(Duration::from_millis(300)))
+        .push(Job::new(json!({"later": true})).delay(Duration::from_millis(1_500)))
         .await
         .unwrap();
     q.push(Job::new(json!({"now": true}))).await.unwrap();
@@ -126,12 +126,13 @@ async fn a_delayed_job_starts_only_once_due() {
     assert_eq!(claim_job(&q, &o).await.payload, json!({"now": true}));
     assert_eq!(q.job(id).await.unwrap().unwrap().state, JobState::Delayed);
     match q.claim(&o).await.unwrap() {
-        Claim::Empty { next_due: Some(d) } => assert!(d <= Duration::from_millis(300)),
+        Claim::Empty { next_due: Some(d) } => assert!(d <= Duration::from_millis(1_500)),
         other => panic!("expected nothing due yet, got {other:?}"),
     }
     let s = q.stats().await.unwrap();
     assert_eq!((s.waiting, s.delayed, s.active), (0, 1, 1));
-    tokio::time::sleep(Duration::from_millis(320)).await;
+    // (1.5 s: a loaded machine must not make the job due before the checks above.)
+    tokio::time::sleep(Duration::from_millis(1_520)).await;
     let job = claim_job(&q, &o).await;
     assert_eq!(job.id, id);
     assert_eq!(job.payload, json!({"later": true}));
