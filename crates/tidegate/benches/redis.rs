@@ -11,7 +11,7 @@
 //!
 //! Run: `cargo bench -p tidegate --features redis --bench redis` (`-- tracker` runs only
 //! the baseline and the tracker; `TIDEGATE_BENCH_SECS` sets the seconds per measurement,
-//! default 3.)
+//! default 3; `TIDEGATE_BENCH_THREADS` the client runtime's threads, default 2.)
 
 use std::process::Command;
 use std::sync::Arc;
@@ -37,6 +37,14 @@ if new_tat - now <= burst * interval then
 end
 return 0
 "#;
+
+/// Threads of the client's tokio runtime (`TIDEGATE_BENCH_THREADS`, default 2).
+fn client_threads() -> usize {
+    std::env::var("TIDEGATE_BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2)
+}
 
 fn seconds() -> Duration {
     let secs = std::env::var("TIDEGATE_BENCH_SECS")
@@ -223,7 +231,7 @@ fn main() {
     );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(client_threads())
         .enable_all()
         .build()
         .unwrap();
