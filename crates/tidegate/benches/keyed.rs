@@ -3,7 +3,8 @@
 //! `cargo bench -p tidegate --bench keyed` (see `docs/BENCHMARKS.md`). Options after
 //! `--`: `--rounds N` (default 11), `--ops N` checks per thread per round (default
 //! 1_000_000), `--keys 1,10000,1000000`, `--threads 1,2`, `--no-rss`, `--quick`,
-//! `--allowed-only` (the caller reads only `allowed`; by default every field of
+//! `--whole-interval` (quota 1000/s with a burst of 10^9: a whole-microsecond emission
+//! interval, tidegate's fast path), `--allowed-only` (the caller reads only `allowed`; by default every field of
 //! tidegate's decision is folded into a digest, so none of it can be optimised away).
 //! Without any argument (`cargo test --benches`) it only makes a short smoke run.
 //!
@@ -34,6 +35,11 @@ use tidegate::time::{Clock, CoarseClock, MonotonicClock};
 
 /// Checks per second per key, for both libraries.
 const LIMIT: u32 = 1_000_000_000;
+
+/// `--whole-interval`: 1000/s with a burst of 10^9 instead (a 1 ms emission interval,
+/// whole microseconds, as in most real policies; every check is still admitted).
+static WHOLE_INTERVAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+const WHOLE_LIMIT: u32 = 1_000;
 
 struct Options {
     rounds: usize,
@@ -69,6 +75,7 @@ fn options(args: &[String]) -> Options {
             "--threads" => o.threads = parse_list(&value()),
             "--no-rss" => o.rss = false,
             "--allowed-only" => o.allowed_only = true,
+            "--whole-interval" => WHOLE_INTERVAL.store(true, std::sync::atomic::Ordering::Relaxed),
             "--quick" => {
                 o.rounds = 3;
                 o.ops = 500_000;
@@ -191,11 +198,27 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+fn whole_interval() -> bool {
+    WHOLE_INTERVAL.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn quota() -> Quota {
+    if whole_interval() {
+        return Quota::per_second(NonZeroU32::new(WHOLE_LIMIT).expect("non-zero"))
+            .allow_burst(NonZeroU32::new(LIMIT).expect("non-zero"));
+    }
     Quota::per_second(NonZeroU32::new(LIMIT).expect("non-zero"))
 }
 
 fn gcra() -> Gcra {
+    if whole_interval() {
+        return Gcra::new(
+            u64::from(WHOLE_LIMIT),
+            Duration::from_secs(1),
+            Some(u64::from(LIMIT)),
+        )
+        .expect("valid rate");
+    }
     Gcra::new(u64::from(LIMIT), Duration::from_secs(1), None).expect("valid rate")
 }
 
@@ -426,8 +449,13 @@ fn main() {
             allowed_only: false,
         };
     }
+    let quota = if whole_interval() {
+        format!("{WHOLE_LIMIT}/s burst {LIMIT} (whole-µs interval)")
+    } else {
+        format!("{LIMIT}/s")
+    };
     println!(
-        "keyed checks, quota {LIMIT}/s for both, {} rounds x {} checks per thread, \
+        "keyed checks, quota {quota} for both, {} rounds x {} checks per thread, \
          tidegate decision used: {}; ns/check = median over rounds of wall time / checks \
          of all threads; ratio = tidegate throughput / governor throughput (median of \
          per-round ratios)",

@@ -20,6 +20,9 @@ pub struct Gcra {
     rate: Rate,
     /// `burst * window`: the largest scaled excess that is still admitted.
     tolerance: u64,
+    /// `window / limit` when it is a whole number of microseconds (100/1s: 10 000 µs):
+    /// then the remainder stays 0 and a decision needs one division instead of four.
+    interval: Option<u64>,
 }
 
 /// Per-key state of [`Gcra`] and [`LeakyBucket`](super::LeakyBucket): the theoretical
@@ -43,6 +46,7 @@ impl Gcra {
         Self {
             rate,
             tolerance: rate.burst * rate.window,
+            interval: (rate.window % rate.limit == 0).then(|| rate.window / rate.limit),
         }
     }
 
@@ -66,6 +70,11 @@ impl Gcra {
     /// Admits or denies, returning the decision and the scaled excess before it.
     #[inline]
     pub(crate) fn decide(&self, s: &mut GcraState, now: u64, cost: u64) -> (Decision, u64) {
+        if let Some(t) = self.interval
+            && s.rem == 0
+        {
+            return self.decide_whole(t, s, now, cost);
+        }
         let Rate { limit, window, .. } = self.rate;
         let excess = self.excess(s, now);
         let needed = excess.saturating_add(cost * window);
@@ -93,6 +102,40 @@ impl Gcra {
             }
         };
         (decision, excess)
+    }
+}
+
+impl Gcra {
+    /// [`decide`](Self::decide) when the interval `t` is whole microseconds and the
+    /// state has no fraction: the same arithmetic divided through by `limit`, so the
+    /// schedule is in plain microseconds (`tolerance / limit = burst * t`).
+    #[inline]
+    fn decide_whole(&self, t: u64, s: &mut GcraState, now: u64, cost: u64) -> (Decision, u64) {
+        let limit = self.rate.limit;
+        let tolerance = self.rate.burst * t;
+        let ahead = s.tat.saturating_sub(now);
+        let needed = ahead + cost * t;
+        let decision = if needed <= tolerance {
+            s.tat = now + needed;
+            Decision {
+                allowed: true,
+                limit,
+                remaining: (tolerance - needed) / t,
+                retry_after_us: None,
+                reset_after_us: needed,
+                delay_us: None,
+            }
+        } else {
+            Decision {
+                allowed: false,
+                limit,
+                remaining: tolerance.saturating_sub(ahead) / t,
+                retry_after_us: Some(needed - tolerance),
+                reset_after_us: ahead,
+                delay_us: None,
+            }
+        };
+        (decision, ahead.saturating_mul(limit))
     }
 }
 
@@ -185,5 +228,29 @@ mod tests {
         );
         assert_eq!(g.expires_at(&s), 333_344);
         assert_eq!(g.excess(&s, 333_344), 0);
+    }
+
+    proptest::proptest! {
+        /// The whole-microsecond fast path decides exactly as the general arithmetic.
+        #[test]
+        fn the_whole_interval_fast_path_matches_the_general_arithmetic(
+            t in 1u64..=5_000,
+            limit in 1u64..=50,
+            burst in 1u64..=20,
+            steps in proptest::collection::vec((0u64..=20_000, 1u64..=3), 1..60),
+        ) {
+            let fast = Gcra::new(limit, Duration::from_micros(t * limit), Some(burst)).unwrap();
+            proptest::prop_assert_eq!(fast.interval, Some(t));
+            let general = Gcra { interval: None, ..fast };
+            let (mut a, mut b) = (fast.fresh(), general.fresh());
+            let mut now = 0;
+            for (dt, cost) in steps {
+                now += dt;
+                let cost = cost.min(burst);
+                proptest::prop_assert_eq!(fast.peek(&a, now, cost), general.peek(&b, now, cost));
+                proptest::prop_assert_eq!(fast.decide(&mut a, now, cost), general.decide(&mut b, now, cost));
+                proptest::prop_assert_eq!(a, b);
+            }
+        }
     }
 }
