@@ -654,3 +654,47 @@ fn a_rate_patched_after_a_denial_gives_the_same_due_time_in_memory_and_redis() {
     let shared = rt.block_on(trace(&s, TrackerStore::redis(store, unique("patch"))));
     assert_eq!(memory, shared);
 }
+
+#[test]
+fn concurrent_update_config_calls_on_one_record_both_take_effect() {
+    let server = RedisServer::start();
+    let rt = runtime();
+    rt.block_on(async {
+        let store = connect(&[server.url()]).await;
+        let name = unique("cas");
+        let got = Deliveries::default();
+        // Two instances, default limit 5, deferral 100 ms.
+        let a = got.builder(0, &store, &name).limit(5).build().unwrap();
+        let b = got.builder(1, &store, &name).limit(5).build().unwrap();
+        for k in 0..30u64 {
+            let id = format!("r{k}");
+            let t0 = k * 10_000 * MS;
+            a.track_event_at("c", &id, Value::Null, t0).await.unwrap();
+            let limit = ConfigPatch {
+                limit: Some(1),
+                ..ConfigPatch::default()
+            };
+            let defer = ConfigPatch {
+                defer_interval: Some(Duration::from_millis(700)),
+                ..ConfigPatch::default()
+            };
+            let (x, y) = tokio::join!(
+                a.update_config("c", &id, limit),
+                b.update_config("c", &id, defer)
+            );
+            assert_eq!((x.unwrap(), y.unwrap()), (true, true));
+            // Limit 1 (one event already admitted) and a 700 ms deferral: both kept.
+            let o = b
+                .track_event_at("c", &id, Value::Null, t0 + MS)
+                .await
+                .unwrap();
+            assert_eq!(o.kind(), "deferred", "{id}: the limit patch was lost");
+            assert_eq!(
+                o.record().scheduled_at_us,
+                Some(t0 + MS + 700 * MS),
+                "{id}: the deferral patch was lost"
+            );
+        }
+        a.clear().await.unwrap();
+    });
+}

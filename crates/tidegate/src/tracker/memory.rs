@@ -9,10 +9,11 @@ use hashbrown::HashTable;
 use serde_json::Value;
 
 use super::record::{DeliveredRecord, IgnoreReason, RecordKey, RecordView, TrackOutcome};
+use super::store::Reconfigured;
 use super::strategy::{Gate, GateState};
 
 /// A record's settings: its strategy and limit, the gate built from them, its deferral.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct RecordSettings {
     pub(crate) strategy: super::Strategy,
     pub(crate) limit: u64,
@@ -317,19 +318,24 @@ impl MemoryRecords {
         removed
     }
 
-    /// Changes one record's settings; false when the record does not exist.
+    /// Changes one record's settings if they still are `expected`.
     pub(crate) fn reconfigure(
         &self,
         category: &str,
         id: &str,
+        expected: &RecordSettings,
         settings: RecordSettings,
-    ) -> Option<RecordView> {
-        let mut view = None;
+    ) -> Reconfigured {
+        let mut out = Reconfigured::Missing;
         self.with_entry(category, id, |e| {
-            e.settings = settings;
-            view = Some(e.view());
+            out = if e.settings == *expected {
+                e.settings = settings;
+                Reconfigured::Done(e.view())
+            } else {
+                Reconfigured::Changed
+            };
         });
-        view
+        out
     }
 
     /// The record's current settings, if it exists.
@@ -380,5 +386,40 @@ fn push_detail(details: &mut Vec<Value>, dropped: &mut u64, detail: Value, cap: 
         details.push(detail);
     } else {
         *dropped += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::Strategy;
+
+    fn settings(limit: u64) -> RecordSettings {
+        RecordSettings {
+            strategy: Strategy::SimpleCounter,
+            limit,
+            gate: Gate::new(Strategy::SimpleCounter, limit).unwrap(),
+            defer_us: 1_000,
+        }
+    }
+
+    #[test]
+    fn reconfigure_sets_only_over_the_expected_settings() {
+        let records = MemoryRecords::new(0, 10);
+        records.track("c", "i", Value::Null, 0, settings(5));
+        assert!(matches!(
+            records.reconfigure("c", "i", &settings(4), settings(1)),
+            Reconfigured::Changed
+        ));
+        assert_eq!(records.settings("c", "i"), Some(settings(5)));
+        assert!(matches!(
+            records.reconfigure("c", "i", &settings(5), settings(1)),
+            Reconfigured::Done(_)
+        ));
+        assert_eq!(records.settings("c", "i"), Some(settings(1)));
+        assert!(matches!(
+            records.reconfigure("c", "missing", &settings(5), settings(1)),
+            Reconfigured::Missing
+        ));
     }
 }

@@ -37,8 +37,11 @@ pub use strategy::Strategy;
 use crate::error::PolicyError;
 use crate::time::{Clock, SystemClock, duration_to_micros, micros_to_duration};
 use memory::{MemoryRecords, RecordSettings};
-use store::{Claimed, Records};
+use store::{Claimed, Reconfigured, Records};
 use strategy::{Gate, defer_micros};
+
+/// Compare-and-set attempts of `update_config` against concurrent updates of a record.
+const UPDATE_ATTEMPTS: usize = 16;
 
 /// Record slots the purge of idle records looks at per tick (bounded work per tick).
 const PURGE_BUDGET: usize = 4_096;
@@ -611,39 +614,47 @@ impl EventTracker {
     }
 
     /// Changes one record's settings. `Ok(false)` when the record does not exist; invalid
-    /// values are errors and change nothing.
+    /// values are errors and change nothing. Concurrent updates of one record (from this
+    /// or another instance) each keep what the others changed: the patch is applied to
+    /// the settings it read, and read again if they changed meanwhile.
     pub async fn update_config(
         &self,
         category: &str,
         id: &str,
         patch: ConfigPatch,
     ) -> Result<bool, TrackError> {
-        let Some(current) = self.inner.records.settings(category, id).await? else {
-            return Ok(false);
-        };
-        let limit = patch.limit.unwrap_or(current.limit);
-        let strategy = patch.strategy.unwrap_or(current.strategy);
-        let settings = RecordSettings {
-            strategy,
-            limit,
-            gate: Gate::new(strategy, limit)?,
-            defer_us: match patch.defer_interval {
-                Some(d) => defer_micros("defer_interval", d)?,
-                None => current.defer_us,
-            },
-        };
-        match self
-            .inner
-            .records
-            .reconfigure(category, id, &settings)
-            .await?
-        {
-            Some(view) => {
-                self.emit(|| TrackerEvent::ConfigUpdated(view));
-                Ok(true)
+        for _ in 0..UPDATE_ATTEMPTS {
+            let Some(current) = self.inner.records.settings(category, id).await? else {
+                return Ok(false);
+            };
+            let limit = patch.limit.unwrap_or(current.limit);
+            let strategy = patch.strategy.unwrap_or(current.strategy);
+            let settings = RecordSettings {
+                strategy,
+                limit,
+                gate: Gate::new(strategy, limit)?,
+                defer_us: match patch.defer_interval {
+                    Some(d) => defer_micros("defer_interval", d)?,
+                    None => current.defer_us,
+                },
+            };
+            match self
+                .inner
+                .records
+                .reconfigure(category, id, &current, &settings)
+                .await?
+            {
+                Reconfigured::Done(view) => {
+                    self.emit(|| TrackerEvent::ConfigUpdated(view));
+                    return Ok(true);
+                }
+                Reconfigured::Missing => return Ok(false),
+                Reconfigured::Changed => continue,
             }
-            None => Ok(false),
         }
+        Err(TrackError::Store(format!(
+            "the settings of ({category}, {id}) changed under {UPDATE_ATTEMPTS} attempts of update_config in a row"
+        )))
     }
 
     /// The counters and gauges.

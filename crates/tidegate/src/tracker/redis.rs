@@ -13,6 +13,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::memory::RecordSettings;
 use super::record::{DeliveredRecord, IgnoreReason, RecordKey, RecordView, TrackOutcome};
+use super::store::Reconfigured;
 use super::strategy::Gate;
 use super::{Strategy, TrackError};
 use crate::store::redis::{RedisStore, RedisStoreError};
@@ -414,13 +415,18 @@ impl RedisRecords {
         &self,
         category: &str,
         id: &str,
+        expected: &RecordSettings,
         settings: &RecordSettings,
-    ) -> Result<Option<RecordView>, TrackError> {
-        let s = settings_args(settings);
+    ) -> Result<Reconfigured, TrackError> {
+        let (e, s) = (settings_args(expected), settings_args(settings));
         let mut args: Vec<&str> = vec![category, id];
-        args.extend(s.iter().map(String::as_str));
+        args.extend(e.iter().chain(&s).map(String::as_str));
         let v: Vec<i64> = self.call("configure", &args).await?;
-        Ok((v.len() == 5).then(|| view(category, id, &v)))
+        Ok(match v.len() {
+            5 => Reconfigured::Done(view(category, id, &v)),
+            0 => Reconfigured::Missing,
+            _ => Reconfigured::Changed,
+        })
     }
 
     pub(crate) async fn purge_step(

@@ -36,6 +36,17 @@ impl TrackerStore {
     }
 }
 
+/// What a compare-and-set of a record's settings did.
+#[derive(Debug)]
+pub(crate) enum Reconfigured {
+    /// Changed; the record after the change.
+    Done(RecordView),
+    /// No such record.
+    Missing,
+    /// Its settings were not the expected ones any more (a concurrent update).
+    Changed,
+}
+
 /// A batch handed to the processor: its records and, in Redis, the claim holding them.
 #[derive(Debug, Clone)]
 pub(crate) struct Claimed {
@@ -191,16 +202,18 @@ impl Records {
         }
     }
 
+    /// Sets a record's settings if they still are `expected` (compare and set).
     pub(crate) async fn reconfigure(
         &self,
         category: &str,
         id: &str,
+        expected: &RecordSettings,
         settings: &RecordSettings,
-    ) -> Result<Option<RecordView>, TrackError> {
+    ) -> Result<Reconfigured, TrackError> {
         match self {
-            Self::Memory(m) => Ok(m.reconfigure(category, id, *settings)),
+            Self::Memory(m) => Ok(m.reconfigure(category, id, expected, *settings)),
             #[cfg(feature = "redis")]
-            Self::Redis(r) => r.reconfigure(category, id, settings).await,
+            Self::Redis(r) => r.reconfigure(category, id, expected, settings).await,
         }
     }
 

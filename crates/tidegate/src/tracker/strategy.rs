@@ -44,7 +44,7 @@ impl Strategy {
 }
 
 /// A strategy with its parameters checked and the limit and deferral resolved.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Gate {
     Counter { limit: u64 },
     Bucket(TokenBucket),

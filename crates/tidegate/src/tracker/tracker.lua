@@ -325,12 +325,19 @@ if op == 'settings' then
     KIND_NAMES[kind], num(r[L_]), num(r[W_]), num(r[B_]), num(r[DEF])}
 end
 
--- configure: category, id, settings (SETTINGS order). Reply: the view, or {} when missing.
+-- configure: category, id, the expected settings, the new settings (SETTINGS order
+-- each): a compare and set. Reply: the view; {} when missing; {-1} when the settings
+-- are not the expected ones any more (a concurrent update: read them again).
 if op == 'configure' then
   local rk = P .. 'r:' .. rec_of(ARGV[2], ARGV[3])
   local r = load(rk)
   if not r then return {} end
-  apply_settings(r, 4)
+  local expected = {}
+  apply_settings(expected, 4)
+  for f = KIND, RR do
+    if expected[f] ~= r[f] then return {-1} end
+  end
+  apply_settings(r, 14)
   save(rk, r)
   return view(r)
 end
