@@ -212,6 +212,57 @@ async fn run_tracker(
     )
 }
 
+/// Time for one tick to claim and deliver 100 due batches while `not_due` batches wait,
+/// on the Redis tracker (median of 3).
+async fn tracker_tick_cost(store: &RedisStore, not_due: usize) -> Duration {
+    let hour = 3_600_000_000u64;
+    let mut samples = Vec::new();
+    for round in 0..3 {
+        let tracker = EventTracker::builder()
+            .store(TrackerStore::redis(
+                store.clone(),
+                format!("tick{not_due}x{round}"),
+            ))
+            .manual_ticks()
+            .limit(1)
+            .defer_interval(Duration::from_secs(3_600))
+            .lease(Duration::from_secs(7_200))
+            .processor(|_batch| async { Ok::<_, String>(()) })
+            .build()
+            .unwrap();
+        // 100 batches deferred at 0 (due at 1 h), N deferred at 1 s (due at 1 h + 1 s),
+        // two events each, sent by 64 concurrent producers.
+        for (prefix, at, n) in [("due", 0u64, 100usize), ("later", 1_000_000, not_due)] {
+            let mut handles = Vec::new();
+            for p in 0..64usize {
+                let tracker = tracker.clone();
+                handles.push(tokio::spawn(async move {
+                    for i in (p..n).step_by(64) {
+                        let id = format!("{prefix}-{i}");
+                        for _ in 0..2 {
+                            tracker
+                                .track_event_at("c", &id, serde_json::Value::Null, at)
+                                .await
+                                .unwrap();
+                        }
+                    }
+                }));
+            }
+            for h in handles {
+                h.await.unwrap();
+            }
+        }
+        let start = Instant::now();
+        tracker.tick_at(hour).await;
+        samples.push(start.elapsed());
+        let s = tracker.stats();
+        assert_eq!((s.processed_records, s.waiting), (100, not_due));
+        tracker.clear().await.unwrap();
+    }
+    samples.sort();
+    samples[1]
+}
+
 fn main() {
     let only_tracker = std::env::args().skip(1).any(|a| a == "tracker");
     let server = RedisServer::start();
@@ -250,6 +301,11 @@ fn main() {
                     per_sec / base
                 );
             }
+        }
+        println!("tracker   tick claiming and delivering 100 due batches while N wait (median of 3)");
+        for not_due in [1_000usize, 10_000, 100_000] {
+            let d = tracker_tick_cost(&store, not_due).await;
+            println!("tracker   tick  not_due={not_due:<7} {d:>10.2?}");
         }
         if only_tracker {
             return;

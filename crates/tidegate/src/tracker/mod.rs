@@ -755,6 +755,9 @@ impl EventTracker {
             }
             Err(e) => self.store_failed("claiming due batches", &e),
         }
+        if let Err(e) = inner.records.refresh().await {
+            self.store_failed("reading the record counts", &e);
+        }
     }
 
     /// One processor call for `batch`; schedules a retry, defers again or dead-letters.

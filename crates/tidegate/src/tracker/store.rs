@@ -226,7 +226,16 @@ impl Records {
         }
     }
 
-    /// Purges a bounded slice of idle records; for Redis also refreshes the gauges.
+    /// Reads the gauges (`len`, `waiting`) from Redis (nothing to do in memory).
+    pub(crate) async fn refresh(&self) -> Result<(), TrackError> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.refresh().await.map(|_| ()),
+        }
+    }
+
+    /// Purges a bounded slice of idle records.
     pub(crate) async fn purge_step(
         &self,
         now: u64,
@@ -236,11 +245,7 @@ impl Records {
         match self {
             Self::Memory(m) => Ok(m.purge_step(now, expire_us, budget)),
             #[cfg(feature = "redis")]
-            Self::Redis(r) => {
-                let removed = r.purge_step(now, expire_us, budget).await?;
-                r.refresh().await?;
-                Ok(removed)
-            }
+            Self::Redis(r) => r.purge_step(now, expire_us, budget).await,
         }
     }
 }
