@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -450,24 +450,11 @@ fn default_worker_id() -> String {
     )
 }
 
-/// A random number from a per-thread xorshift generator seeded by the clock.
+/// A random number: a counter hashed with ahash's randomly seeded keys (as the tracker's
+/// retry jitter does); good enough for jitter and worker ids.
 fn random_u64() -> u64 {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let t = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-            let addr = &t as *const u64 as u64;
-            (t ^ addr.rotate_left(32) ^ u64::from(std::process::id())) | 1
-        });
-    }
-    STATE.with(|s| {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    })
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    ahash::RandomState::new().hash_one(COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 fn random_unit() -> f64 {

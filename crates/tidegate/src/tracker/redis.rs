@@ -263,7 +263,16 @@ impl RedisRecords {
         };
         let stopped = || TrackError::Store("the tracker's batching task has stopped".into());
         batcher.send(queued).await.map_err(|_| stopped())?;
-        let v = answer.await.map_err(|_| stopped())??;
+        // Bounded from the caller's side too: a request still queued behind stuck calls
+        // when this gives up is dropped by the batcher, never sent.
+        let v = match tokio::time::timeout(CALL_TIMEOUT, answer).await {
+            Ok(reply) => reply.map_err(|_| stopped())??,
+            Err(_) => {
+                return Err(TrackError::Store(format!(
+                    "no answer from Redis within {CALL_TIMEOUT:?}; the event was not tracked"
+                )));
+            }
+        };
         let record = view(category, id, &v[1..]);
         Ok(match v[0] {
             0 => TrackOutcome::Immediate(record),
@@ -302,7 +311,12 @@ impl RedisRecords {
                 if rx.recv_many(&mut waiting, TRACK_BATCH).await == 0 {
                     return;
                 }
-                let group = std::mem::replace(&mut waiting, Vec::with_capacity(TRACK_BATCH));
+                let mut group = std::mem::replace(&mut waiting, Vec::with_capacity(TRACK_BATCH));
+                // Callers that gave up (timed out) are not tracked behind their back.
+                group.retain(|q| !q.reply.is_closed());
+                if group.is_empty() {
+                    continue;
+                }
                 let (store, script, prefix, head) = (
                     store.clone(),
                     Arc::clone(&script),
