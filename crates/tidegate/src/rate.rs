@@ -5,9 +5,17 @@ use std::time::Duration;
 use crate::error::PolicyError;
 use crate::time::duration_to_micros;
 
-/// The largest value every product of the arithmetic may reach (2^53): the Redis Lua
-/// scripts compute with doubles, which are exact integers only up to here.
-pub const MAX_EXACT: u64 = 1 << 53;
+/// The largest `limit`, `burst` or cost: 10^15. Sums of a few of them stay far below
+/// 2^53, where the Redis Lua scripts' doubles are exact integers.
+pub const MAX_AMOUNT: u64 = 1_000_000_000_000_000;
+
+/// The longest window, and the longest time a bucket may take to refill its burst
+/// (`burst × window / limit`): 50 years of 365 days, in µs.
+pub const MAX_WINDOW_MICROS: u64 = 50 * 365 * 86_400 * 1_000_000;
+
+/// Times (µs) the arithmetic is exact for on every store: below 2^52 µs, i.e. Unix times
+/// until the year 2112. A time plus twice [`MAX_WINDOW_MICROS`] stays below 2^53.
+pub const MAX_TIME_MICROS: u64 = 1 << 52;
 
 /// `limit` per `window` (µs), with bursts of up to `burst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,9 +32,19 @@ impl Rate {
     /// Validates `limit` per `window` with an optional `burst` (default `limit`).
     pub fn new(limit: u64, window: Duration, burst: Option<u64>) -> Result<Self, PolicyError> {
         let window = window_micros(window)?;
-        check_limit("limit", limit, window)?;
+        check_limit("limit", limit)?;
         let burst = burst.unwrap_or(limit);
-        check_limit("burst", burst, window)?;
+        check_limit("burst", burst)?;
+        let refill = (u128::from(burst) * u128::from(window)).div_ceil(u128::from(limit));
+        if refill > u128::from(MAX_WINDOW_MICROS) {
+            return Err(PolicyError::new(
+                "burst",
+                format!(
+                    "{burst} takes {refill} µs to refill at {limit} per {window} µs: \
+                     burst × window / limit must be at most 50 years"
+                ),
+            ));
+        }
         Ok(Self {
             limit,
             window,
@@ -47,28 +65,25 @@ pub(crate) fn window_micros(window: Duration) -> Result<u64, PolicyError> {
         ));
     }
     let us = duration_to_micros(window);
-    if us >= MAX_EXACT {
+    if us > MAX_WINDOW_MICROS {
         return Err(PolicyError::new(
             "window",
-            format!("{window:?} is too long (at most 2^53 µs, about 285 years)"),
+            format!("{window:?} is too long: at most 50 years (18250 days)"),
         ));
     }
     Ok(us)
 }
 
-/// Validates a count (`limit` or `burst`) against a window of `window` µs.
-pub(crate) fn check_limit(field: &str, value: u64, window: u64) -> Result<(), PolicyError> {
+/// Checks a `limit` or `burst`: at least 1, at most [`MAX_AMOUNT`]. Any window fits: the
+/// arithmetic is exact for every product of the two (see `docs/ALGORITHMS.md`).
+pub(crate) fn check_limit(field: &str, value: u64) -> Result<(), PolicyError> {
     if value == 0 {
         return Err(PolicyError::new(field, "must be at least 1"));
     }
-    if value.checked_mul(window).is_none_or(|p| p > MAX_EXACT) {
+    if value > MAX_AMOUNT {
         return Err(PolicyError::new(
             field,
-            format!(
-                "{value} is too large for a window of {window} µs: {field} × window (µs) \
-                 must stay at most 2^53 so the arithmetic is exact (in Redis too); \
-                 use a shorter window or a coarser cost unit"
-            ),
+            format!("{value} is too large: at most 10^15"),
         ));
     }
     Ok(())
@@ -105,12 +120,30 @@ mod tests {
     }
 
     #[test]
-    fn rate_rejects_products_beyond_exact_double_range() {
+    fn rate_accepts_quotas_of_any_realistic_size() {
         let day = Duration::from_secs(86_400);
-        assert!(Rate::new(100_000, day, None).is_ok());
-        let e = Rate::new(1_000_000_000, day, None).unwrap_err();
+        let year = 365 * day;
+        assert!(Rate::new(1_000_000, day, None).is_ok());
+        assert!(Rate::new(3_000_000_000, year, Some(1_000_000)).is_ok());
+        assert!(Rate::new(MAX_AMOUNT, 10 * year, None).is_ok());
+        assert!(Rate::new(MAX_AMOUNT, Duration::from_millis(1), Some(MAX_AMOUNT)).is_ok());
+    }
+
+    #[test]
+    fn rate_names_the_bound_it_exceeds() {
+        let day = Duration::from_secs(86_400);
+        let e = Rate::new(MAX_AMOUNT + 1, day, None).unwrap_err();
         assert_eq!(e.field, "limit");
-        assert!(e.reason.contains("2^53"), "{}", e.reason);
+        assert!(e.reason.contains("10^15"), "{}", e.reason);
+        let e = Rate::new(1, 18_251 * day, None).unwrap_err();
+        assert_eq!(e.field, "window");
+        assert!(e.reason.contains("50 years"), "{}", e.reason);
+        assert!(Rate::new(1, 18_250 * day, None).is_ok());
+        // A burst that would take longer than 50 years to refill.
+        let e = Rate::new(1, day, Some(18_251)).unwrap_err();
+        assert_eq!(e.field, "burst");
+        assert!(e.reason.contains("50 years"), "{}", e.reason);
+        assert!(Rate::new(1, day, Some(18_250)).is_ok());
     }
 
     #[test]

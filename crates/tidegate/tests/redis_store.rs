@@ -3,6 +3,8 @@
 //! under contention, failure policies during outages, NOSCRIPT recovery, key expiry.
 #![cfg(feature = "redis")]
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -103,10 +105,31 @@ fn boundary_case() -> impl Strategy<Value = (Vec<Policy>, Vec<(u64, u8, u64)>)> 
     )
 }
 
+/// One or two policies of any size (limits up to 10^12, windows up to 10 years) and
+/// traffic near today's Unix time scaled to the first, on two keys.
+fn large_case() -> impl Strategy<Value = (Vec<Policy>, Vec<(u64, u8, u64)>)> {
+    prop::collection::vec(support::quotas::large_policy(), 1..=2).prop_flat_map(|policies| {
+        let (limit, window, _) = policies[0].parts();
+        let capacity = PolicySet::new(policies.clone()).unwrap();
+        let capacity = tidegate::Algorithm::capacity(&capacity);
+        let traffic = support::quotas::scaled_traffic(limit, window, capacity, 30);
+        (Just(policies), traffic, prop::collection::vec(0u8..2, 30)).prop_map(
+            |(policies, traffic, keys)| {
+                let traffic = traffic
+                    .into_iter()
+                    .zip(keys)
+                    .map(|((t, cost), key)| (t, key, cost))
+                    .collect();
+                (policies, traffic)
+            },
+        )
+    })
+}
+
 /// Random traffic with an explicit clock through memory and Redis: identical decisions.
 fn differential(rt: &tokio::runtime::Runtime, store: &RedisStore, cases: u32) {
     let random = (prop::collection::vec(policy(), 1..=3), traffic());
-    let strategy = prop_oneof![random, boundary_case()];
+    let strategy = prop_oneof![1 => random, 1 => boundary_case(), 2 => large_case()];
     let mut runner = TestRunner::new(Config::with_cases(cases));
     runner
         .run(&strategy, |(policies, traffic)| {
@@ -136,6 +159,60 @@ fn differential(rt: &tokio::runtime::Runtime, store: &RedisStore, cases: u32) {
         .unwrap();
 }
 
+/// The Lua scripts' exact `muldiv` (algorithms.lua) against `u128` arithmetic, batched:
+/// `⌊(a × b + c) / m⌋` and the remainder for operands up to 2^53 whose quotient is
+/// below 2^53, including products far beyond the 2^53 where doubles stop being exact.
+#[test]
+fn lua_muldiv_is_exact_for_products_beyond_2_to_the_53() {
+    const TWO53: u128 = 1 << 53;
+    let server = RedisServer::start();
+    let conn = std::cell::RefCell::new(
+        redis::Client::open(server.url())
+            .unwrap()
+            .get_connection()
+            .unwrap(),
+    );
+    let script = redis::Script::new(&format!(
+        "{}\n{}",
+        include_str!("../src/store/redis/algorithms.lua"),
+        "local out = {}\n\
+         for i = 1, #ARGV, 4 do\n\
+           local q, r = muldiv(tonumber(ARGV[i]), tonumber(ARGV[i + 1]),\n\
+             tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))\n\
+           out[#out + 1] = num(q)\n\
+           out[#out + 1] = num(r)\n\
+         end\n\
+         return out"
+    ));
+    let operand = || support::quotas::log_uniform(0, (1 << 53) - 1);
+    let quad = (operand(), operand(), operand(), operand()).prop_map(|(a, b, c, m)| {
+        let n = u128::from(a) * u128::from(b) + u128::from(c);
+        // At least the smallest divisor keeping the quotient below 2^53.
+        let m = m.max((n / TWO53 + 1) as u64);
+        (a, b, c, m)
+    });
+    let mut runner = TestRunner::new(Config::with_cases(64));
+    runner
+        .run(&prop::collection::vec(quad, 200), |quads| {
+            let mut invocation = script.prepare_invoke();
+            for &(a, b, c, m) in &quads {
+                invocation.arg(a).arg(b).arg(c).arg(m);
+            }
+            let out: Vec<String> = invocation.invoke(&mut *conn.borrow_mut()).unwrap();
+            for (i, &(a, b, c, m)) in quads.iter().enumerate() {
+                let n = u128::from(a) * u128::from(b) + u128::from(c);
+                let want = (
+                    (n / u128::from(m)).to_string(),
+                    (n % u128::from(m)).to_string(),
+                );
+                let got = (out[2 * i].clone(), out[2 * i + 1].clone());
+                prop_assert_eq!(got, want, "muldiv({}, {}, {}, {})", a, b, c, m);
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
 /// Options for tests that need every decision answered by Redis, even on a busy machine.
 fn patient() -> RedisOptions {
     RedisOptions {
@@ -154,7 +231,7 @@ fn redis_decides_exactly_like_memory_on_random_traffic() {
     // The connection's driver task lives on the runtime it was made in: keep it.
     let rt = runtime();
     let store = rt.block_on(connect(&[server.url()], patient()));
-    differential(&rt, &store, 96);
+    differential(&rt, &store, 160);
 }
 
 #[test]
@@ -163,7 +240,7 @@ fn redis_cluster_decides_exactly_like_memory_on_random_traffic() {
     let rt = runtime();
     let store = rt.block_on(connect(&cluster.urls(), patient()));
     assert!(store.is_cluster());
-    differential(&rt, &store, 32);
+    differential(&rt, &store, 48);
 }
 
 async fn hammer_one_key(urls: Vec<String>) {

@@ -28,7 +28,7 @@ impl FixedWindow {
     /// Up to `limit` cost per `window`.
     pub fn new(limit: u64, window: Duration) -> Result<Self, PolicyError> {
         let window = window_micros(window)?;
-        check_limit("limit", limit, window)?;
+        check_limit("limit", limit)?;
         Ok(Self { limit, window })
     }
 

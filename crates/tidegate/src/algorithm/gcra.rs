@@ -2,14 +2,16 @@
 //!
 //! Emission interval `T = window / limit`, tolerance `burst * T`. A request of `cost`
 //! computes `new_tat = max(tat, now) + cost * T` and is admitted iff
-//! `new_tat - now <= burst * T`. To stay exact when `window / limit` is not a whole
-//! number of microseconds, every quantity is kept multiplied by `limit`: the state
-//! holds `tat` as whole microseconds plus a remainder `rem / limit` (`0 <= rem < limit`),
-//! and one unit of cost adds exactly `window` to the scaled excess.
+//! `new_tat - now <= burst * T`. To stay exact when `T` is not a whole number of
+//! microseconds, `T` is kept in lowest terms, `period / parts` µs, and every span of
+//! time as whole microseconds plus a fraction in units of `1 / parts` µs: adding and
+//! comparing spans is then exact integer arithmetic, and the products (`cost × period`,
+//! a span divided by `T`) go through [`mul_add_div`], exact for quotas of any size.
 
 use std::time::Duration;
 
 use super::Algorithm;
+use super::wide::{gcd, mul_add_div};
 use crate::decision::Decision;
 use crate::error::PolicyError;
 use crate::rate::Rate;
@@ -18,21 +20,39 @@ use crate::rate::Rate;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gcra {
     rate: Rate,
-    /// `burst * window`: the largest scaled excess that is still admitted.
-    tolerance: u64,
-    /// `window / limit` when it is a whole number of microseconds (100/1s: 10 000 µs):
-    /// then the remainder stays 0 and a decision needs one division instead of four.
-    interval: Option<u64>,
+    /// `T = period / parts` µs, in lowest terms (`window / g`, `limit / g`).
+    period: u64,
+    /// The denominator of every fraction of a microsecond; 1 when `T` is whole.
+    parts: u64,
+    /// `burst × T`: the furthest the schedule may run ahead of `now`.
+    tolerance: Span,
 }
 
-/// Per-key state of [`Gcra`] and [`LeakyBucket`](super::LeakyBucket): the theoretical
-/// arrival time `tat + rem / limit` microseconds. 16 bytes.
+/// Per-key state of [`Gcra`], [`TokenBucket`](super::TokenBucket) and
+/// [`LeakyBucket`](super::LeakyBucket): the theoretical arrival time `tat + rem / parts`
+/// microseconds, where `T = period / parts` in lowest terms. 16 bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct GcraState {
     /// Whole microseconds of the theoretical arrival time.
     pub tat: u64,
-    /// Fraction of a microsecond, in units of `1 / limit` (`rem < limit`).
+    /// Fraction of a microsecond, in units of `1 / parts` (`rem < parts`).
     pub rem: u64,
+}
+
+/// A span of time: `us + frac / parts` µs with `frac < parts`. The derived order
+/// (`us`, then `frac`) is the order of the values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Span {
+    us: u64,
+    frac: u64,
+}
+
+impl Span {
+    /// The span rounded up to whole microseconds.
+    #[inline]
+    fn ceil(self) -> u64 {
+        self.us + u64::from(self.frac > 0)
+    }
 }
 
 impl Gcra {
@@ -43,10 +63,14 @@ impl Gcra {
 
     /// From already validated parameters.
     pub(crate) fn from_rate(rate: Rate) -> Self {
+        let g = gcd(rate.window, rate.limit);
+        let (period, parts) = (rate.window / g, rate.limit / g);
+        let (us, frac) = mul_add_div(rate.burst, period, 0, parts);
         Self {
             rate,
-            tolerance: rate.burst * rate.window,
-            interval: (rate.window % rate.limit == 0).then(|| rate.window / rate.limit),
+            period,
+            parts,
+            tolerance: Span { us, frac },
         }
     }
 
@@ -55,68 +79,118 @@ impl Gcra {
         self.rate
     }
 
-    /// `(max(tat, now) - now) * limit`: how far the schedule runs ahead of `now`, scaled.
     #[inline]
-    pub(crate) fn excess(&self, s: &GcraState, now: u64) -> u64 {
-        if s.tat >= now {
-            (s.tat - now)
-                .saturating_mul(self.rate.limit)
-                .saturating_add(s.rem)
+    fn add(&self, a: Span, b: Span) -> Span {
+        let frac = a.frac + b.frac;
+        if frac >= self.parts {
+            Span {
+                us: a.us + b.us + 1,
+                frac: frac - self.parts,
+            }
         } else {
-            0
+            Span {
+                us: a.us + b.us,
+                frac,
+            }
         }
     }
 
-    /// Admits or denies, returning the decision and the scaled excess before it.
+    /// `a - b`, for `a >= b`.
+    #[inline]
+    fn sub(&self, a: Span, b: Span) -> Span {
+        if a.frac >= b.frac {
+            Span {
+                us: a.us - b.us,
+                frac: a.frac - b.frac,
+            }
+        } else {
+            Span {
+                us: a.us - b.us - 1,
+                frac: a.frac + self.parts - b.frac,
+            }
+        }
+    }
+
+    /// `⌊span / T⌋`: how many whole intervals fit in `span`.
+    #[inline]
+    fn intervals(&self, span: Span) -> u64 {
+        mul_add_div(span.us, self.parts, span.frac, self.period).0
+    }
+
+    /// `max(tat, now) - now`: how far the schedule runs ahead of `now`.
+    #[inline]
+    fn ahead(&self, s: &GcraState, now: u64) -> Span {
+        // A state written with other parameters (a patched rate) may hold a fraction of
+        // a whole microsecond or more: carry it first.
+        let (tat, rem) = if s.rem >= self.parts {
+            (s.tat + s.rem / self.parts, s.rem % self.parts)
+        } else {
+            (s.tat, s.rem)
+        };
+        if tat >= now {
+            Span {
+                us: tat - now,
+                frac: rem,
+            }
+        } else {
+            Span::default()
+        }
+    }
+
+    /// Admits or denies, returning the decision and `⌈max(tat, now) - now⌉` before it
+    /// (the leaky bucket's delay).
     #[inline]
     pub(crate) fn decide(&self, s: &mut GcraState, now: u64, cost: u64) -> (Decision, u64) {
-        if let Some(t) = self.interval
-            && s.rem == 0
-        {
-            return self.decide_whole(t, s, now, cost);
+        if self.parts == 1 {
+            return self.decide_whole(s, now, cost);
         }
-        let Rate { limit, window, .. } = self.rate;
-        let excess = self.excess(s, now);
-        let needed = excess.saturating_add(cost * window);
+        let limit = self.rate.limit;
+        let ahead = self.ahead(s, now);
+        let (us, frac) = mul_add_div(cost, self.period, 0, self.parts);
+        let needed = self.add(ahead, Span { us, frac });
         let decision = if needed <= self.tolerance {
             *s = GcraState {
-                tat: now + needed / limit,
-                rem: needed % limit,
+                tat: now.saturating_add(needed.us),
+                rem: needed.frac,
             };
             Decision {
                 allowed: true,
                 limit,
-                remaining: (self.tolerance - needed) / window,
+                remaining: self.intervals(self.sub(self.tolerance, needed)),
                 retry_after_us: None,
-                reset_after_us: needed.div_ceil(limit),
+                reset_after_us: needed.ceil(),
                 delay_us: None,
             }
         } else {
             Decision {
                 allowed: false,
                 limit,
-                remaining: self.tolerance.saturating_sub(excess) / window,
-                retry_after_us: Some((needed - self.tolerance).div_ceil(limit)),
-                reset_after_us: excess.div_ceil(limit),
+                remaining: if ahead <= self.tolerance {
+                    self.intervals(self.sub(self.tolerance, ahead))
+                } else {
+                    0
+                },
+                retry_after_us: Some(self.sub(needed, self.tolerance).ceil()),
+                reset_after_us: ahead.ceil(),
                 delay_us: None,
             }
         };
-        (decision, excess)
+        (decision, ahead.ceil())
     }
-}
 
-impl Gcra {
-    /// [`decide`](Self::decide) when the interval `t` is whole microseconds and the
-    /// state has no fraction: the same arithmetic divided through by `limit`, so the
-    /// schedule is in plain microseconds (`tolerance / limit = burst * t`).
+    /// [`decide`](Self::decide) when `T` is whole microseconds (`parts == 1`, e.g. 100/1s:
+    /// 10 000 µs): every fraction is 0, so spans are plain microseconds and a decision
+    /// needs one division.
     #[inline]
-    fn decide_whole(&self, t: u64, s: &mut GcraState, now: u64, cost: u64) -> (Decision, u64) {
-        let limit = self.rate.limit;
-        let tolerance = self.rate.burst * t;
-        let ahead = s.tat.saturating_sub(now);
+    fn decide_whole(&self, s: &mut GcraState, now: u64, cost: u64) -> (Decision, u64) {
+        let (limit, t, tolerance) = (self.rate.limit, self.period, self.tolerance.us);
+        let ahead = (s.tat + s.rem).saturating_sub(now);
         let needed = ahead + cost * t;
         let decision = if needed <= tolerance {
-            s.tat = now + needed;
+            *s = GcraState {
+                tat: now.saturating_add(needed),
+                rem: 0,
+            };
             Decision {
                 allowed: true,
                 limit,
@@ -135,7 +209,7 @@ impl Gcra {
                 delay_us: None,
             }
         };
-        (decision, ahead.saturating_mul(limit))
+        (decision, ahead)
     }
 }
 
@@ -156,7 +230,8 @@ impl Algorithm for Gcra {
     }
 
     fn expires_at(&self, s: &GcraState) -> u64 {
-        s.tat + u64::from(s.rem > 0)
+        let ahead = self.ahead(s, 0);
+        ahead.ceil()
     }
 
     fn capacity(&self) -> u64 {
@@ -227,7 +302,53 @@ mod tests {
             }
         );
         assert_eq!(g.expires_at(&s), 333_344);
-        assert_eq!(g.excess(&s, 333_344), 0);
+        assert_eq!(g.ahead(&s, 333_344), Span::default());
+    }
+
+    #[test]
+    fn gcra_admits_a_million_a_day_exactly() {
+        // T = 86.4 ms; the scaled tolerance (10^6 × 86 400 s in µs) is far beyond 2^53.
+        let g = Gcra::new(1_000_000, Duration::from_secs(86_400), None).unwrap();
+        let mut s = g.fresh();
+        let now = 1_764_000_000_000_000;
+        let d = g.acquire(&mut s, now, 1_000_000);
+        assert!(d.allowed);
+        assert_eq!((d.remaining, d.reset_after_us), (0, 86_400 * S));
+        let d = g.acquire(&mut s, now, 1);
+        assert_eq!(d.retry_after_us, Some(86_400));
+        assert!(!g.acquire(&mut s, now + 86_399, 1).allowed);
+        assert!(g.acquire(&mut s, now + 86_400, 1).allowed);
+    }
+
+    #[test]
+    fn gcra_is_exact_for_a_limit_coprime_with_its_window() {
+        // 10^12 - 11 (prime) per 10 years: T is a fraction with a 40-bit denominator.
+        let limit = 999_999_999_989;
+        let window = 10 * 365 * 86_400 * S;
+        let g = Gcra::new(limit, Duration::from_micros(window), None).unwrap();
+        assert_eq!((g.period, g.parts), (window, limit));
+        let mut s = g.fresh();
+        let d = g.acquire(&mut s, 0, limit);
+        assert!(d.allowed);
+        assert_eq!(d.reset_after_us, window);
+        // One unit comes back after T = 315.36... µs: denied at 315, admitted at 316.
+        assert_eq!(g.peek(&s, 0, 1).retry_after_us, Some(316));
+        assert!(!g.peek(&s, 315, 1).allowed);
+        assert!(g.peek(&s, 316, 1).allowed);
+        assert_eq!(g.peek(&s, 316, 1).remaining, 0);
+    }
+
+    /// The same interval with its fraction not in lowest terms, `(t × k) / k`: always
+    /// takes the general arithmetic.
+    fn unreduced(fast: Gcra, k: u64) -> Gcra {
+        let (period, parts) = (fast.period * k, k);
+        let (us, frac) = mul_add_div(fast.rate.burst, period, 0, parts);
+        Gcra {
+            period,
+            parts,
+            tolerance: Span { us, frac },
+            ..fast
+        }
     }
 
     proptest::proptest! {
@@ -237,11 +358,12 @@ mod tests {
             t in 1u64..=5_000,
             limit in 1u64..=50,
             burst in 1u64..=20,
+            k in 2u64..=1_000,
             steps in proptest::collection::vec((0u64..=20_000, 1u64..=3), 1..60),
         ) {
             let fast = Gcra::new(limit, Duration::from_micros(t * limit), Some(burst)).unwrap();
-            proptest::prop_assert_eq!(fast.interval, Some(t));
-            let general = Gcra { interval: None, ..fast };
+            proptest::prop_assert_eq!((fast.period, fast.parts), (t, 1));
+            let general = unreduced(fast, k);
             let (mut a, mut b) = (fast.fresh(), general.fresh());
             let mut now = 0;
             for (dt, cost) in steps {

@@ -48,9 +48,9 @@ impl Algorithm for LeakyBucket {
     }
 
     fn acquire(&self, state: &mut GcraState, now: u64, cost: u64) -> Decision {
-        let (mut decision, excess) = self.gcra.decide(state, now, cost);
+        let (mut decision, ahead) = self.gcra.decide(state, now, cost);
         if decision.allowed {
-            decision.delay_us = Some(excess.div_ceil(self.gcra.rate().limit));
+            decision.delay_us = Some(ahead);
         }
         decision
     }

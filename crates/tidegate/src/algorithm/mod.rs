@@ -11,6 +11,7 @@ pub mod sliding_log;
 pub mod sliding_window;
 pub mod throttle;
 pub mod token_bucket;
+mod wide;
 
 pub use fixed_window::FixedWindow;
 pub use gcra::Gcra;

@@ -13,6 +13,10 @@ use crate::decision::Decision;
 use crate::error::PolicyError;
 use crate::rate::{check_limit, window_micros};
 
+/// Cumulative costs are re-based to 0 once the dropped cost reaches this (2^52), so they
+/// never overflow however long a key stays busy.
+const REBASE_AT: u64 = 1 << 52;
+
 /// The exact sliding log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlidingLog {
@@ -53,7 +57,7 @@ impl SlidingLog {
     /// Up to `limit` cost in any `window`.
     pub fn new(limit: u64, window: Duration) -> Result<Self, PolicyError> {
         let window = window_micros(window)?;
-        check_limit("limit", limit, window)?;
+        check_limit("limit", limit)?;
         Ok(Self { limit, window })
     }
 
@@ -72,6 +76,12 @@ impl SlidingLog {
             s.entries.pop_front();
         }
         if s.entries.is_empty() {
+            s.dropped = 0;
+        } else if s.dropped >= REBASE_AT {
+            // Only differences of cumulative costs matter: keep them small for good.
+            for entry in &mut s.entries {
+                entry.1 -= s.dropped;
+            }
             s.dropped = 0;
         }
     }

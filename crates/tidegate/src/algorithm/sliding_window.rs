@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use super::Algorithm;
+use super::wide::mul_add_div;
 use crate::decision::Decision;
 use crate::error::PolicyError;
 use crate::rate::{check_limit, window_micros};
@@ -36,7 +37,7 @@ impl SlidingWindow {
     /// Up to `limit` cost per sliding `window`.
     pub fn new(limit: u64, window: Duration) -> Result<Self, PolicyError> {
         let window = window_micros(window)?;
-        check_limit("limit", limit, window)?;
+        check_limit("limit", limit)?;
         Ok(Self { limit, window })
     }
 
@@ -61,14 +62,19 @@ impl SlidingWindow {
 
     /// `floor(previous * (window - elapsed) / window)`: the previous sub-window's weight.
     fn carried(&self, previous: u64, elapsed: u64) -> u64 {
-        previous * (self.window - elapsed) / self.window
+        mul_add_div(previous, self.window - elapsed, 0, self.window).0
     }
 
     /// Smallest `e` with `floor(previous * (window - e) / window) <= room`, for `room < previous`.
     fn first_elapsed_fitting(&self, previous: u64, room: u64) -> u64 {
         // floor(p*(w-e)/w) <= room  <=>  p*(w-e) < (room+1)*w  <=>  w-e <= ((room+1)*w-1)/p
-        self.window
-            .saturating_sub(((room + 1) * self.window - 1) / previous)
+        if room >= previous {
+            return 0;
+        }
+        // (room+1)*w = q*p + r, so ((room+1)*w-1)/p is q when r > 0, q-1 when r == 0;
+        // q <= w since room+1 <= p.
+        let (q, r) = mul_add_div(room + 1, self.window, 0, previous);
+        self.window - (q - u64::from(r == 0))
     }
 
     /// Microseconds from `now` until `cost` fits, for the advanced state `s`.

@@ -1,13 +1,16 @@
 //! `token_bucket`: a bucket of `burst` tokens, starting full, refilling continuously at
 //! `limit / window`; a request is admitted if the bucket holds at least `cost` tokens.
 //!
-//! Exactness: the level is kept in units of `1 / window` token, so refilling for `dt`
-//! microseconds adds exactly `dt * limit` and a token is worth exactly `window`. With
-//! `5/1m`, a token is back exactly 12 s after the bucket ran dry.
+//! A bucket's level is the tolerance minus how far a GCRA schedule runs ahead
+//! (`level = burst - (max(tat, now) - now) / T`), so the two admit exactly the same
+//! requests with the same decision fields. The bucket is therefore kept as a [`Gcra`]
+//! state: one arithmetic, exact for quotas of any size. With `5/1m`, a token is back
+//! exactly 12 s after the bucket ran dry.
 
 use std::time::Duration;
 
 use super::Algorithm;
+use super::gcra::{Gcra, GcraState};
 use crate::decision::Decision;
 use crate::error::PolicyError;
 use crate::rate::Rate;
@@ -15,22 +18,15 @@ use crate::rate::Rate;
 /// A token bucket refilling continuously.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenBucket {
-    rate: Rate,
-    /// `burst * window`: the level of a full bucket.
-    full: u64,
+    gcra: Gcra,
 }
 
-/// Per-key state of [`TokenBucket`]: the scaled level and when it was measured. 16 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TokenBucketState {
-    /// Tokens × window.
-    pub level: u64,
-    /// Microsecond time at which `level` was measured.
-    pub last: u64,
-}
+/// Per-key state of [`TokenBucket`]: the [`GcraState`] whose schedule is the bucket's
+/// deficit (a fresh state is a full bucket). 16 bytes.
+pub type TokenBucketState = GcraState;
 
 impl TokenBucket {
-    /// `limit` tokens per `window`, holding up to `burst` (default `limit`).
+    /// `limit` tokens per `window`, holding at most `burst` (default `limit`).
     pub fn new(limit: u64, window: Duration, burst: Option<u64>) -> Result<Self, PolicyError> {
         Ok(Self::from_rate(Rate::new(limit, window, burst)?))
     }
@@ -38,19 +34,13 @@ impl TokenBucket {
     /// From already validated parameters.
     pub(crate) fn from_rate(rate: Rate) -> Self {
         Self {
-            rate,
-            full: rate.burst * rate.window,
+            gcra: Gcra::from_rate(rate),
         }
     }
 
     /// The parameters.
     pub fn rate(&self) -> Rate {
-        self.rate
-    }
-
-    /// Microseconds until the bucket holds `target` (scaled) again.
-    fn wait_for(&self, level: u64, target: u64) -> u64 {
-        target.saturating_sub(level).div_ceil(self.rate.limit)
+        self.gcra.rate()
     }
 }
 
@@ -58,48 +48,24 @@ impl Algorithm for TokenBucket {
     type State = TokenBucketState;
 
     fn fresh(&self) -> TokenBucketState {
-        TokenBucketState {
-            level: self.full,
-            last: 0,
-        }
+        self.gcra.fresh()
     }
 
+    #[inline]
     fn acquire(&self, s: &mut TokenBucketState, now: u64, cost: u64) -> Decision {
-        let Rate { limit, window, .. } = self.rate;
-        if now > s.last {
-            let refill = (now - s.last).saturating_mul(limit);
-            s.level = s.level.saturating_add(refill).min(self.full);
-            s.last = now;
-        }
-        let needed = cost * window;
-        if s.level >= needed {
-            s.level -= needed;
-            Decision {
-                allowed: true,
-                limit,
-                remaining: s.level / window,
-                retry_after_us: None,
-                reset_after_us: self.wait_for(s.level, self.full),
-                delay_us: None,
-            }
-        } else {
-            Decision {
-                allowed: false,
-                limit,
-                remaining: s.level / window,
-                retry_after_us: Some(self.wait_for(s.level, needed)),
-                reset_after_us: self.wait_for(s.level, self.full),
-                delay_us: None,
-            }
-        }
+        self.gcra.acquire(s, now, cost)
+    }
+
+    fn peek(&self, s: &TokenBucketState, now: u64, cost: u64) -> Decision {
+        self.gcra.peek(s, now, cost)
     }
 
     fn expires_at(&self, s: &TokenBucketState) -> u64 {
-        s.last + self.wait_for(s.level, self.full)
+        self.gcra.expires_at(s)
     }
 
     fn capacity(&self) -> u64 {
-        self.rate.burst
+        self.gcra.capacity()
     }
 }
 

@@ -5,7 +5,8 @@
 -- This file mirrors crates/tidegate/src/algorithm/*.rs line for line; a differential
 -- test proves both give identical decisions. Every number stays an integer below 2^53,
 -- where Lua's doubles are exact; divisions go through idiv/cdiv, which correct the
--- rounding of the floating-point quotient.
+-- rounding of the floating-point quotient, and a product that may reach 2^53 goes
+-- through muldiv (algorithm/wide.rs in Rust), exact however large.
 --
 -- Before calling an algorithm, set `now` (µs), `cost` and `grace_ms` (extra TTL ms).
 -- Each algorithm returns its decision as six values (allowed, limit, remaining,
@@ -17,7 +18,7 @@ local server_now = nil
 local now, cost, grace_ms
 -- Globals are looked up through Redis's protected environment: bind them once.
 local tonumber, tostring, type = tonumber, tostring, type
-local floor, max, min = math.floor, math.max, math.min
+local floor, max, min, fmod = math.floor, math.max, math.min, math.fmod
 local format, find, sub = string.format, string.find, string.sub
 local call = redis.call
 -- `unpack` is struct.unpack below; Lua's own (table) unpack is `spread`.
@@ -38,6 +39,45 @@ local function cdiv(a, b)
   local q = idiv(a, b)
   if q * b < a then q = q + 1 end
   return q
+end
+
+local TWO53 = 9007199254740992
+
+-- (a * b + c) // m and (a * b + c) % m, exact for integers 0 <= a, b, c < 2^53 and
+-- 0 < m < 2^53 whose quotient is below 2^53 (mirrors mul_add_div in wide.rs). When
+-- a * b + c < 2^53 doubles compute it exactly (rounding is monotone, so a true value of
+-- 2^53 or more never computes below 2^53). Otherwise shift and add over the bits of the
+-- smaller factor, keeping x = a * 2^i and the sum as quotient and remainder modulo m:
+-- every remainder stays below m and every quotient below the final one.
+local function muldiv(a, b, c, m)
+  local n = a * b + c
+  if n < TWO53 then
+    local q = idiv(n, m)
+    return q, n - q * m
+  end
+  if a < b then a, b = b, a end
+  local qx = idiv(a, m)
+  local rx = a - qx * m
+  local q = idiv(c, m)
+  local r = c - q * m
+  while b > 0 do
+    local bit = b % 2
+    if bit == 1 then
+      q = q + qx
+      if r >= m - rx then r, q = r - (m - rx), q + 1 else r = r + rx end
+    end
+    b = (b - bit) / 2
+    if b > 0 then
+      qx = qx + qx
+      if rx >= m - rx then rx, qx = rx - (m - rx), qx + 1 else rx = rx + rx end
+    end
+  end
+  return q, r
+end
+
+local function gcd(a, b)
+  while b > 0 do a, b = b, fmod(a, b) end
+  return a
 end
 
 local function num(x) return format('%.0f', x) end
@@ -86,8 +126,13 @@ local function sliding_window(key, L, W)
   end
   if prev == 0 and cur == 0 then start = now end
   local elapsed = max(now - start, 0)
-  local function carried(p, e) return idiv(p * (W - e), W) end
-  local function first_fitting(p, room) return max(W - idiv((room + 1) * W - 1, p), 0) end
+  local function carried(p, e) return (muldiv(p, W - e, 0, W)) end
+  local function first_fitting(p, room)
+    if room >= p then return 0 end
+    local q, rest = muldiv(room + 1, W, 0, p)
+    if rest == 0 then q = q - 1 end
+    return W - q
+  end
   local function wait(c, need)
     local estimate = c + carried(prev, elapsed)
     if estimate + need <= L then return 0 end
@@ -108,6 +153,8 @@ local function sliding_window(key, L, W)
   return 0, L, max(L - estimate, 0), wait(cur, cost), wait(cur, L), -1
 end
 
+local REBASE_AT = 4503599627370496 -- 2^52
+
 -- The log: a sorted set scored by time, members "time:cumulative:cost" (one per instant).
 local function sliding_log(key, L, W)
   local live = call('ZRANGEBYSCORE', key, '(' .. num(now - W), '+inf')
@@ -122,6 +169,16 @@ local function sliding_log(key, L, W)
   if total + cost <= L then
     local function write()
       call('ZREMRANGEBYSCORE', key, '-inf', num(now - W))
+      if last_cum + cost >= REBASE_AT then
+        -- Only differences of cumulative costs matter: re-base them to 0 for good.
+        for i = 1, n do
+          local t, cum, own = fields(live[i])
+          call('ZREM', key, live[i])
+          live[i] = num(t) .. ':' .. num(cum - dropped) .. ':' .. num(own)
+          call('ZADD', key, num(t), live[i])
+        end
+        last_cum = last_cum - dropped
+      end
       local cum, own = last_cum + cost, cost
       if last_t == now then
         call('ZREM', key, live[n])
@@ -146,43 +203,58 @@ local function sliding_log(key, L, W)
   return 0, L, max(L - total, 0), retry, reset, -1
 end
 
-local function token_bucket(key, L, W, B)
-  local full = B * W
-  local v = call('GET', key)
-  local level, last = full, 0
-  if v then level, last = unpack('<dd', v) end
-  if now > last then
-    level = min(full, level + (now - last) * L)
-    last = now
-  end
-  local needed = cost * W
-  if level >= needed then
-    level = level - needed
-    local reset = cdiv(full - level, L)
-    return 1, L, idiv(level, W), -1, reset, -1, pack('<dd', level, last), last + reset
-  end
-  return 0, L, idiv(level, W), cdiv(needed - level, L), cdiv(full - level, L), -1
+-- T = W / L in lowest terms, period / parts µs; spans are whole µs plus a fraction in
+-- units of 1 / parts (gcra.rs). Returns us, frac of `a - b` for a >= b.
+local function span_sub(a_us, a_frac, b_us, b_frac, parts)
+  if a_frac >= b_frac then return a_us - b_us, a_frac - b_frac end
+  return a_us - b_us - 1, a_frac + parts - b_frac
+end
+
+local function span_le(a_us, a_frac, b_us, b_frac)
+  return a_us < b_us or (a_us == b_us and a_frac <= b_frac)
+end
+
+local function ceil_span(us, frac)
+  if frac > 0 then return us + 1 end
+  return us
 end
 
 local function gcra(key, L, W, B, leaky)
-  local tolerance = B * W
+  local g = gcd(W, L)
+  local period, parts = W / g, L / g
+  local tol_us, tol_frac = muldiv(B, period, 0, parts)
   local v = call('GET', key)
   local tat, rem = 0, 0
   if v then tat, rem = unpack('<dd', v) end
-  local excess = 0
-  if tat >= now then excess = (tat - now) * L + rem end
-  local needed = excess + cost * W
-  if needed <= tolerance then
-    local q = idiv(needed, L)
-    local new_tat, new_rem = now + q, needed - q * L
-    local delay = -1
-    if leaky then delay = cdiv(excess, L) end
-    local expires_at = new_tat
-    if new_rem > 0 then expires_at = new_tat + 1 end
-    return 1, L, idiv(tolerance - needed, W), -1, cdiv(needed, L), delay,
-      pack('<dd', new_tat, new_rem), expires_at
+  if rem >= parts then
+    local carry = idiv(rem, parts)
+    tat, rem = tat + carry, rem - carry * parts
   end
-  return 0, L, idiv(max(tolerance - excess, 0), W), cdiv(needed - tolerance, L), cdiv(excess, L), -1
+  local a_us, a_frac = 0, 0
+  if tat >= now then a_us, a_frac = tat - now, rem end
+  local c_us, c_frac = muldiv(cost, period, 0, parts)
+  local n_us, n_frac = a_us + c_us, a_frac + c_frac
+  if n_frac >= parts then n_us, n_frac = n_us + 1, n_frac - parts end
+  if span_le(n_us, n_frac, tol_us, tol_frac) then
+    local d_us, d_frac = span_sub(tol_us, tol_frac, n_us, n_frac, parts)
+    local delay = -1
+    if leaky then delay = ceil_span(a_us, a_frac) end
+    local new_tat = now + n_us
+    return 1, L, (muldiv(d_us, parts, d_frac, period)), -1, ceil_span(n_us, n_frac), delay,
+      pack('<dd', new_tat, n_frac), ceil_span(new_tat, n_frac)
+  end
+  local remaining = 0
+  if span_le(a_us, a_frac, tol_us, tol_frac) then
+    local d_us, d_frac = span_sub(tol_us, tol_frac, a_us, a_frac, parts)
+    remaining = muldiv(d_us, parts, d_frac, period)
+  end
+  local r_us, r_frac = span_sub(n_us, n_frac, tol_us, tol_frac, parts)
+  return 0, L, remaining, ceil_span(r_us, r_frac), ceil_span(a_us, a_frac), -1
+end
+
+-- The token bucket is the GCRA schedule read as a level (token_bucket.rs).
+local function token_bucket(key, L, W, B)
+  return gcra(key, L, W, B, false)
 end
 
 local function throttle(key, W)
