@@ -145,6 +145,86 @@ fn replay_through_redis_matches_memory_line_by_line() {
     assert_eq!(server.cli(&["DBSIZE"]), "0", "the replay deletes its keys");
 }
 
+/// Quotas as API providers write them: each replay gives the exact figures of rational
+/// arithmetic, and the same lines in memory, on one Redis and on a cluster.
+#[test]
+fn replay_of_large_quotas_is_exact_and_identical_in_memory_and_redis() {
+    let server = redis_test_server::RedisServer::start();
+    let cluster = redis_test_server::RedisCluster::start();
+    let cluster_urls = cluster.urls().join(",");
+    const T: u64 = 1_764_000_000_000; // ms: today's Unix time
+    const H: u64 = 3_600_000;
+    const D: u64 = 24 * H;
+    // (policy, events (t_ms, cost), the expected (allowed, remaining, retry_after_ms)).
+    type Case = (&'static str, Vec<(u64, u64)>, Vec<(bool, u64, Option<u64>)>);
+    let cases: Vec<Case> = vec![
+        (
+            "fixed_window:1000000/1d",
+            vec![(T, 1_000_000), (T + 1_000, 1), (T + D, 1)],
+            vec![(true, 0, None), (false, 0, Some(D - 1_000)), (true, 999_999, None)],
+        ),
+        (
+            // One token every 259.2 ms.
+            "token_bucket:10000000/30d",
+            vec![(T, 10_000_000), (T, 1), (T + 259, 1), (T + 260, 1)],
+            vec![(true, 0, None), (false, 0, Some(260)), (false, 0, Some(1)), (true, 0, None)],
+        ),
+        (
+            // One every 10.512 ms, a million at once.
+            "gcra:3000000000/365d,burst=1000000",
+            vec![(T, 1_000_000), (T, 1), (T + 10, 1), (T + 11, 1)],
+            vec![(true, 0, None), (false, 0, Some(11)), (false, 0, Some(1)), (true, 0, None)],
+        ),
+        (
+            // A window later the previous window still weighs 5 000 000; 1 ms on it
+            // weighs ⌊5e6 × (3.6e9 - 1000) / 3.6e9⌋ = 4 999 998 (a 1.8e16 product).
+            "sliding_window:5000000/1h",
+            vec![(T, 5_000_000), (T + H, 1), (T + H + 1, 1)],
+            vec![(true, 0, None), (false, 0, Some(1)), (true, 1, None)],
+        ),
+        (
+            "sliding_log:1000000/1d",
+            vec![(T, 600_000), (T + 1_000, 400_000), (T + 2_000, 1), (T + D, 500_000)],
+            vec![
+                (true, 400_000, None),
+                (true, 0, None),
+                (false, 0, Some(D - 2_000)),
+                (true, 100_000, None),
+            ],
+        ),
+    ];
+    for (policy, events, expected) in cases {
+        let input: String = events
+            .iter()
+            .map(|(t, cost)| format!("{{\"t_ms\":{t},\"key\":\"api-key\",\"cost\":{cost}}}\n"))
+            .collect();
+        let run = |store: &str| {
+            let out = tidegate(&["replay", "--policy", policy, "--store", store], &input);
+            assert!(
+                out.status.success(),
+                "{policy} on {store}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let memory = run("memory");
+        let got: Vec<(bool, u64, Option<u64>)> = memory
+            .lines()
+            .map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                (
+                    v["allowed"].as_bool().unwrap(),
+                    v["remaining"].as_u64().unwrap(),
+                    v["retry_after_ms"].as_u64(),
+                )
+            })
+            .collect();
+        assert_eq!(got, expected, "{policy}");
+        assert_eq!(run(&server.url()), memory, "{policy} single node");
+        assert_eq!(run(&cluster_urls), memory, "{policy} cluster");
+    }
+}
+
 #[test]
 fn replay_against_an_unreachable_redis_fails_clearly() {
     let out = tidegate(

@@ -1,4 +1,8 @@
-//! Property tests of the algorithms' invariants on random traffic.
+//! Property tests of the algorithms' invariants on random traffic: small quotas with
+//! dense traffic, and quotas of every size (limits up to 10^12, windows up to 10 years,
+//! costs up to the capacity, clocks near today's Unix time).
+
+mod support;
 
 use std::time::Duration;
 
@@ -218,6 +222,79 @@ proptest! {
         for step in [0, 1, 500_000, 500_000, 7] {
             now += step;
             prop_assert_eq!(p.acquire(&mut state, now, cost), p.acquire(&mut fresh, now, cost));
+        }
+    }
+
+    #[test]
+    fn at_any_size_retry_after_and_reset_after_are_the_exact_boundaries(
+        (p, traffic) in support::quotas::large_case(40),
+    ) {
+        let capacity = p.capacity();
+        let mut state = p.fresh();
+        for (t, cost) in traffic {
+            let d = p.acquire(&mut state, t, cost);
+            if let Some(retry) = d.retry_after_us {
+                prop_assert!(!d.allowed && retry > 0);
+                prop_assert!(!p.peek(&state, t + retry - 1, cost).allowed, "admitted before retry_after");
+                prop_assert!(p.peek(&state, t + retry, cost).allowed, "still denied at retry_after");
+            }
+            if d.remaining >= 1 {
+                prop_assert!(p.peek(&state, t, d.remaining).allowed, "remaining does not fit");
+            }
+            if d.remaining < capacity {
+                prop_assert!(!p.peek(&state, t, d.remaining + 1).allowed, "more than remaining fits");
+            }
+            if d.reset_after_us > 0 {
+                let reset = d.reset_after_us;
+                prop_assert!(p.peek(&state, t + reset, capacity).allowed, "quota not back at reset_after");
+                prop_assert!(!p.peek(&state, t + reset - 1, capacity).allowed, "quota back before reset_after");
+            }
+        }
+    }
+
+    #[test]
+    fn at_any_size_a_state_past_expires_at_decides_like_a_fresh_one(
+        (p, traffic) in support::quotas::large_case(30),
+        probe in support::quotas::amount(),
+    ) {
+        let mut state = p.fresh();
+        for &(t, cost) in &traffic {
+            p.acquire(&mut state, t, cost);
+        }
+        let at = p.expires_at(&state).max(traffic.last().unwrap().0);
+        let cost = probe.min(p.capacity());
+        let mut fresh = p.fresh();
+        let (_, window, _) = p.parts();
+        let mut now = at;
+        for step in [0, 1, window / 3, window, 7] {
+            now += step;
+            prop_assert_eq!(p.acquire(&mut state, now, cost), p.acquire(&mut fresh, now, cost));
+        }
+    }
+
+    #[test]
+    fn at_any_size_no_window_admits_more_than_the_limit(
+        (p, traffic) in support::quotas::large_case(40),
+    ) {
+        let (limit, w, _) = p.parts();
+        for kind in [AlgorithmKind::SlidingLog, AlgorithmKind::FixedWindow] {
+            let alg = Policy::new(kind, Some(limit), Duration::from_micros(w), None).unwrap();
+            let traffic: Vec<_> = traffic.iter().map(|&(t, c)| (t, c.min(limit))).collect();
+            let ok = admitted(&alg, &traffic);
+            for &(t, _) in &ok {
+                let in_window: u128 = ok
+                    .iter()
+                    .filter(|&&(u, _)| u <= t && t - u < w)
+                    .map(|&(_, c)| u128::from(c))
+                    .sum();
+                // A fixed window admits at most the limit per window of its own, so at
+                // most twice the limit in any sliding span of one window.
+                let bound = if kind == AlgorithmKind::SlidingLog { 1 } else { 2 };
+                prop_assert!(
+                    in_window <= bound * u128::from(limit),
+                    "{} admitted {} > {} × {} in the window ending at {}", kind, in_window, bound, limit, t
+                );
+            }
         }
     }
 }
