@@ -161,19 +161,33 @@ fn replay_of_large_quotas_is_exact_and_identical_in_memory_and_redis() {
         (
             "fixed_window:1000000/1d",
             vec![(T, 1_000_000), (T + 1_000, 1), (T + D, 1)],
-            vec![(true, 0, None), (false, 0, Some(D - 1_000)), (true, 999_999, None)],
+            vec![
+                (true, 0, None),
+                (false, 0, Some(D - 1_000)),
+                (true, 999_999, None),
+            ],
         ),
         (
             // One token every 259.2 ms.
             "token_bucket:10000000/30d",
             vec![(T, 10_000_000), (T, 1), (T + 259, 1), (T + 260, 1)],
-            vec![(true, 0, None), (false, 0, Some(260)), (false, 0, Some(1)), (true, 0, None)],
+            vec![
+                (true, 0, None),
+                (false, 0, Some(260)),
+                (false, 0, Some(1)),
+                (true, 0, None),
+            ],
         ),
         (
             // One every 10.512 ms, a million at once.
             "gcra:3000000000/365d,burst=1000000",
             vec![(T, 1_000_000), (T, 1), (T + 10, 1), (T + 11, 1)],
-            vec![(true, 0, None), (false, 0, Some(11)), (false, 0, Some(1)), (true, 0, None)],
+            vec![
+                (true, 0, None),
+                (false, 0, Some(11)),
+                (false, 0, Some(1)),
+                (true, 0, None),
+            ],
         ),
         (
             // A window later the previous window still weighs 5 000 000; 1 ms on it
@@ -184,7 +198,12 @@ fn replay_of_large_quotas_is_exact_and_identical_in_memory_and_redis() {
         ),
         (
             "sliding_log:1000000/1d",
-            vec![(T, 600_000), (T + 1_000, 400_000), (T + 2_000, 1), (T + D, 500_000)],
+            vec![
+                (T, 600_000),
+                (T + 1_000, 400_000),
+                (T + 2_000, 1),
+                (T + D, 500_000),
+            ],
             vec![
                 (true, 400_000, None),
                 (true, 0, None),

@@ -67,6 +67,14 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 refill_rate: rate,
             }
         }),
+        // Buckets of 10^12 tokens refilling at a rate whose interval does not reduce:
+        // the tolerance's product (10^21) is past 2^53, exact through muldiv in Lua.
+        prop::sample::select(vec![1_000_000_000_000u64, 999_999_999_989]).prop_map(|size| {
+            TrackStrategy::TokenBucket {
+                bucket_size: size,
+                refill_rate: 999_999.999,
+            }
+        }),
         prop::sample::select(vec![150u64, 400, 1_000]).prop_map(|ms| {
             TrackStrategy::SlidingWindow {
                 window_size: Duration::from_millis(ms),

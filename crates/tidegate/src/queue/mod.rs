@@ -939,6 +939,14 @@ mod tests {
     }
 
     #[test]
+    fn rate_takes_quotas_of_any_realistic_size() {
+        let r = parse_rate("1000000/1d").unwrap();
+        assert_eq!((r.limit, r.window, r.burst), (1_000_000, 86_400_000_000, 1));
+        let r = parse_rate("gcra:3000000000/365d,burst=1000000").unwrap();
+        assert_eq!((r.limit, r.burst), (3_000_000_000, 1_000_000));
+    }
+
+    #[test]
     fn rate_errors_name_the_field() {
         assert_eq!(parse_rate("0/1m").unwrap_err().field, "limit");
         assert_eq!(parse_rate("20/0s").unwrap_err().field, "window");

@@ -240,6 +240,29 @@ mod tests {
     }
 
     #[test]
+    fn a_bucket_of_a_trillion_tokens_is_exact() {
+        // 10^12 tokens at 10^6 per second: a full bucket refills in 10^6 s exactly.
+        let g = Gate::new(
+            Strategy::TokenBucket {
+                bucket_size: 1_000_000_000_000,
+                refill_rate: 1_000_000.0,
+            },
+            0,
+        )
+        .unwrap();
+        let Gate::Bucket(bucket) = &g else {
+            unreachable!()
+        };
+        let mut b = bucket.fresh();
+        let d = bucket.acquire(&mut b, 0, 1_000_000_000_000);
+        assert!(d.allowed);
+        assert_eq!(d.reset_after_us, 1_000_000 * S);
+        let mut s = GateState::Bucket(b);
+        assert_eq!(g.admit(&mut s, 0, false), Err(Some(1)));
+        assert!(g.admit(&mut s, 1, false).is_ok());
+    }
+
+    #[test]
     fn invalid_strategy_parameters_name_the_field() {
         let bad_rate = Gate::new(
             Strategy::TokenBucket {

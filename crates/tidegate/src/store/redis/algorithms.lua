@@ -222,10 +222,23 @@ end
 local function gcra(key, L, W, B, leaky)
   local g = gcd(W, L)
   local period, parts = W / g, L / g
-  local tol_us, tol_frac = muldiv(B, period, 0, parts)
   local v = call('GET', key)
   local tat, rem = 0, 0
   if v then tat, rem = unpack('<dd', v) end
+  if parts == 1 then
+    -- T is whole microseconds: every fraction is 0 (decide_whole in gcra.rs).
+    local tol = B * period
+    local ahead = max(tat + rem - now, 0)
+    local needed = ahead + cost * period
+    if needed <= tol then
+      local delay = -1
+      if leaky then delay = ahead end
+      return 1, L, idiv(tol - needed, period), -1, needed, delay,
+        pack('<dd', now + needed, 0), now + needed
+    end
+    return 0, L, idiv(max(tol - ahead, 0), period), needed - tol, ahead, -1
+  end
+  local tol_us, tol_frac = muldiv(B, period, 0, parts)
   if rem >= parts then
     local carry = idiv(rem, parts)
     tat, rem = tat + carry, rem - carry * parts
