@@ -1034,3 +1034,73 @@ fn a_server_killed_while_holding_a_claimed_batch_loses_nothing_the_others_delive
         "one survivor took the dead server's batch over"
     );
 }
+
+#[test]
+fn serve_and_queue_share_one_environment() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new();
+    let url = redis.url();
+    // One environment (a shell, an env file) for servers and queue workers alike.
+    let shared: &[(&str, &str)] = &[
+        ("TIDEGATE_STORE__URL", &url),
+        ("TIDEGATE_QUEUE__NAME", "wallet-audit"),
+        ("TIDEGATE_QUEUE__TIMEOUT", "3s"),
+        ("TIDEGATE_ADMIN__TOKEN", TOKEN),
+        ("TIDEGATE_POLICIES__LOGIN", "fixed_window:2/10s"),
+    ];
+    // serve starts with the queue's variables set, and uses the shared Redis ...
+    let mut server = Server::start(&[], shared, &dir.0);
+    let r = server.get("/readyz");
+    assert_eq!((r.status, r.json()["store"].clone()), (200, json!("redis")));
+    assert_eq!(server.check("login", "alice").json()["remaining"], 1);
+    assert_eq!(redis.cli(&["KEYS", "tidegate:login:*"]).lines().count(), 1);
+    // ... and the queue runs with the server's variables, on the same Redis.
+    let queue = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidegate"));
+        cmd.arg("queue").args(args).current_dir(&dir.0);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("TIDEGATE_") {
+                cmd.env_remove(k);
+            }
+        }
+        let out = cmd.envs(shared.iter().copied()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "queue {args:?}: {stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        queue(&["push", r#"{"wallet":"0x12"}"#]).trim(),
+        "pushed 1 job to wallet-audit (id 1)"
+    );
+    let stats: Value = serde_json::from_str(&queue(&["stats", "--json"])).unwrap();
+    assert_eq!(
+        (stats["queue"].clone(), stats["waiting"].clone()),
+        (json!("wallet-audit"), json!(1))
+    );
+    assert!(server.terminate().success(), "{}", server.log());
+}
+
+#[test]
+fn old_variable_names_stop_the_start_naming_the_new_ones() {
+    let dir = TempDir::new();
+    let (code, err) = start_error(&[], &[("TIDEGATE_QUEUE", "wallet-audit")], &dir.0);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err.trim(),
+        "tidegate: invalid configuration (embedded default): environment variable \
+         TIDEGATE_QUEUE is no longer read: set TIDEGATE_QUEUE__NAME instead (every \
+         subcommand reads the same names, see docs/CONFIGURATION.md)"
+    );
+    let (code, err) = start_error(
+        &[],
+        &[("TIDEGATE_REDIS_URL", "redis://127.0.0.1:1")],
+        &dir.0,
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("set TIDEGATE_STORE__URL instead"), "{err}");
+    // A truly unknown variable is still an error naming it.
+    let (code, err) = start_error(&[], &[("TIDEGATE_COLOUR", "red")], &dir.0);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown field `colour`"), "{err}");
+    assert!(err.contains("(set by TIDEGATE_COLOUR)"), "{err}");
+}

@@ -35,7 +35,7 @@ sink = { type = "jsonl", path = "-" }
 "#;
 
 /// The environment variable naming the config file (read by `--config`); not an override.
-pub const CONFIG_ENV: &str = "TIDEGATE_CONFIG";
+pub const CONFIG_ENV: &str = crate::env::CONFIG;
 
 /// Prefix of the environment overrides: `TIDEGATE_STORE__URL` sets `store.url`.
 pub const ENV_PREFIX: &str = "TIDEGATE_";
@@ -410,6 +410,12 @@ pub fn parse(
     env: impl IntoIterator<Item = (String, String)>,
     listen: Option<&str>,
 ) -> Result<Settings, ConfigError> {
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    crate::env::check(env.iter().map(|(k, _)| k)).map_err(|e| ConfigError {
+        origin: origin.to_string(),
+        field: String::new(),
+        message: e.to_string(),
+    })?;
     let overrides = env_overrides(env);
     let fail = |field: &str, message: String| ConfigError {
         origin: origin.to_string(),
@@ -453,12 +459,13 @@ fn field_or_empty(path: &str) -> String {
     }
 }
 
-/// `TIDEGATE_A__B=v` → (`["a","b"]`, (`TIDEGATE_A__B`, `v`)), sorted, `TIDEGATE_CONFIG` excepted.
+/// `TIDEGATE_A__B=v` → (`["a","b"]`, (`TIDEGATE_A__B`, `v`)), sorted; the variables of
+/// other subcommands (`TIDEGATE_CONFIG`, `TIDEGATE_QUEUE__NAME`, ...) excepted.
 fn env_overrides(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> BTreeMap<Vec<String>, (String, String)> {
     env.into_iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != CONFIG_ENV)
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !crate::env::belongs_to_another_subcommand(k))
         .map(|(k, v)| {
             let path = k[ENV_PREFIX.len()..]
                 .split("__")
@@ -1029,5 +1036,49 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.field, "policies.a.limit");
+    }
+
+    #[test]
+    fn variables_of_other_subcommands_are_ignored() {
+        let text = "[policies]\na = \"gcra:1/1s\"";
+        let s = parse(
+            "t.toml",
+            text,
+            env(&[
+                ("TIDEGATE_QUEUE__NAME", "wallet-audit"),
+                ("TIDEGATE_QUEUE__TIMEOUT", "5s"),
+                ("TIDEGATE_JOB_ID", "7"),
+                ("TIDEGATE_STORE__URL", "redis://127.0.0.1:6379"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert!(matches!(s.store, StoreSettings::Redis { .. }));
+    }
+
+    #[test]
+    fn old_variable_names_and_unknown_queue_variables_are_refused_by_name() {
+        let text = "[policies]\na = \"gcra:1/1s\"";
+        let e = parse("t.toml", text, env(&[("TIDEGATE_QUEUE", "audit")]), None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration (t.toml): environment variable TIDEGATE_QUEUE is no longer \
+             read: set TIDEGATE_QUEUE__NAME instead (every subcommand reads the same names, \
+             see docs/CONFIGURATION.md)"
+        );
+        let e = parse(
+            "t.toml",
+            text,
+            env(&[("TIDEGATE_REDIS_URL", "redis://127.0.0.1:6379")]),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("set TIDEGATE_STORE__URL instead"), "{e}");
+        let e = parse("t.toml", text, env(&[("TIDEGATE_QUEUE__NAEM", "a")]), None).unwrap_err();
+        assert_eq!(
+            e.message,
+            "unknown environment variable TIDEGATE_QUEUE__NAEM: the queue reads \
+             TIDEGATE_QUEUE__NAME, TIDEGATE_QUEUE__TIMEOUT"
+        );
     }
 }
