@@ -25,7 +25,7 @@ pub const DEFAULT_CONFIG: &str = r#"# tidegate serve: the embedded default confi
 listen = "127.0.0.1:8080"
 
 [policies]
-api = "token_bucket:100/1m,burst=20"
+api = "token_bucket:100/1m"
 login = "fixed_window:3/10s"
 search = ["gcra:10/1s", "fixed_window:1000/1d"]
 
