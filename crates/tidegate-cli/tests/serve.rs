@@ -1111,3 +1111,30 @@ fn old_variable_names_stop_the_start_naming_the_new_ones() {
     assert!(err.contains("unknown field `colour`"), "{err}");
     assert!(err.contains("(set by TIDEGATE_COLOUR)"), "{err}");
 }
+
+#[test]
+fn the_example_placeholder_admin_token_is_refused() {
+    let dir = TempDir::new();
+    let example = std::fs::read_to_string(repo().join("examples/tidegate.toml")).unwrap();
+    let placeholder = "# token = \"change-me-to-a-long-random-secret\"";
+    assert!(
+        example.contains(placeholder),
+        "the example shows its placeholder"
+    );
+    let path = dir.write(
+        "tidegate.toml",
+        &example.replace(placeholder, &placeholder[2..]),
+    );
+    let (code, err) = start_error(
+        &["--config", path.to_str().unwrap(), "--check"],
+        &[],
+        &dir.0,
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(
+            "`admin.token`: is a placeholder (it says `change me`): set a secret of your own"
+        ),
+        "{err}"
+    );
+}

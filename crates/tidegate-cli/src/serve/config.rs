@@ -547,6 +547,16 @@ fn duration(field: &str, text: &str) -> Result<Duration, Invalid> {
     Ok(d)
 }
 
+/// Whether an admin token is an example's placeholder (`change-me-...`, `CHANGEME`).
+fn is_placeholder(token: &str) -> bool {
+    let letters: String = token
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    letters.contains("changeme")
+}
+
 fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settings, Invalid> {
     let (listen_field, listen_text) = match listen {
         Some(l) => ("--listen", l.to_string()),
@@ -664,6 +674,13 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
             return Err(bad(
                 "admin.token",
                 "is too short: use at least 16 characters (e.g. `openssl rand -hex 32`)",
+            ));
+        }
+        Some(t) if is_placeholder(&t) => {
+            return Err(bad(
+                "admin.token",
+                "is a placeholder (it says `change me`): set a secret of your own, e.g. \
+                 TIDEGATE_ADMIN__TOKEN=$(openssl rand -hex 32)",
             ));
         }
         Some(t) => Some(t),
@@ -1036,6 +1053,29 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.field, "policies.a.limit");
+    }
+
+    #[test]
+    fn a_placeholder_admin_token_is_refused() {
+        for token in [
+            "change-me-to-a-long-random-secret",
+            "CHANGEME-0123456789abcdef",
+            "please_change_me_0123456789",
+        ] {
+            let e = err(&format!(
+                "[admin]\ntoken = \"{token}\"\n[policies]\na = \"gcra:1/1s\""
+            ));
+            assert_eq!(e.field, "admin.token", "{token}");
+            assert!(e.message.starts_with("is a placeholder"), "{e}");
+        }
+        let s = parse(
+            "t.toml",
+            "[admin]\ntoken = \"0f3c9a1e7b2d4c6e8a0b\"\n[policies]\na = \"gcra:1/1s\"",
+            env(&[]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.admin_token.as_deref(), Some("0f3c9a1e7b2d4c6e8a0b"));
     }
 
     #[test]
