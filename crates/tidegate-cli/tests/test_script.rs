@@ -43,9 +43,15 @@ fn without_apt_get_and_redis_it_names_what_to_install_and_stops() {
         ),
         "{stderr}"
     );
-    assert!(stderr.contains("apt-get cannot install them here"), "{stderr}");
+    assert!(
+        stderr.contains("apt-get cannot install them here"),
+        "{stderr}"
+    );
     assert!(stderr.contains("brew install redis openssl"), "{stderr}");
-    assert!(stderr.contains("sudo dnf install redis openssl"), "{stderr}");
+    assert!(
+        stderr.contains("sudo dnf install redis openssl"),
+        "{stderr}"
+    );
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("== cargo"),
         "stopped before the checks"
