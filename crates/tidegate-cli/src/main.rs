@@ -1,5 +1,6 @@
 //! The `tidegate` command.
 
+mod env;
 mod json;
 mod queue;
 mod replay;

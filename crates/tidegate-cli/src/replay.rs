@@ -362,7 +362,7 @@ async fn replay(
         };
         serde_json::to_writer(&mut *out, &line).context("writing decisions")?;
         out.write_all(b"\n").context("writing decisions")?;
-        if summary.lines % SWEEP_EVERY == 0 {
+        if summary.lines.is_multiple_of(SWEEP_EVERY) {
             backend.sweep();
         }
     }

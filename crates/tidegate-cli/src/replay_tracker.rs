@@ -2,7 +2,7 @@
 //! virtual clock whose ticks fall at multiples of the processing interval from 0.
 //!
 //! One JSON outcome per input line (`type`, `count`, `deferred`, `scheduled_at_ms`,
-//! `reason`), and a line per tick that delivers (`"event":"processed"`), retries or
+//! `due_in_ms`, `reason`), and a line per tick that delivers (`"event":"processed"`), retries or
 //! fails a round. At the end of the input the clock runs on until nothing is deferred.
 
 use std::io::{self, BufRead, BufWriter, Write};
@@ -230,6 +230,8 @@ async fn replay_lines(
             "count": r.total,
             "deferred": r.deferred,
             "scheduled_at_ms": r.scheduled_at_ms(),
+            // 0 once the batch is due: it then waits for the next tick.
+            "due_in_ms": r.scheduled_at_us.map(|us| ms(us.saturating_sub(now))),
         });
         if let TrackOutcome::Ignored { reason, .. } = &outcome {
             line["reason"] = serde_json::to_value(reason)?;

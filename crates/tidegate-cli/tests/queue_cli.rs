@@ -11,11 +11,15 @@ mod common;
 
 use redis_test_server::RedisServer;
 
+/// The binary, with no `TIDEGATE_*` variable from the test's environment.
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tidegate"));
-    c.env_remove("TIDEGATE_REDIS_URL")
-        .env_remove("TIDEGATE_QUEUE")
-        .env("LC_ALL", "C");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TIDEGATE_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("LC_ALL", "C");
     c
 }
 
@@ -169,6 +173,125 @@ fn stats_of_an_unknown_queue_fails_with_a_clear_error() {
 }
 
 #[test]
+fn work_on_an_unknown_queue_fails_naming_it_and_creates_nothing() {
+    let server = RedisServer::start();
+    let out = queue_cmd(
+        &server.url(),
+        "wallet-adit",
+        &["work", "--exec", "true"],
+        "",
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).trim(),
+        "tidegate: queue `wallet-adit` does not exist (nothing was ever pushed to it): check \
+         the name, push a job to create it (`tidegate queue push`), or start the worker with \
+         --create"
+    );
+    assert_eq!(server.cli(&["DBSIZE"]), "0");
+}
+
+#[test]
+fn work_with_create_starts_on_a_queue_nothing_was_pushed_to() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let out = queue_cmd(
+        &url,
+        "fresh",
+        &[
+            "work",
+            "--exec",
+            "true",
+            "--create",
+            "--until-empty",
+            "--json",
+        ],
+        "",
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(report["processed"], 0);
+    assert_eq!(report["drained"], true);
+    assert_eq!(stats_json(&url, "fresh")["pending"], 0);
+}
+
+#[test]
+fn redis_url_and_queue_name_come_from_the_variables_serve_shares() {
+    let server = RedisServer::start();
+    let out = bin()
+        .args(["queue", "push", "{\"wallet\":\"w1\"}"])
+        .env("TIDEGATE_STORE__URL", server.url())
+        .env("TIDEGATE_QUEUE__NAME", "audit")
+        .env("TIDEGATE_QUEUE__TIMEOUT", "3s")
+        // serve's keys are no business of the queue's
+        .env("TIDEGATE_ADMIN__TOKEN", "0123456789abcdef0123")
+        .env("TIDEGATE_STORE__ON_ERROR", "fail_closed")
+        .env("TIDEGATE_POLICIES__LOGIN", "fixed_window:3/10s")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "pushed 1 job to audit (id 1)");
+    assert_eq!(stats_json(&server.url(), "audit")["waiting"], 1);
+}
+
+#[test]
+fn old_variable_names_are_refused_naming_the_new_ones() {
+    let server = RedisServer::start();
+    for (var, value, new) in [
+        ("TIDEGATE_REDIS_URL", server.url(), "TIDEGATE_STORE__URL"),
+        (
+            "TIDEGATE_QUEUE",
+            "audit".to_string(),
+            "TIDEGATE_QUEUE__NAME",
+        ),
+    ] {
+        let out = bin()
+            .args([
+                "queue",
+                "--redis",
+                &server.url(),
+                "--queue",
+                "audit",
+                "push",
+                "1",
+            ])
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}");
+        assert_eq!(
+            stderr(&out).trim(),
+            format!(
+                "tidegate: environment variable {var} is no longer read: set {new} instead \
+                 (every subcommand reads the same names, see docs/CONFIGURATION.md)"
+            )
+        );
+    }
+    let out = bin()
+        .args([
+            "queue",
+            "--redis",
+            &server.url(),
+            "--queue",
+            "audit",
+            "push",
+            "1",
+        ])
+        .env("TIDEGATE_QUEUE__NAEM", "audit")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown environment variable TIDEGATE_QUEUE__NAEM"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(server.cli(&["DBSIZE"]), "0");
+}
+
+#[test]
 fn unreachable_redis_fails_quickly_with_a_clear_error() {
     // A port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -280,7 +403,7 @@ fn a_job_of_a_killed_worker_is_redelivered_after_its_lease_and_nothing_is_lost()
         &dir,
         "handler.sh",
         &format!(
-            "if [ \"$TIDEGATE_JOB_ID\" = 1 ] && [ \"$TIDEGATE_JOB_ATTEMPT\" = 1 ]; then\n  echo $$ > {pid}\n  touch {started}\n  exec sleep 30\nfi\necho \"$TIDEGATE_JOB_ID $TIDEGATE_JOB_ATTEMPT\" >> {done}\n",
+            "if [ \"$TIDEGATE_JOB_ID\" = 1 ] && [ \"$TIDEGATE_JOB_ATTEMPT\" = 1 ]; then\n  echo $$ > {pid}\n  touch {started}\n  exec sleep 30\nfi\necho \"$TIDEGATE_JOB_QUEUE $TIDEGATE_JOB_ID $TIDEGATE_JOB_ATTEMPT\" >> {done}\n",
             pid = pid.display(),
             started = started.display(),
             done = done.display()
@@ -330,7 +453,16 @@ fn a_job_of_a_killed_worker_is_redelivered_after_its_lease_and_nothing_is_lost()
         .map(String::from)
         .collect();
     lines.sort();
-    assert_eq!(lines, ["1 2", "2 1", "3 1", "4 1", "5 1"]);
+    assert_eq!(
+        lines,
+        [
+            "crash 1 2",
+            "crash 2 1",
+            "crash 3 1",
+            "crash 4 1",
+            "crash 5 1"
+        ]
+    );
     let s = stats_json(&url, "crash");
     assert_eq!(s["completed"], 5);
     assert_eq!(s["stalled"], 1);

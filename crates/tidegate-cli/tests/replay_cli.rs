@@ -53,7 +53,7 @@ fn replay_of_the_shipped_example_prints_a_decision_per_line_and_a_summary() {
 }
 
 #[test]
-fn replay_reads_stdin_and_matches_the_seed_throttle_example() {
+fn replay_reads_stdin_and_matches_the_python_throttler_example() {
     let input = [
         (1, "A"),
         (5, "A"),
@@ -302,6 +302,18 @@ fn tracker_replay_prints_outcomes_and_the_ticks_that_deliver() {
     );
     // The ECONNRESET batch: first deferral at 120 ms + 1 s = 1120 ms, delivered by the 2 s tick.
     assert_eq!(lines[1]["scheduled_at_ms"], 1120);
+    assert_eq!(lines[1]["due_in_ms"], 1000);
+    assert_eq!(lines[4]["due_in_ms"], 220);
+    // At 1500 ms the batch is due already: it waits for the tick at 2000 ms.
+    assert_eq!(
+        (
+            lines[5]["t_ms"].as_u64(),
+            lines[5]["scheduled_at_ms"].as_u64()
+        ),
+        (Some(1500), Some(1120))
+    );
+    assert_eq!(lines[5]["due_in_ms"], 0);
+    assert_eq!(lines[0]["due_in_ms"], serde_json::Value::Null);
     assert_eq!(lines[6]["t_ms"], 2000);
     assert_eq!(lines[6]["records"][0]["count"], 4);
     assert_eq!(lines[6]["records"][0]["details"][0]["host"], "web-2");

@@ -323,7 +323,14 @@ fn embedded_default_serves_and_answers_429_after_the_limit() {
     let r = server.check("search", "bob");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("ratelimit-policy"), r#""search";q=10;w=1"#);
-    assert_eq!(server.check("api", "bob").json()["remaining"], 19);
+    // The default bucket holds as many tokens as it refills per window: the first
+    // answer reads 100 and 99.
+    let r = server.check("api", "bob");
+    assert_eq!(
+        (r.json()["limit"].as_u64(), r.json()["remaining"].as_u64()),
+        (Some(100), Some(99))
+    );
+    assert_eq!(r.header("ratelimit-policy"), r#""api";q=100;w=60"#);
     // The default tracker answers; no admin routes without a token.
     let r = server.post("/v1/events", &json!({"category": "error", "id": "E1"}));
     assert_eq!(r.status, 200);
@@ -1032,5 +1039,102 @@ fn a_server_killed_while_holding_a_claimed_batch_loses_nothing_the_others_delive
     assert_eq!(
         taken_over, 1,
         "one survivor took the dead server's batch over"
+    );
+}
+
+#[test]
+fn serve_and_queue_share_one_environment() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new();
+    let url = redis.url();
+    // One environment (a shell, an env file) for servers and queue workers alike.
+    let shared: &[(&str, &str)] = &[
+        ("TIDEGATE_STORE__URL", &url),
+        ("TIDEGATE_QUEUE__NAME", "wallet-audit"),
+        ("TIDEGATE_QUEUE__TIMEOUT", "3s"),
+        ("TIDEGATE_ADMIN__TOKEN", TOKEN),
+        ("TIDEGATE_POLICIES__LOGIN", "fixed_window:2/10s"),
+    ];
+    // serve starts with the queue's variables set, and uses the shared Redis ...
+    let mut server = Server::start(&[], shared, &dir.0);
+    let r = server.get("/readyz");
+    assert_eq!((r.status, r.json()["store"].clone()), (200, json!("redis")));
+    assert_eq!(server.check("login", "alice").json()["remaining"], 1);
+    assert_eq!(redis.cli(&["KEYS", "tidegate:login:*"]).lines().count(), 1);
+    // ... and the queue runs with the server's variables, on the same Redis.
+    let queue = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidegate"));
+        cmd.arg("queue").args(args).current_dir(&dir.0);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("TIDEGATE_") {
+                cmd.env_remove(k);
+            }
+        }
+        let out = cmd.envs(shared.iter().copied()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "queue {args:?}: {stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        queue(&["push", r#"{"wallet":"0x12"}"#]).trim(),
+        "pushed 1 job to wallet-audit (id 1)"
+    );
+    let stats: Value = serde_json::from_str(&queue(&["stats", "--json"])).unwrap();
+    assert_eq!(
+        (stats["queue"].clone(), stats["waiting"].clone()),
+        (json!("wallet-audit"), json!(1))
+    );
+    assert!(server.terminate().success(), "{}", server.log());
+}
+
+#[test]
+fn old_variable_names_stop_the_start_naming_the_new_ones() {
+    let dir = TempDir::new();
+    let (code, err) = start_error(&[], &[("TIDEGATE_QUEUE", "wallet-audit")], &dir.0);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err.trim(),
+        "tidegate: invalid configuration (embedded default): environment variable \
+         TIDEGATE_QUEUE is no longer read: set TIDEGATE_QUEUE__NAME instead (every \
+         subcommand reads the same names, see docs/CONFIGURATION.md)"
+    );
+    let (code, err) = start_error(
+        &[],
+        &[("TIDEGATE_REDIS_URL", "redis://127.0.0.1:1")],
+        &dir.0,
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("set TIDEGATE_STORE__URL instead"), "{err}");
+    // A truly unknown variable is still an error naming it.
+    let (code, err) = start_error(&[], &[("TIDEGATE_COLOUR", "red")], &dir.0);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown field `colour`"), "{err}");
+    assert!(err.contains("(set by TIDEGATE_COLOUR)"), "{err}");
+}
+
+#[test]
+fn the_example_placeholder_admin_token_is_refused() {
+    let dir = TempDir::new();
+    let example = std::fs::read_to_string(repo().join("examples/tidegate.toml")).unwrap();
+    let placeholder = "# token = \"change-me-to-a-long-random-secret\"";
+    assert!(
+        example.contains(placeholder),
+        "the example shows its placeholder"
+    );
+    let path = dir.write(
+        "tidegate.toml",
+        &example.replace(placeholder, &placeholder[2..]),
+    );
+    let (code, err) = start_error(
+        &["--config", path.to_str().unwrap(), "--check"],
+        &[],
+        &dir.0,
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(
+            "`admin.token`: is a placeholder (it says `change me`): set a secret of your own"
+        ),
+        "{err}"
     );
 }

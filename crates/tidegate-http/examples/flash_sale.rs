@@ -4,6 +4,9 @@
 //!
 //! Run: `cargo run -p tidegate-http --example flash_sale` (listens on 127.0.0.1:3000), then
 //!
+//! Bodies are JSON sent with `Content-Type: application/json`; without that header the
+//! answer is `415` saying so (validation errors are `400`).
+//!
 //! ```sh
 //! for i in $(seq 1 7); do curl -s -X POST localhost:3000/auth/login \
 //!   -H 'content-type: application/json' -d '{"user":"ana","password":"pw"}'; echo; done
@@ -16,6 +19,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::Request;
+use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -39,23 +43,23 @@ struct Purchase {
 }
 
 /// Validation happens after the limiter: a flood of malformed requests is limited too.
-async fn login(body: Result<Json<Login>, axum::extract::rejection::JsonRejection>) -> Response {
+async fn login(body: Result<Json<Login>, JsonRejection>) -> Response {
     match body {
         Ok(Json(l)) if !l.user.is_empty() && !l.password.is_empty() => {
             Json(json!({ "token": format!("token-{}", l.user) })).into_response()
         }
+        Err(JsonRejection::MissingJsonContentType(_)) => not_json(),
         _ => bad_request("expected {\"user\": \"...\", \"password\": \"...\"}"),
     }
 }
 
-async fn pay_ticket(
-    body: Result<Json<Purchase>, axum::extract::rejection::JsonRejection>,
-) -> Response {
+async fn pay_ticket(body: Result<Json<Purchase>, JsonRejection>) -> Response {
     match body {
         Ok(Json(p)) if (1..=4).contains(&p.quantity) && !p.ticket_id.is_empty() => {
             Json(json!({ "status": "paid", "ticket_id": p.ticket_id, "quantity": p.quantity }))
                 .into_response()
         }
+        Err(JsonRejection::MissingJsonContentType(_)) => not_json(),
         _ => bad_request("expected {\"ticket_id\": \"...\", \"quantity\": 1..4}"),
     }
 }
@@ -64,6 +68,19 @@ fn bad_request(message: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
         Json(json!({ "error": "Bad Request", "message": message })),
+    )
+        .into_response()
+}
+
+/// A body sent without `Content-Type: application/json` (curl's `-d` alone sends
+/// `application/x-www-form-urlencoded`), whatever it holds.
+fn not_json() -> Response {
+    (
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Json(json!({
+            "error": "Unsupported Media Type",
+            "message": "send the body as JSON with the header `Content-Type: application/json`",
+        })),
     )
         .into_response()
 }
@@ -146,4 +163,85 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serves the app on a free loopback port; returns its base URL.
+    async fn serve() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = app().unwrap();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        format!("http://{addr}")
+    }
+
+    async fn post(url: &str, content_type: Option<&str>, body: &str) -> (u16, serde_json::Value) {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut request = client.post(url).header("authorization", "Bearer token-ana");
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        let response = request.body(body.to_owned()).send().await.unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            serde_json::from_str(&response.text().await.unwrap()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn valid_json_without_its_content_type_gets_415_saying_which_header() {
+        let base = serve().await;
+        let login = r#"{"user":"ana","password":"pw"}"#;
+        let purchase = r#"{"ticket_id":"A1","quantity":1}"#;
+        for (path, body) in [("/auth/login", login), ("/ticket/pay-ticket", purchase)] {
+            for content_type in [None, Some("application/x-www-form-urlencoded")] {
+                let (status, answer) = post(&format!("{base}{path}"), content_type, body).await;
+                assert_eq!(status, 415, "{path} {content_type:?}: {answer}");
+                assert_eq!(
+                    answer,
+                    json!({
+                        "error": "Unsupported Media Type",
+                        "message": "send the body as JSON with the header `Content-Type: application/json`",
+                    })
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn json_with_its_content_type_is_served_and_invalid_json_gets_400() {
+        let base = serve().await;
+        let json_type = Some("application/json");
+        let (status, answer) = post(
+            &format!("{base}/auth/login"),
+            json_type,
+            r#"{"user":"ana","password":"pw"}"#,
+        )
+        .await;
+        assert_eq!((status, answer), (200, json!({"token": "token-ana"})));
+        let (status, answer) = post(
+            &format!("{base}/ticket/pay-ticket"),
+            json_type,
+            r#"{"ticket_id":"A1","quantity":9}"#,
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            answer["message"],
+            "expected {\"ticket_id\": \"...\", \"quantity\": 1..4}"
+        );
+        let (status, _) = post(&format!("{base}/auth/login"), json_type, "{not json").await;
+        assert_eq!(status, 400);
+    }
 }

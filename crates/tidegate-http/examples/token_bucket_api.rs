@@ -1,4 +1,4 @@
-//! The per-route token-bucket API of the Express limiter (seed 4): 60 requests per minute
+//! The per-route token-bucket API of an Express token-bucket limiter: 60 requests per minute
 //! per client everywhere, 5 per minute on `/api/expensive`, clients identified by
 //! `x-api-key` or else their IP, and admin endpoints to see and reset a client's bucket.
 //!

@@ -1,9 +1,10 @@
-//! The seed's wallet-audit scenario on the Redis work queue, with time scaled down so it
-//! runs in seconds: 108 audit events of five types (8, 6, 4, 3 and 2 s of processing;
-//! 10% take twice as long, 5% fail once and are retried), rebalances first, one global
-//! rate for every worker, autoscaled between 1 and 10 workers to a 3-minute deadline.
+//! The wallet-audit scenario of a Temporal + Redis rate-limit manager on the work queue,
+//! with time scaled down so it runs in seconds: 108 audit events of five types (8, 6,
+//! 4, 3 and 2 s of processing; 10% take twice as long, 5% fail once and are retried),
+//! rebalances first, one global rate for every worker, autoscaled between 1 and 10
+//! workers to a 3-minute deadline.
 //!
-//! The seed's own numbers cannot work: 108 events at 20/min need 5.4 minutes of starts,
+//! The manager's own numbers cannot work: 108 events at 20/min need 5.4 minutes of starts,
 //! whatever the number of workers. The example prints the formula's verdict for them,
 //! then runs at a rate that can meet the deadline (45/min by default; `--rate` to change).
 //!
@@ -27,7 +28,7 @@ use tidegate::queue::{
 use tidegate::rate::Rate;
 use tidegate::store::redis::{RedisOptions, RedisStore};
 
-/// The seed's event types: name, processing seconds, priority.
+/// The manager's event types: name, processing seconds, priority.
 const EVENT_TYPES: [(&str, u64, i64); 5] = [
     ("REBALANCE_NEEDED", 8, 10),
     ("OPEN_POSITION_DETECTED", 6, 5),
@@ -45,7 +46,7 @@ struct Args {
 
 fn args() -> Result<Args, String> {
     let mut a = Args {
-        redis: std::env::var("TIDEGATE_REDIS_URL")
+        redis: std::env::var("TIDEGATE_STORE__URL")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
         scale: 30.0,
         rate: "45/1m".into(),
@@ -91,8 +92,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let deadline = Duration::from_secs(180);
     let rate = parse_rate(&a.rate)?;
 
-    // 1. The formula on the seed's numbers (real time).
-    let seed = plan(&PlanInput {
+    // 1. The formula on the manager's numbers (real time).
+    let target = plan(&PlanInput {
         pending: 108,
         rate_per_min: Some(20.0),
         avg_processing: Duration::from_secs(10),
@@ -102,13 +103,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         emergency_window: Duration::from_secs(30),
     });
     println!(
-        "seed: 108 events, 20/min, 10 s each, 3 min, 1..10 workers -> {} workers \
+        "target: 108 events, 20/min, 10 s each, 3 min, 1..10 workers -> {} workers \
          (required {}, rate allows {}); draining takes {:.1} min: {}",
-        seed.workers,
-        shown(seed.required),
-        shown(seed.rate_limited),
-        seed.projected.unwrap_or_default().as_secs_f64() / 60.0,
-        if seed.on_track {
+        target.workers,
+        shown(target.required),
+        shown(target.rate_limited),
+        target.projected.unwrap_or_default().as_secs_f64() / 60.0,
+        if target.on_track {
             "fits"
         } else {
             "cannot meet 3 min at 20/min"

@@ -7,6 +7,7 @@ mod monitor;
 mod work;
 
 use std::io::{self, BufRead, IsTerminal, Read};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -19,16 +20,21 @@ use tidegate::store::redis::{RedisOptions, RedisStore};
 #[derive(Debug, Args)]
 pub struct QueueArgs {
     /// Redis URL (`redis://HOST:PORT`, `rediss://` for TLS; several comma-separated URLs
-    /// select Redis Cluster).
-    #[arg(long, env = "TIDEGATE_REDIS_URL", global = true)]
+    /// select Redis Cluster); the same variable as `tidegate serve`'s `store.url`.
+    #[arg(long, env = crate::env::STORE_URL, global = true)]
     redis: Option<String>,
 
+    /// PEM file of the CA that signed the Redis server's certificate (`rediss://`);
+    /// default: the system's roots.
+    #[arg(long, env = crate::env::STORE_TLS_CA_FILE, global = true)]
+    tls_ca_file: Option<PathBuf>,
+
     /// The queue's name (its keys are `tidegate:queue:{NAME}:...`).
-    #[arg(long, short, env = "TIDEGATE_QUEUE", global = true)]
+    #[arg(long, short, env = crate::env::QUEUE_NAME, global = true)]
     queue: Option<String>,
 
     /// Longest any Redis call may take, e.g. `2s`; connecting gets the same bound.
-    #[arg(long, default_value = "2s", value_parser = duration, global = true)]
+    #[arg(long, env = crate::env::QUEUE_TIMEOUT, default_value = "2s", value_parser = duration, global = true)]
     timeout: Duration,
 
     #[command(subcommand)]
@@ -120,13 +126,15 @@ pub fn run(args: &QueueArgs) -> Result<ExitCode> {
 }
 
 async fn run_async(args: &QueueArgs) -> Result<ExitCode> {
+    crate::env::check(crate::env::tidegate_vars())?;
     let Some(url) = args.redis.as_deref() else {
         bail!(
-            "--redis URL (or TIDEGATE_REDIS_URL) is required, e.g. --redis redis://127.0.0.1:6379"
+            "--redis URL (or {}) is required, e.g. --redis redis://127.0.0.1:6379",
+            crate::env::STORE_URL
         );
     };
     let Some(name) = args.queue.as_deref() else {
-        bail!("--queue NAME (or TIDEGATE_QUEUE) is required");
+        bail!("--queue NAME (or {}) is required", crate::env::QUEUE_NAME);
     };
     // Validate what can be validated before connecting.
     let jobs = match &args.command {
@@ -136,7 +144,16 @@ async fn run_async(args: &QueueArgs) -> Result<ExitCode> {
     if let QueueCommand::Work(work) = &args.command {
         work.check()?;
     }
-    let queue = open(url, name, args.timeout).await?;
+    let queue = open(url, args.tls_ca_file.as_deref(), name, args.timeout).await?;
+    if let QueueCommand::Work(work) = &args.command
+        && !work.create
+        && !queue.exists().await?
+    {
+        bail!(
+            "queue `{name}` does not exist (nothing was ever pushed to it): check the name, \
+             push a job to create it (`tidegate queue push`), or start the worker with --create"
+        );
+    }
     match &args.command {
         QueueCommand::Push(_) => {
             let jobs = jobs.unwrap_or_default();
@@ -194,10 +211,16 @@ async fn run_async(args: &QueueArgs) -> Result<ExitCode> {
 }
 
 /// Connects (bounded by `timeout`) and opens the queue.
-async fn open(url: &str, name: &str, timeout: Duration) -> Result<WorkQueue> {
+async fn open(
+    url: &str,
+    tls_ca_file: Option<&Path>,
+    name: &str,
+    timeout: Duration,
+) -> Result<WorkQueue> {
     let options = RedisOptions {
         timeout,
         connect_timeout: timeout,
+        tls_ca_file: tls_ca_file.map(Path::to_path_buf),
         ..RedisOptions::default()
     };
     let store = RedisStore::connect_str(url, options)

@@ -24,7 +24,7 @@ use crate::serve::webhook::{Webhook, check_url};
 #[derive(Debug, Args)]
 pub struct WorkArgs {
     /// Shell command run per job (`sh -c CMD`), the job's payload (one JSON line) on its
-    /// standard input and TIDEGATE_QUEUE, TIDEGATE_JOB_ID, TIDEGATE_JOB_ATTEMPT,
+    /// standard input and TIDEGATE_JOB_QUEUE, TIDEGATE_JOB_ID, TIDEGATE_JOB_ATTEMPT,
     /// TIDEGATE_JOB_GROUP, TIDEGATE_JOB_PRIORITY in its environment. Exit code 0: done;
     /// `--fatal-exit-code` (65): failed without retry; any other: retried. Its standard
     /// output goes to this command's standard error.
@@ -104,6 +104,11 @@ pub struct WorkArgs {
     /// Print the final report as JSON.
     #[arg(long)]
     json: bool,
+
+    /// Work the queue even if nothing was ever pushed to it (without this flag an
+    /// unknown queue, e.g. a misspelt name, is an error).
+    #[arg(long)]
+    pub(super) create: bool,
 }
 
 fn rate_arg(text: &str) -> Result<Rate, String> {
@@ -353,7 +358,7 @@ async fn exec(
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(cmd)
-        .env("TIDEGATE_QUEUE", queue)
+        .env("TIDEGATE_JOB_QUEUE", queue)
         .env("TIDEGATE_JOB_ID", job.id.to_string())
         .env("TIDEGATE_JOB_ATTEMPT", job.attempt.to_string())
         .env("TIDEGATE_JOB_PRIORITY", job.priority.to_string())

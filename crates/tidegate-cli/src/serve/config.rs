@@ -25,7 +25,7 @@ pub const DEFAULT_CONFIG: &str = r#"# tidegate serve: the embedded default confi
 listen = "127.0.0.1:8080"
 
 [policies]
-api = "token_bucket:100/1m,burst=20"
+api = "token_bucket:100/1m"
 login = "fixed_window:3/10s"
 search = ["gcra:10/1s", "fixed_window:1000/1d"]
 
@@ -35,7 +35,7 @@ sink = { type = "jsonl", path = "-" }
 "#;
 
 /// The environment variable naming the config file (read by `--config`); not an override.
-pub const CONFIG_ENV: &str = "TIDEGATE_CONFIG";
+pub const CONFIG_ENV: &str = crate::env::CONFIG;
 
 /// Prefix of the environment overrides: `TIDEGATE_STORE__URL` sets `store.url`.
 pub const ENV_PREFIX: &str = "TIDEGATE_";
@@ -410,6 +410,12 @@ pub fn parse(
     env: impl IntoIterator<Item = (String, String)>,
     listen: Option<&str>,
 ) -> Result<Settings, ConfigError> {
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    crate::env::check(env.iter().map(|(k, _)| k)).map_err(|e| ConfigError {
+        origin: origin.to_string(),
+        field: String::new(),
+        message: e.to_string(),
+    })?;
     let overrides = env_overrides(env);
     let fail = |field: &str, message: String| ConfigError {
         origin: origin.to_string(),
@@ -453,12 +459,13 @@ fn field_or_empty(path: &str) -> String {
     }
 }
 
-/// `TIDEGATE_A__B=v` → (`["a","b"]`, (`TIDEGATE_A__B`, `v`)), sorted, `TIDEGATE_CONFIG` excepted.
+/// `TIDEGATE_A__B=v` → (`["a","b"]`, (`TIDEGATE_A__B`, `v`)), sorted; the variables of
+/// other subcommands (`TIDEGATE_CONFIG`, `TIDEGATE_QUEUE__NAME`, ...) excepted.
 fn env_overrides(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> BTreeMap<Vec<String>, (String, String)> {
     env.into_iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != CONFIG_ENV)
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !crate::env::belongs_to_another_subcommand(k))
         .map(|(k, v)| {
             let path = k[ENV_PREFIX.len()..]
                 .split("__")
@@ -538,6 +545,16 @@ fn duration(field: &str, text: &str) -> Result<Duration, Invalid> {
         return Err(bad(field, "must be greater than zero"));
     }
     Ok(d)
+}
+
+/// Whether an admin token is an example's placeholder (`change-me-...`, `CHANGEME`).
+fn is_placeholder(token: &str) -> bool {
+    let letters: String = token
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    letters.contains("changeme")
 }
 
 fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settings, Invalid> {
@@ -657,6 +674,13 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
             return Err(bad(
                 "admin.token",
                 "is too short: use at least 16 characters (e.g. `openssl rand -hex 32`)",
+            ));
+        }
+        Some(t) if is_placeholder(&t) => {
+            return Err(bad(
+                "admin.token",
+                "is a placeholder (it says `change me`): set a secret of your own, e.g. \
+                 TIDEGATE_ADMIN__TOKEN=$(openssl rand -hex 32)",
             ));
         }
         Some(t) => Some(t),
@@ -1029,5 +1053,72 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.field, "policies.a.limit");
+    }
+
+    #[test]
+    fn a_placeholder_admin_token_is_refused() {
+        for token in [
+            "change-me-to-a-long-random-secret",
+            "CHANGEME-0123456789abcdef",
+            "please_change_me_0123456789",
+        ] {
+            let e = err(&format!(
+                "[admin]\ntoken = \"{token}\"\n[policies]\na = \"gcra:1/1s\""
+            ));
+            assert_eq!(e.field, "admin.token", "{token}");
+            assert!(e.message.starts_with("is a placeholder"), "{e}");
+        }
+        let s = parse(
+            "t.toml",
+            "[admin]\ntoken = \"0f3c9a1e7b2d4c6e8a0b\"\n[policies]\na = \"gcra:1/1s\"",
+            env(&[]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.admin_token.as_deref(), Some("0f3c9a1e7b2d4c6e8a0b"));
+    }
+
+    #[test]
+    fn variables_of_other_subcommands_are_ignored() {
+        let text = "[policies]\na = \"gcra:1/1s\"";
+        let s = parse(
+            "t.toml",
+            text,
+            env(&[
+                ("TIDEGATE_QUEUE__NAME", "wallet-audit"),
+                ("TIDEGATE_QUEUE__TIMEOUT", "5s"),
+                ("TIDEGATE_JOB_ID", "7"),
+                ("TIDEGATE_STORE__URL", "redis://127.0.0.1:6379"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert!(matches!(s.store, StoreSettings::Redis { .. }));
+    }
+
+    #[test]
+    fn old_variable_names_and_unknown_queue_variables_are_refused_by_name() {
+        let text = "[policies]\na = \"gcra:1/1s\"";
+        let e = parse("t.toml", text, env(&[("TIDEGATE_QUEUE", "audit")]), None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration (t.toml): environment variable TIDEGATE_QUEUE is no longer \
+             read: set TIDEGATE_QUEUE__NAME instead (every subcommand reads the same names, \
+             see docs/CONFIGURATION.md)"
+        );
+        let e = parse(
+            "t.toml",
+            text,
+            env(&[("TIDEGATE_REDIS_URL", "redis://127.0.0.1:6379")]),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("set TIDEGATE_STORE__URL instead"), "{e}");
+        let e = parse("t.toml", text, env(&[("TIDEGATE_QUEUE__NAEM", "a")]), None).unwrap_err();
+        assert_eq!(
+            e.message,
+            "unknown environment variable TIDEGATE_QUEUE__NAEM: the queue reads \
+             TIDEGATE_QUEUE__NAME, TIDEGATE_QUEUE__TIMEOUT"
+        );
     }
 }

@@ -353,7 +353,7 @@ impl<'a> Autoscaler<'a> {
 mod tests {
     use super::*;
 
-    fn seed() -> PlanInput {
+    fn wallet_audit() -> PlanInput {
         PlanInput {
             pending: 108,
             rate_per_min: Some(20.0),
@@ -366,14 +366,14 @@ mod tests {
     }
 
     #[test]
-    fn the_seed_example_gives_four_workers() {
-        let p = plan(&seed());
+    fn the_wallet_audit_example_gives_four_workers() {
+        let p = plan(&wallet_audit());
         assert_eq!(p.per_worker_per_min, 6.0);
         assert_eq!(p.required, Some(6));
         assert_eq!(p.rate_limited, Some(4));
         assert_eq!(p.workers, 4);
         assert!(!p.emergency);
-        // 108 jobs at 20/min take 5.4 minutes: the seed's deadline cannot be met.
+        // 108 jobs at 20/min take 5.4 minutes: that deadline cannot be met.
         assert_eq!(p.projected, Some(Duration::from_secs(324)));
         assert!(!p.on_track);
     }
@@ -383,7 +383,7 @@ mod tests {
         let p = plan(&PlanInput {
             pending: 0,
             min_workers: 2,
-            ..seed()
+            ..wallet_audit()
         });
         assert_eq!(p.workers, 2);
         assert!(p.on_track && !p.emergency);
@@ -393,7 +393,7 @@ mod tests {
     fn a_passed_deadline_runs_as_many_workers_as_the_rate_can_use() {
         let p = plan(&PlanInput {
             time_left: Duration::ZERO,
-            ..seed()
+            ..wallet_audit()
         });
         assert!(p.emergency);
         assert_eq!(p.required, None);
@@ -404,7 +404,7 @@ mod tests {
     fn a_rate_below_one_workers_capacity_gives_one_worker() {
         let p = plan(&PlanInput {
             rate_per_min: Some(2.0),
-            ..seed()
+            ..wallet_audit()
         });
         assert_eq!(p.rate_limited, Some(1));
         assert_eq!(p.workers, 1);
@@ -415,7 +415,7 @@ mod tests {
         let p = plan(&PlanInput {
             pending: 20,
             time_left: Duration::from_secs(120),
-            ..seed()
+            ..wallet_audit()
         });
         // 20 / (6 * 2) = 1.67 -> 2
         assert_eq!(p.required, Some(2));
@@ -428,7 +428,7 @@ mod tests {
         let near = PlanInput {
             pending: 5,
             time_left: Duration::from_secs(20),
-            ..seed()
+            ..wallet_audit()
         };
         // Normally 5 / (6 * 1/3) = 2.5 -> 3 workers; in the emergency window: 4 (the rate).
         assert_eq!(
@@ -460,13 +460,13 @@ mod tests {
         let p = plan(&PlanInput {
             pending: 1_000_000,
             rate_per_min: None,
-            ..seed()
+            ..wallet_audit()
         });
         assert_eq!(p.workers, 10);
         let p = plan(&PlanInput {
             pending: 1,
             min_workers: 3,
-            ..seed()
+            ..wallet_audit()
         });
         assert_eq!(p.workers, 3);
     }

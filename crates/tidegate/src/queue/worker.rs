@@ -450,7 +450,7 @@ fn default_worker_id() -> String {
     )
 }
 
-/// A random number: a counter hashed with ahash's randomly seeded keys (as the tracker's
+/// A random number: a counter hashed with ahash's random per-process keys (as the tracker's
 /// retry jitter does); good enough for jitter and worker ids.
 fn random_u64() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);

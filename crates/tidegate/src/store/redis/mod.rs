@@ -204,7 +204,7 @@ pub fn parse_urls(text: &str) -> Result<Vec<String>, RedisStoreError> {
 }
 
 impl RedisStore {
-    /// Connects to one node (one URL) or a cluster (several seed URLs of its nodes).
+    /// Connects to one node (one URL) or a cluster (several URLs of its nodes).
     /// `rediss://` URLs use TLS. Fails if Redis cannot be reached now.
     pub async fn connect(urls: &[String], options: RedisOptions) -> Result<Self, RedisStoreError> {
         Self::start(urls, options, true).await
