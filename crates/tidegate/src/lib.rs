@@ -10,10 +10,6 @@
 //! - `queue::WorkQueue` (feature `redis`): durable jobs on Redis, one global rate across
 //!   every worker, retries, and autoscaling to a deadline.
 #![warn(missing_docs)]
-// `rate.rs` and `algorithm/gcra.rs` test divisibility with `%`; `is_multiple_of`
-// (Rust 1.87, within `rust-version`) is the form to move them to.
-#![allow(clippy::manual_is_multiple_of)]
-
 pub mod algorithm;
 pub mod decision;
 pub mod error;

@@ -58,7 +58,7 @@ pub(crate) fn window_micros(window: Duration) -> Result<u64, PolicyError> {
     if window.is_zero() {
         return Err(PolicyError::new("window", "must be greater than zero"));
     }
-    if window.subsec_nanos() % 1_000 != 0 {
+    if !window.subsec_nanos().is_multiple_of(1_000) {
         return Err(PolicyError::new(
             "window",
             format!("{window:?} is not a whole number of microseconds"),

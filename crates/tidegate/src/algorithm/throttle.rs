@@ -88,7 +88,7 @@ mod tests {
     const S: u64 = 1_000_000;
 
     #[test]
-    fn throttle_ten_seconds_matches_the_seed_example() {
+    fn throttle_ten_seconds_admits_the_first_event_per_key_per_window() {
         let t = Throttle::new(Duration::from_secs(10)).unwrap();
         let (mut a, mut b) = (t.fresh(), t.fresh());
         let got = [
