@@ -12,7 +12,7 @@
 //!
 //! Starts its own redis-server (from `PATH`) unless `--redis URL` is given.
 //!
-//! Run: `cargo bench -p tidegate --features redis --bench queue [-- --redis URL]
+//! Run: `cargo bench -p tidegate --features queue --bench queue [-- --redis URL]
 //! [--jobs N] [--rate-secs S]`
 
 use std::sync::{Arc, Mutex};

@@ -11,7 +11,7 @@
 //! Needs a Redis server: `redis-server --port 6379 --save ''` in another terminal, then
 //!
 //! ```text
-//! cargo run -p tidegate --features redis --example wallet_audit -- \
+//! cargo run -p tidegate --features queue --example wallet_audit -- \
 //!     [--redis redis://127.0.0.1:6379] [--scale 30] [--rate 45/1m] [--events 108]
 //! ```
 //!

@@ -5,33 +5,33 @@
 //!   or a TOML table; [`PolicySet`] guards one key with several policies atomically.
 //! - [`store::memory::MemoryStore`]: the concurrent in-memory store of per-key states.
 //! - [`Limiter`]: policy + store + clock, the thing applications call.
-//! - [`Throttler`]: first event per key per window, with the API of the Python throttler.
-//! - [`tracker::EventTracker`]: defers events over the limit and delivers them in batches.
-//! - `queue::WorkQueue` (feature `redis`): durable jobs on Redis, one global rate across
+//! - [`Throttler`]: first event per key per window, the API of a Python per-key
+//!   EventThrottler.
+//! - `store::redis` (feature `redis`): the same decisions shared through Redis.
+//! - `tracker::EventTracker` (feature `tracker`, on by default): defers events over the
+//!   limit and delivers them in batches.
+//! - `queue::WorkQueue` (feature `queue`): durable jobs on Redis, one global rate across
 //!   every worker, retries, and autoscaling to a deadline.
+//!
+//! Everything without a runtime lives in the `tidegate-core` crate and is re-exported
+//! here under the same paths; `cargo add tidegate --no-default-features` compiles only
+//! that (no tokio).
 #![warn(missing_docs)]
-pub mod algorithm;
-pub mod decision;
-pub mod error;
-pub mod limiter;
-pub mod policy;
-pub mod policy_set;
-#[cfg(feature = "redis")]
-pub mod queue;
-pub mod rate;
-pub mod store;
-pub mod throttler;
-pub mod time;
-pub mod tracker;
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use algorithm::Algorithm;
-pub use decision::Decision;
-pub use error::{CostError, LimitError, PolicyError};
-pub use limiter::Limiter;
-pub use policy::{AlgorithmKind, Policy, PolicyState};
-pub use policy_set::PolicySet;
-pub use throttler::Throttler;
-pub use time::{Clock, CoarseClock, ManualClock, MonotonicClock, SystemClock};
+pub use tidegate_core::{
+    Algorithm, AlgorithmKind, Clock, CoarseClock, CostError, Decision, LimitError, Limiter,
+    ManualClock, MonotonicClock, Policy, PolicyError, PolicySet, PolicyState, SystemClock,
+    Throttler, algorithm, decision, error, limiter, policy, policy_set, rate, throttler, time,
+};
+
+#[cfg(feature = "queue")]
+#[cfg_attr(docsrs, doc(cfg(feature = "queue")))]
+pub mod queue;
+pub mod store;
+#[cfg(feature = "tracker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracker")))]
+pub mod tracker;
 
 /// The README's code examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -1,6 +1,6 @@
 //! The work queue against real redis-server processes: ordering, delays, exactly-once
 //! completion, the shared rate, stalled jobs, retries and backoff, groups, Cluster.
-#![cfg(feature = "redis")]
+#![cfg(feature = "queue")]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

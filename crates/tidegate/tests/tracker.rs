@@ -1,6 +1,7 @@
 //! The event tracker's semantics on a virtual clock: strategies with exact counts and
 //! times, retries with backoff, redelivery after a failed round, dead letter,
 //! update_config, max_keys, validation, and zero loss.
+#![cfg(feature = "tracker")]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

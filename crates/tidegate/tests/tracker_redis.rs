@@ -1,7 +1,7 @@
 //! The event tracker on Redis, against real redis-server processes: the same outcomes and
 //! deliveries as the memory store on random traffic (virtual clock), instances sharing one
 //! tracker, a batch taken over after its claimer died, purge, and a bounded outage.
-#![cfg(feature = "redis")]
+#![cfg(all(feature = "redis", feature = "tracker"))]
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

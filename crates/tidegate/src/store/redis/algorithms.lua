@@ -2,7 +2,7 @@
 -- (decide.lua for the limiter, the tracker's and the queue's scripts). A script is this
 -- file followed by its own body, joined at compile time.
 --
--- This file mirrors crates/tidegate/src/algorithm/*.rs line for line; a differential
+-- This file mirrors crates/tidegate-core/src/algorithm/*.rs line for line; a differential
 -- test proves both give identical decisions. Every number stays an integer below 2^53,
 -- where Lua's doubles are exact; divisions go through idiv/cdiv, which correct the
 -- rounding of the floating-point quotient, and a product that may reach 2^53 goes

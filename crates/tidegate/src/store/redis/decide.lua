@@ -1,7 +1,7 @@
 -- tidegate: rate-limit decisions, each atomic, for a batch of R requests (R >= 1);
 -- each request is one key guarded by N policies.
 --
--- The script is algorithms.lua (the arithmetic, mirroring crates/tidegate/src/algorithm)
+-- The script is algorithms.lua (the arithmetic, mirroring crates/tidegate-core/src/algorithm)
 -- followed by this file.
 --
 -- ARGV[1]  R, the number of requests; ARGV[2]  P, the number of policy sets; then

@@ -497,6 +497,7 @@ impl RedisStore {
     /// Runs a script invocation (EVALSHA, loaded on NOSCRIPT) on the node owning its keys,
     /// within `timeout`; errors are counted and logged like the limiter's. Used by the
     /// tracker's and the queue's scripts, which bypass the limiter's batching and breaker.
+    #[cfg(any(feature = "tracker", feature = "queue"))]
     pub(crate) async fn run_script<T: redis::FromRedisValue>(
         &self,
         invocation: &redis::ScriptInvocation<'_>,

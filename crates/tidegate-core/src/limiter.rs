@@ -24,7 +24,7 @@ struct Shared<A: Algorithm, K> {
 /// keeping states in memory. Cheap to clone; clones share the states.
 ///
 /// ```
-/// use tidegate::{Limiter, Policy};
+/// use tidegate_core::{Limiter, Policy};
 ///
 /// let limiter = Limiter::new("fixed_window:3/10s".parse::<Policy>()?);
 /// for _ in 0..3 {

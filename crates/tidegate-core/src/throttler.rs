@@ -72,7 +72,7 @@ impl Clock for LatestSeen {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tidegate::Throttler;
+/// use tidegate_core::Throttler;
 ///
 /// let throttler = Throttler::new(Duration::from_secs(10))?;
 /// assert!(throttler.should_process(1, "e1", "userA")); // first event
@@ -86,7 +86,7 @@ impl Clock for LatestSeen {
 /// assert_eq!(throttler.key_count(), 2);
 /// throttler.clear();
 /// assert_eq!(throttler.key_count(), 0);
-/// # Ok::<(), tidegate::PolicyError>(())
+/// # Ok::<(), tidegate_core::PolicyError>(())
 /// ```
 #[derive(Clone)]
 pub struct Throttler {
