@@ -32,10 +32,7 @@ pub use worker::{
 };
 
 /// The queue script: the Lua algorithms (for GCRA), then the queue's operations.
-const QUEUE_LUA: &str = concat!(
-    include_str!("../store/redis/algorithms.lua"),
-    include_str!("queue.lua")
-);
+const QUEUE_LUA: &str = crate::store::redis::lua_script!("queue/queue.lua");
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(QUEUE_LUA));
 

@@ -19,10 +19,7 @@ use super::{Strategy, TrackError};
 use crate::store::redis::{RedisStore, RedisStoreError};
 
 /// The tracker script: the Lua algorithms, then the tracker's operations.
-const TRACKER_LUA: &str = concat!(
-    include_str!("../store/redis/algorithms.lua"),
-    include_str!("tracker.lua")
-);
+const TRACKER_LUA: &str = crate::store::redis::lua_script!("tracker/tracker.lua");
 
 /// How long a tracker call to Redis may take before it fails.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);

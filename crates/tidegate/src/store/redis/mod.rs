@@ -27,13 +27,25 @@ pub use limiter::{RedisLimiter, RedisLimiterBuilder, RedisLimiterStats};
 
 use breaker::{Breaker, LogGate};
 
-/// The decision script.
-/// The Lua algorithms every script starts with.
-#[allow(dead_code)] // used by the tracker and queue scripts
-pub(crate) const ALGORITHMS_LUA: &str = include_str!("algorithms.lua");
+/// The source of a script built on the shared Lua algorithms: `algorithms.lua` followed
+/// by the script's own file, given relative to `crates/tidegate/src`. Every script
+/// (the limiter's, the tracker's, the queue's) is built this way and no other.
+macro_rules! lua_script {
+    ($file:literal) => {
+        concat!(
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/src/store/redis/algorithms.lua"
+            )),
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/", $file))
+        )
+    };
+}
+#[cfg(any(feature = "tracker", feature = "queue"))]
+pub(crate) use lua_script;
 
 /// The decision script: the algorithms, then the batch protocol.
-const DECIDE_LUA: &str = concat!(include_str!("algorithms.lua"), include_str!("decide.lua"));
+const DECIDE_LUA: &str = lua_script!("store/redis/decide.lua");
 
 /// A Redis store could not be set up or could not answer.
 #[derive(Debug, Clone, Error)]
