@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
-use tidegate::tracker::{EventTracker, TrackError, TrackOutcome};
+use tidegate::tracker::{Details, EventTracker, TrackError, TrackOutcome};
 use tidegate::{Clock, Decision, LimitError, SystemClock};
 use tidegate_http::headers::{
     RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
@@ -368,8 +368,9 @@ fn log_store_error(app: &App, policy: &str, e: &LimitError) {
 struct EventRequest {
     category: String,
     id: String,
+    /// Kept as the JSON text it came as (no parsed tree is ever built).
     #[serde(default)]
-    details: Value,
+    details: Option<Box<serde_json::value::RawValue>>,
 }
 
 const EVENT_SHAPE: &str =
@@ -389,7 +390,11 @@ async fn track(State(app): Shared, body: Result<Bytes, BytesRejection>) -> Answe
     }
     Ok(
         match tracker
-            .track_event(&req.category, &req.id, req.details)
+            .track_event(
+                &req.category,
+                &req.id,
+                req.details.map_or_else(Details::null, Details::from_raw),
+            )
             .await
         {
             Ok(outcome) => {
@@ -478,6 +483,9 @@ async fn metrics(State(app): Shared) -> Response {
         metrics::counter!("tidegate_tracker_delivered_events_total").absolute(s.processed_events);
         metrics::counter!("tidegate_tracker_failed_rounds_total").absolute(s.failed_rounds);
         metrics::counter!("tidegate_tracker_taken_over_total").absolute(s.taken_over);
+        metrics::gauge!("tidegate_tracker_memory_bytes").set(s.memory_bytes as f64);
+        metrics::counter!("tidegate_tracker_details_dropped_by_size_total")
+            .absolute(s.details_dropped_by_size);
     }
     (
         [(

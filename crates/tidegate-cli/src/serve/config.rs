@@ -15,7 +15,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use tidegate::policy::parse_window;
 use tidegate::store::FailurePolicy;
 use tidegate::store::redis::{RedisOptions, parse_urls};
-use tidegate::tracker::TrackerSpec;
+use tidegate::tracker::{TrackerBuilder, TrackerSpec};
 use tidegate::{Policy, PolicySet};
 use tracing_subscriber::filter::Targets;
 
@@ -215,6 +215,9 @@ struct RawAdmin {
 struct RawTracker {
     spec: Option<String>,
     max_details: Option<Num>,
+    max_detail_bytes: Option<Num>,
+    max_batch_bytes: Option<Num>,
+    max_memory_bytes: Option<Num>,
     sink: Option<RawSink>,
     store: Option<String>,
     name: Option<String>,
@@ -321,6 +324,8 @@ pub struct TrackerSettings {
     pub spec_text: String,
     /// Details kept per deferred batch.
     pub max_details: Option<usize>,
+    /// Byte bounds of details and of the in-memory tracker.
+    pub bytes: TrackerBytes,
     /// The sink.
     pub sink: SinkSettings,
     /// Share records through the server's Redis store under this tracker name
@@ -328,6 +333,33 @@ pub struct TrackerSettings {
     pub shared: Option<String>,
     /// Lease of a batch claimed from Redis.
     pub lease: Option<std::time::Duration>,
+}
+
+/// The tracker's byte bounds; `None` keeps the library's default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrackerBytes {
+    /// Largest detail kept.
+    pub max_detail_bytes: Option<usize>,
+    /// Most detail bytes kept per deferred batch.
+    pub max_batch_bytes: Option<usize>,
+    /// Memory budget of the in-memory tracker.
+    pub max_memory_bytes: Option<usize>,
+}
+
+impl TrackerBytes {
+    /// Sets the bounds that are given on `b`.
+    pub fn apply(&self, mut b: TrackerBuilder) -> TrackerBuilder {
+        if let Some(n) = self.max_detail_bytes {
+            b = b.max_detail_bytes(n);
+        }
+        if let Some(n) = self.max_batch_bytes {
+            b = b.max_batch_bytes(n);
+        }
+        if let Some(n) = self.max_memory_bytes {
+            b = b.max_memory_bytes(n);
+        }
+        b
+    }
 }
 
 /// Log output format.
@@ -688,12 +720,25 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
             let spec: TrackerSpec = spec_text
                 .parse::<TrackerSpec>()
                 .map_err(|e| bad("tracker.spec", e.to_string()))?;
+            let bytes = TrackerBytes {
+                max_detail_bytes: t.max_detail_bytes.map(|n| n.0 as usize),
+                max_batch_bytes: t.max_batch_bytes.map(|n| n.0 as usize),
+                max_memory_bytes: t.max_memory_bytes.map(|n| n.0 as usize),
+            };
             // Build once, outside any runtime, to check every value now.
-            spec.apply(tidegate::tracker::EventTracker::builder())
+            bytes
+                .apply(spec.apply(tidegate::tracker::EventTracker::builder()))
                 .manual_ticks()
                 .processor(|_| async { Ok::<_, String>(()) })
                 .build()
-                .map_err(|e: tidegate::tracker::TrackError| bad("tracker.spec", e.to_string()))?;
+                .map_err(|e: tidegate::tracker::TrackError| match e {
+                    tidegate::tracker::TrackError::Invalid { field, reason }
+                        if field == "max_memory_bytes" =>
+                    {
+                        bad("tracker.max_memory_bytes", reason)
+                    }
+                    e => bad("tracker.spec", e.to_string()),
+                })?;
             let max_details = t.max_details.map(|n| n.0 as usize);
             let sink = match t.sink {
                 None => {
@@ -799,6 +844,7 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
                 spec,
                 spec_text,
                 max_details,
+                bytes,
                 sink,
                 shared,
                 lease,

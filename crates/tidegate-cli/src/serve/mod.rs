@@ -119,7 +119,10 @@ async fn serve(settings: Settings) -> Result<()> {
                 StoreSettings::Memory { .. } => None,
             };
             let sink = sink::Sink::open(&t.sink, redis).await?;
-            let mut builder = t.spec.apply(EventTracker::builder()).clock(SystemClock);
+            let mut builder = t
+                .bytes
+                .apply(t.spec.apply(EventTracker::builder()))
+                .clock(SystemClock);
             if let Some(n) = t.max_details {
                 builder = builder.max_details(n);
             }
@@ -228,7 +231,7 @@ async fn serve(settings: Settings) -> Result<()> {
                 "tracker shut down: the sink refused some batches; they follow as JSON lines on standard error"
             );
             for r in &report.undelivered {
-                eprintln!("{}", crate::json::record_json(r));
+                eprintln!("{}", crate::json::record_text(r));
             }
         }
     }

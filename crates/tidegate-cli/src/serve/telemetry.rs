@@ -138,6 +138,14 @@ fn describe() {
         "tidegate_tracker_failed_rounds_total",
         "Delivery rounds in which every attempt failed"
     );
+    describe_gauge!(
+        "tidegate_tracker_memory_bytes",
+        "Bytes of the in-memory tracker's budget in use (records and kept details)"
+    );
+    describe_counter!(
+        "tidegate_tracker_details_dropped_by_size_total",
+        "Event details left out by a byte bound (max_detail_bytes, max_batch_bytes, max_memory_bytes)"
+    );
     describe_counter!(
         "tidegate_sink_errors_total",
         "Failed sink deliveries (each retry counts)"
