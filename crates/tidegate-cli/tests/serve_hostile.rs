@@ -1,6 +1,8 @@
 //! `tidegate serve` against hostile clients and unlucky configurations: the built binary
 //! on a loopback port, raw TCP clients, bounded resources, JSON answers to bad input.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -100,4 +102,199 @@ fn a_tracker_memory_budget_too_small_is_refused_at_start() {
         err.contains("`tracker.max_memory_bytes`: must be at least 65536 (64 KiB)"),
         "{err}"
     );
+}
+
+/// Reads `stream` until the server closes it: (what it sent, how long that took).
+fn read_until_closed(mut stream: TcpStream) -> (String, Duration) {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("still open after {:?}: {e}", start.elapsed()),
+        }
+    }
+    (String::from_utf8_lossy(&out).to_string(), start.elapsed())
+}
+
+const TIMEOUTS: &str = "[server]\nheader_timeout = \"1s\"\nbody_timeout = \"1s\"\nidle_timeout = \"2s\"\n\n\
+                        [policies]\napi = \"fixed_window:3/1h\"\n";
+
+#[test]
+fn connect_only_partial_headers_partial_bodies_and_idle_connections_are_closed_by_their_timeouts() {
+    let dir = TempDir::new();
+    let server = Server::with_config(&dir, TIMEOUTS);
+    let connect_only = server.connect();
+    let mut partial_headers = server.connect();
+    partial_headers
+        .write_all(b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-")
+        .unwrap();
+    let mut partial_body = server.connect();
+    partial_body
+        .write_all(
+            b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"policy\"",
+        )
+        .unwrap();
+    let mut idle = server.connect();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let threads: Vec<_> = [connect_only, partial_headers, partial_body, idle]
+        .into_iter()
+        .map(|s| std::thread::spawn(move || read_until_closed(s)))
+        .collect();
+    let got: Vec<(String, Duration)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let secs = |i: usize| got[i].1.as_secs_f64();
+    assert!((0.9..2.5).contains(&secs(0)), "connect-only: {:?}", got[0]);
+    assert!(
+        (0.9..2.5).contains(&secs(1)),
+        "partial headers: {:?}",
+        got[1]
+    );
+    assert!((0.9..2.5).contains(&secs(2)), "partial body: {:?}", got[2]);
+    assert!(got[2].0.starts_with("HTTP/1.1 408"), "{}", got[2].0);
+    let body = common::serve::parse_response(&got[2].0).unwrap();
+    assert_eq!(
+        body.message(),
+        "the request body did not arrive within 1s (server.body_timeout)"
+    );
+    // The idle connection was answered, then closed after idle_timeout.
+    assert!(got[3].0.starts_with("HTTP/1.1 200"), "{}", got[3].0);
+    assert!((1.9..3.5).contains(&secs(3)), "idle: {:?}", got[3]);
+    assert_eq!(server.get("/healthz").status, 200);
+}
+
+#[test]
+fn sigterm_drops_connections_without_a_complete_request_at_once() {
+    let dir = TempDir::new();
+    let mut server = Server::with_config(
+        &dir,
+        "shutdown_timeout = \"30s\"\n[server]\nheader_timeout = \"20s\"\nbody_timeout = \"20s\"\n\n\
+         [policies]\napi = \"fixed_window:3/1h\"\n",
+    );
+    let mut held = Vec::new();
+    for i in 0..10 {
+        let mut s = server.connect();
+        if i % 2 == 0 {
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+        } else {
+            s.write_all(
+                b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                  Content-Length: 100\r\n\r\n{",
+            )
+            .unwrap();
+        }
+        held.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, took) = server.terminate();
+    assert!(status.success(), "{status:?}\n{}", server.log());
+    assert!(took < Duration::from_secs(5), "exit took {took:?}");
+    // A request whose body was still arriving is told why.
+    let (answer, _) = read_until_closed(held.remove(1));
+    let resp = common::serve::parse_response(&answer).unwrap();
+    assert_eq!(resp.status, 503, "{answer}");
+    assert_eq!(
+        resp.message(),
+        "the server is shutting down; the request body was not complete"
+    );
+}
+
+#[test]
+fn connections_over_max_connections_get_a_json_503_and_one_warning() {
+    let dir = TempDir::new();
+    let server = Server::with_config(
+        &dir,
+        "[server]\nmax_connections = 4\nheader_timeout = \"30s\"\n\n\
+         [policies]\napi = \"fixed_window:3/1h\"\n",
+    );
+    // Four kept-alive connections, each answered once (so each surely holds its place;
+    // a connection still closing from the start-up check may refuse one at first).
+    let mut held: Vec<TcpStream> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held.len() < 4 {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        let mut s = server.connect();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0; 1024];
+        let n = s.read(&mut buf).unwrap();
+        if buf[..n].starts_with(b"HTTP/1.1 200") {
+            held.push(s);
+        } else {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    for _ in 0..3 {
+        let r = server.get("/healthz");
+        assert_eq!(r.status, 503, "{r:?}");
+        assert_eq!(
+            r.message(),
+            "too many open connections; try again in a moment"
+        );
+        assert_eq!(r.headers["retry-after"], "1");
+    }
+    assert!(server.wait_for_log("server.max_connections reached", Duration::from_secs(5)));
+    // One line for the three (at most one per 10 s).
+    assert_eq!(
+        server
+            .log()
+            .matches("server.max_connections reached")
+            .count(),
+        1,
+        "{}",
+        server.log()
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.get("/healthz").status, 200);
+    let metrics = server.get("/metrics").body;
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tidegate_connections_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(refused >= 3, "{metrics}");
+}
+
+#[test]
+fn under_a_low_open_file_limit_partial_requests_cannot_make_healthz_hang() {
+    let dir = TempDir::new();
+    let server = Server::with_config_and_nofile(
+        &dir,
+        "[server]\nheader_timeout = \"2s\"\n\n[policies]\napi = \"fixed_window:3/1h\"\n",
+        256,
+    );
+    assert!(
+        server
+            .log()
+            .contains("server.max_connections lowered to fit the open-file limit"),
+        "{}",
+        server.log()
+    );
+    // More partial requests than the process has file descriptors.
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let Ok(mut s) = TcpStream::connect(&server.addr) else {
+            break;
+        };
+        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHo");
+        held.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let r = server.get("/healthz");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(r.status, 503, "{r:?}");
+    // Once the header timeout closes them, the server answers again.
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(server.get("/healthz").status, 200, "{}", server.log());
+    drop(held);
 }

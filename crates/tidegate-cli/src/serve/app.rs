@@ -53,6 +53,10 @@ pub struct App {
     pub metrics: PrometheusHandle,
     /// Set when shutdown begins: `/readyz` answers 503.
     pub draining: AtomicBool,
+    /// Turns true when shutdown begins (bodies still arriving are given up).
+    pub stop: tokio::sync::watch::Receiver<bool>,
+    /// Longest wait for a request's body.
+    pub body_timeout: std::time::Duration,
     /// When the server started.
     pub started: Instant,
     /// Last store-error log line (Unix seconds).
@@ -70,6 +74,7 @@ impl App {
         max_body_bytes: usize,
         legacy_headers: bool,
         metrics: PrometheusHandle,
+        (stop, body_timeout): (tokio::sync::watch::Receiver<bool>, std::time::Duration),
     ) -> Self {
         Self {
             policies,
@@ -80,6 +85,8 @@ impl App {
             legacy_headers,
             metrics,
             draining: AtomicBool::new(false),
+            stop,
+            body_timeout,
             started: Instant::now(),
             last_store_log: AtomicU64::new(0),
         }
@@ -114,6 +121,10 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(app.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
+            super::body::read_body,
+        ))
         .with_state(app)
 }
 

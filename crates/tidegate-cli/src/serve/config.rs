@@ -181,6 +181,8 @@ struct RawConfig {
     legacy_headers: Option<Flag>,
     shutdown_timeout: Option<String>,
     #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
     store: RawStore,
     #[serde(default)]
     admin: RawAdmin,
@@ -202,6 +204,15 @@ struct RawStore {
     tls_ca_file: Option<PathBuf>,
     deny_cache: Option<Flag>,
     max_keys: Option<Num>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<Num>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -262,6 +273,36 @@ struct RawLog {
     format: Option<String>,
     file: Option<PathBuf>,
     console: Option<Flag>,
+}
+
+/// How connections are served (`[server]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Longest wait for a request's complete headers.
+    pub header_timeout: Duration,
+    /// Longest wait for a request's complete body.
+    pub body_timeout: Duration,
+    /// A connection without a request in progress is closed after this long.
+    pub idle_timeout: Duration,
+    /// Most open connections.
+    pub max_connections: usize,
+}
+
+fn server_settings(raw: &RawServer) -> Result<ServerSettings, Invalid> {
+    let d = |field: &str, text: &Option<String>, default: u64| match text {
+        Some(t) => duration(field, t),
+        None => Ok(Duration::from_secs(default)),
+    };
+    let max_connections = raw.max_connections.map_or(4_096, |n| n.0 as usize);
+    if max_connections == 0 {
+        return Err(bad("server.max_connections", "must be at least 1"));
+    }
+    Ok(ServerSettings {
+        header_timeout: d("server.header_timeout", &raw.header_timeout, 10)?,
+        body_timeout: d("server.body_timeout", &raw.body_timeout, 10)?,
+        idle_timeout: d("server.idle_timeout", &raw.idle_timeout, 60)?,
+        max_connections,
+    })
 }
 
 /// Where limits live.
@@ -401,6 +442,8 @@ pub struct Settings {
     pub legacy_headers: bool,
     /// Longest wait for in-flight requests at shutdown.
     pub shutdown_timeout: Duration,
+    /// Connections: timeouts and their cap.
+    pub server: ServerSettings,
     /// The store.
     pub store: StoreSettings,
     /// The admin token; admin routes exist only with one.
@@ -600,6 +643,8 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
         Some(t) => duration("shutdown_timeout", t)?,
         None => Duration::from_secs(30),
     };
+
+    let server = server_settings(&raw.server)?;
 
     let s = &raw.store;
     let store = match s.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
@@ -892,6 +937,7 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
         max_key_bytes: usize::try_from(max_key_bytes).unwrap_or(usize::MAX),
         legacy_headers: raw.legacy_headers.is_some_and(|f| f.0),
         shutdown_timeout,
+        server,
         store,
         admin_token,
         policies,

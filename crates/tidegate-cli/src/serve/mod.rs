@@ -6,8 +6,11 @@
 //! shuts the tracker down so every deferred event reaches the sink.
 
 mod app;
+mod body;
 mod config;
+mod connections;
 mod limits;
+mod log_every;
 mod sink;
 mod telemetry;
 pub(crate) mod webhook;
@@ -153,6 +156,7 @@ async fn serve(settings: Settings) -> Result<()> {
         .with_context(|| format!("`listen`: cannot bind {}", settings.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
 
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = Arc::new(app::App::new(
         policies,
         tracker.clone(),
@@ -161,6 +165,7 @@ async fn serve(settings: Settings) -> Result<()> {
         settings.max_body_bytes,
         settings.legacy_headers,
         metrics.clone(),
+        (stop_rx.clone(), settings.server.body_timeout),
     ));
     let router = app::router(Arc::clone(&app));
 
@@ -185,7 +190,6 @@ async fn serve(settings: Settings) -> Result<()> {
         "tidegate serve listening on http://{addr}"
     );
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signal_app = Arc::clone(&app);
     tokio::spawn(async move {
         let name = shutdown_signal().await;
@@ -196,20 +200,21 @@ async fn serve(settings: Settings) -> Result<()> {
         );
         let _ = stop_tx.send(true);
     });
-    let mut graceful = stop_rx.clone();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        let _ = graceful.wait_for(|stop| *stop).await;
-    });
-    let mut deadline = stop_rx;
-    let timeout = settings.shutdown_timeout;
-    tokio::select! {
-        result = server.into_future() => result.context("serving HTTP")?,
-        () = async move {
-            let _ = deadline.wait_for(|stop| *stop).await;
-            tokio::time::sleep(timeout).await;
-        } => {
-            tracing::warn!(?timeout, "in-flight requests did not finish within shutdown_timeout; closing them");
-        }
+    let max_connections = connections::effective_max_connections(settings.server.max_connections);
+    let closed = connections::serve(
+        listener,
+        router,
+        settings.server.clone(),
+        max_connections,
+        stop_rx,
+        settings.shutdown_timeout,
+    )
+    .await;
+    if !closed {
+        tracing::warn!(
+            timeout = ?settings.shutdown_timeout,
+            "in-flight requests did not finish within shutdown_timeout; closing them"
+        );
     }
     upkeep.abort();
 

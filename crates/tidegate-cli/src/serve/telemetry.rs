@@ -146,6 +146,11 @@ fn describe() {
         "tidegate_tracker_details_dropped_by_size_total",
         "Event details left out by a byte bound (max_detail_bytes, max_batch_bytes, max_memory_bytes)"
     );
+    describe_gauge!("tidegate_connections_open", "Open HTTP connections");
+    describe_counter!(
+        "tidegate_connections_refused_total",
+        "Connections refused with 503 because server.max_connections were open"
+    );
     describe_counter!(
         "tidegate_sink_errors_total",
         "Failed sink deliveries (each retry counts)"

@@ -85,7 +85,29 @@ impl Server {
     pub fn start(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Server {
         let mut all = vec!["--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
-        let mut child = command(&all, env, cwd)
+        Server::spawn(command(&all, env, cwd))
+    }
+
+    /// Starts the server with `toml` under an open-file limit of `nofile` (`ulimit -n`).
+    pub fn with_config_and_nofile(dir: &TempDir, toml: &str, nofile: u32) -> Server {
+        let path = dir.write("tidegate.toml", toml);
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_tidegate"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(path)
+            .current_dir(&dir.0);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("TIDEGATE_") || k == "RUST_LOG" {
+                cmd.env_remove(k);
+            }
+        }
+        Server::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Server {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
