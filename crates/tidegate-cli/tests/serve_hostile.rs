@@ -298,3 +298,112 @@ fn under_a_low_open_file_limit_partial_requests_cannot_make_healthz_hang() {
     assert_eq!(server.get("/healthz").status, 200, "{}", server.log());
     drop(held);
 }
+
+/// `n` checks of `key` on policy `api`: the statuses.
+fn statuses(server: &Server, key: &str, n: usize) -> Vec<u16> {
+    (0..n)
+        .map(|_| {
+            server
+                .post("/v1/check", &json!({"policy": "api", "key": key}))
+                .status
+        })
+        .collect()
+}
+
+fn full_store(on_full: &str) -> String {
+    format!("[store]\nmax_keys = 2\n{on_full}\n\n[policies]\napi = \"fixed_window:3/1h\"\n")
+}
+
+#[test]
+fn a_full_memory_store_refuses_new_keys_by_default_and_says_so() {
+    let dir = TempDir::new();
+    let server = Server::with_config(&dir, &full_store(""));
+    assert_eq!(statuses(&server, "a", 4), [200, 200, 200, 429]);
+    assert_eq!(statuses(&server, "b", 1), [200]);
+    let r = server.post("/v1/check", &json!({"policy": "api", "key": "c"}));
+    assert_eq!(r.status, 503);
+    assert_eq!(r.headers["retry-after"], "1");
+    assert_eq!(
+        r.message(),
+        "policy `api`: the memory store holds its maximum of 2 keys and refuses new ones \
+         (store.on_full = \"reject\"); retry later"
+    );
+    assert_eq!(statuses(&server, "c", 3), [503, 503, 503]);
+    // Known keys are still limited.
+    assert_eq!(statuses(&server, "a", 1), [429]);
+    assert!(server.wait_for_log(
+        "the memory store of policy api is full",
+        Duration::from_secs(5)
+    ));
+    assert_eq!(server.log().matches("policy api is full").count(), 1);
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.contains(r#"tidegate_memory_full_total{policy="api",outcome="rejected"} 4"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"tidegate_memory_max_keys{policy="api"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn on_full_evict_keeps_limiting_new_keys_and_admit_untracked_is_an_explicit_choice() {
+    let dir = TempDir::new();
+    let server = Server::with_config(&dir, &full_store("on_full = \"evict\""));
+    statuses(&server, "a", 1);
+    statuses(&server, "b", 1);
+    // The new key is tracked: limited like any other.
+    assert_eq!(statuses(&server, "c", 4), [200, 200, 200, 429]);
+    drop(server);
+    let dir = TempDir::new();
+    let server = Server::with_config(&dir, &full_store("on_full = \"admit_untracked\""));
+    statuses(&server, "a", 1);
+    statuses(&server, "b", 1);
+    assert_eq!(statuses(&server, "c", 4), [200, 200, 200, 200]);
+    assert!(server.wait_for_log("went untracked", Duration::from_secs(5)));
+}
+
+#[test]
+fn store_bounds_that_would_switch_limits_off_are_refused_and_the_default_is_sized_from_memory() {
+    let dir = TempDir::new();
+    for (extra, expected) in [
+        (
+            "max_keys = 0",
+            "`store.max_keys`: must be at least 1 (remove it to size the store from store.max_memory_bytes)",
+        ),
+        (
+            "on_full = \"ignore\"",
+            "`store.on_full`: `ignore` is not one of reject, evict, admit_untracked",
+        ),
+        (
+            "max_memory_bytes = 1000",
+            "`store.max_memory_bytes`: must be at least 1048576 (1 MiB)",
+        ),
+    ] {
+        let path = dir.write(
+            "t.toml",
+            &format!("[store]\n{extra}\n[policies]\napi = \"fixed_window:3/1h\"\n"),
+        );
+        let (code, err) = start_error(&["--config", path.to_str().unwrap()], &[], &dir.0);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(expected), "{err}");
+    }
+    let path = dir.write(
+        "t.toml",
+        "[store]\nmax_memory_bytes = 4194304\n[policies]\na = \"fixed_window:3/1h\"\nb = \"gcra:1/1s\"\n",
+    );
+    let out = common::serve::command(
+        &["--config", path.to_str().unwrap(), "--check"],
+        &[],
+        &dir.0,
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // 2 MiB per policy, keys up to 256 bytes: about 400 bytes a key.
+    assert!(
+        text.contains("store: memory (max_memory_bytes 4194304, on_full Reject, max_keys per policy: a 5017, b 5017)"),
+        "{text}"
+    );
+}

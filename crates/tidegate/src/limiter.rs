@@ -77,7 +77,7 @@ impl<A: Algorithm + 'static, C: Clock + Clone + 'static> LimiterBuilder<A, C> {
         self
     }
 
-    /// What a full store does with a new key (default: admit untracked).
+    /// What a full store does with a new key (default [`OnFull::Reject`]).
     pub fn on_full(mut self, on_full: OnFull) -> Self {
         self.config.on_full = on_full;
         self

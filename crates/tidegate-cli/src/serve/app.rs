@@ -301,6 +301,28 @@ async fn check(State(app): Shared, body: Result<Bytes, BytesRejection>) -> Answe
             p.count(Outcome::Error);
             error(StatusCode::BAD_REQUEST, format!("policy `{}`: {e}", p.name))
         }
+        Err(LimitError::StoreFull { max_keys }) => {
+            p.count(Outcome::Error);
+            if let Some(skipped) = p.full_log.ready_with_count() {
+                tracing::warn!(
+                    policy = %p.name,
+                    max_keys,
+                    refused_since_last_line = skipped,
+                    "the memory store of policy {} is full (store.max_keys {max_keys}): new keys are refused with 503 (store.on_full = reject)",
+                    p.name
+                );
+            }
+            let mut resp = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "policy `{}`: the memory store holds its maximum of {max_keys} keys and refuses new ones (store.on_full = \"reject\"); retry later",
+                    p.name
+                ),
+            );
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            resp
+        }
         Err(e) => {
             p.count(Outcome::Error);
             log_store_error(&app, &p.name, &e);

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use tidegate::policy::parse_window;
 use tidegate::store::FailurePolicy;
+use tidegate::store::memory::OnFull;
 use tidegate::store::redis::{RedisOptions, parse_urls};
 use tidegate::tracker::{TrackerBuilder, TrackerSpec};
 use tidegate::{Policy, PolicySet};
@@ -204,6 +205,8 @@ struct RawStore {
     tls_ca_file: Option<PathBuf>,
     deny_cache: Option<Flag>,
     max_keys: Option<Num>,
+    max_memory_bytes: Option<Num>,
+    on_full: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -275,6 +278,47 @@ struct RawLog {
     console: Option<Flag>,
 }
 
+/// Default memory budget of the memory store (all policies together).
+pub const DEFAULT_STORE_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
+
+fn memory_store(s: &RawStore) -> Result<StoreSettings, Invalid> {
+    let max_keys = match s.max_keys {
+        None => None,
+        Some(Num(0)) => {
+            return Err(bad(
+                "store.max_keys",
+                "must be at least 1 (remove it to size the store from store.max_memory_bytes)",
+            ));
+        }
+        Some(Num(n)) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+    };
+    let max_memory_bytes = s
+        .max_memory_bytes
+        .map_or(DEFAULT_STORE_MEMORY_BYTES, |n| n.0);
+    if max_memory_bytes < 1024 * 1024 {
+        return Err(bad(
+            "store.max_memory_bytes",
+            "must be at least 1048576 (1 MiB)",
+        ));
+    }
+    let on_full = match s.on_full.as_deref().map(str::trim) {
+        None | Some("reject") => OnFull::Reject,
+        Some("evict") => OnFull::Evict,
+        Some("admit_untracked") => OnFull::AdmitUntracked,
+        Some(other) => {
+            return Err(bad(
+                "store.on_full",
+                format!("`{other}` is not one of reject, evict, admit_untracked"),
+            ));
+        }
+    };
+    Ok(StoreSettings::Memory {
+        max_keys,
+        max_memory_bytes: usize::try_from(max_memory_bytes).unwrap_or(usize::MAX),
+        on_full,
+    })
+}
+
 /// How connections are served (`[server]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
@@ -310,8 +354,12 @@ fn server_settings(raw: &RawServer) -> Result<ServerSettings, Invalid> {
 pub enum StoreSettings {
     /// In memory, per process.
     Memory {
-        /// Most keys per policy.
-        max_keys: usize,
+        /// Most keys per policy; `None`: sized from `max_memory_bytes`.
+        max_keys: Option<usize>,
+        /// Memory for the states of every policy together (sizes `max_keys`).
+        max_memory_bytes: usize,
+        /// What a full store does with a new key.
+        on_full: OnFull,
     },
     /// Redis (one URL) or Redis Cluster (several), shared by every instance.
     Redis {
@@ -664,18 +712,20 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
                     ));
                 }
             }
-            StoreSettings::Memory {
-                max_keys: usize::try_from(s.max_keys.map_or(10_000_000, |n| n.0))
-                    .unwrap_or(usize::MAX)
-                    .max(1),
-            }
+            memory_store(s)?
         }
         Some(url) => {
-            if s.max_keys.is_some() {
-                return Err(bad(
-                    "store.max_keys",
-                    "applies only to the memory store (Redis keys expire by themselves)",
-                ));
+            for (field, set) in [
+                ("store.max_keys", s.max_keys.is_some()),
+                ("store.max_memory_bytes", s.max_memory_bytes.is_some()),
+                ("store.on_full", s.on_full.is_some()),
+            ] {
+                if set {
+                    return Err(bad(
+                        field,
+                        "applies only to the memory store (Redis keys expire by themselves)",
+                    ));
+                }
             }
             let urls = parse_urls(url).map_err(|e| bad("store.url", e.to_string()))?;
             let on_error = match s.on_error.as_deref().map(str::trim) {
@@ -969,7 +1019,9 @@ mod tests {
         assert_eq!(
             s.store,
             StoreSettings::Memory {
-                max_keys: 10_000_000
+                max_keys: None,
+                max_memory_bytes: DEFAULT_STORE_MEMORY_BYTES as usize,
+                on_full: OnFull::Reject
             }
         );
         let names: Vec<&str> = s.policies.iter().map(|(n, _)| n.as_str()).collect();

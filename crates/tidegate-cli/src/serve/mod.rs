@@ -77,8 +77,25 @@ fn summary(s: &Settings) -> String {
         s.origin, s.listen
     );
     match &s.store {
-        StoreSettings::Memory { max_keys } => {
-            out.push_str(&format!("store: memory (max_keys {max_keys})\n"));
+        StoreSettings::Memory {
+            max_keys,
+            max_memory_bytes,
+            on_full,
+        } => {
+            let share = max_memory_bytes / s.policies.len().max(1);
+            let keys: Vec<String> = s
+                .policies
+                .iter()
+                .map(|(name, set)| {
+                    let n = max_keys
+                        .unwrap_or_else(|| limits::keys_in_budget(set, share, s.max_key_bytes));
+                    format!("{name} {n}")
+                })
+                .collect();
+            out.push_str(&format!(
+                "store: memory (max_memory_bytes {max_memory_bytes}, on_full {on_full:?}, max_keys per policy: {})\n",
+                keys.join(", ")
+            ));
         }
         StoreSettings::Redis {
             urls,
@@ -112,7 +129,9 @@ fn summary(s: &Settings) -> String {
 
 async fn serve(settings: Settings) -> Result<()> {
     let metrics = telemetry::metrics_handle()?;
-    let policies = limits::Policies::build(&settings.store, &settings.policies).await?;
+    let policies =
+        limits::Policies::build(&settings.store, &settings.policies, settings.max_key_bytes)
+            .await?;
 
     let tracker = match &settings.tracker {
         None => None,
@@ -169,12 +188,18 @@ async fn serve(settings: Settings) -> Result<()> {
     ));
     let router = app::router(Arc::clone(&app));
 
-    // Histogram upkeep (the recorder is not drained by a background exporter here).
+    // Histogram upkeep every 5 s (the recorder is not drained by a background exporter
+    // here), and warnings about full memory stores (at most one per policy per 10 s).
+    let watched = Arc::clone(&app);
     let upkeep = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut full = limits::FullWatch::default();
+        for n in 0u64.. {
             tick.tick().await;
-            metrics.run_upkeep();
+            if n % 5 == 0 {
+                metrics.run_upkeep();
+            }
+            full.check(&watched.policies);
         }
     });
 
