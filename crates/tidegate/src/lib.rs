@@ -21,6 +21,7 @@ pub mod policy_set;
 pub mod queue;
 pub mod rate;
 pub mod store;
+mod sweeper;
 pub mod throttler;
 pub mod time;
 pub mod tracker;
