@@ -153,7 +153,7 @@ where
         let Some(shared) = self.shared.upgrade() else {
             return Step::Dropped;
         };
-        if shared.store.len() == 0 {
+        if shared.store.is_empty() {
             return Step::Empty;
         }
         let shards = shared.store.shard_count();
