@@ -15,7 +15,7 @@ fn thousands_of_limiters_share_one_sweeper_thread_that_still_sweeps_each() {
     let clock = ManualClock::new(0);
     let policy: Policy = "fixed_window:1/1s".parse().unwrap();
     // The first limiter starts the process's shared threads (sweeper, coarse clock).
-    let first = Limiter::builder(policy.clone())
+    let first = Limiter::builder(policy)
         .clock(clock.clone())
         .sweep_interval(Some(Duration::from_millis(20)))
         .build::<String>();
@@ -23,7 +23,7 @@ fn thousands_of_limiters_share_one_sweeper_thread_that_still_sweeps_each() {
     let before = threads();
     let limiters: Vec<Limiter<Policy, String, ManualClock>> = (0..2_000)
         .map(|_| {
-            Limiter::builder(policy.clone())
+            Limiter::builder(policy)
                 .clock(clock.clone())
                 .shards(4)
                 .sweep_interval(Some(Duration::from_millis(20)))
