@@ -179,7 +179,20 @@ async fn run_async(args: &QueueArgs) -> Result<ExitCode> {
         }
         QueueCommand::Monitor(a) => monitor::run(&queue, a).await,
         QueueCommand::Clear => {
-            let removed = queue.clear().await?;
+            let progress = io::stderr().is_terminal();
+            let removed = queue
+                .clear_with_progress(|n| {
+                    if progress {
+                        eprint!("\rclearing {name}: {n} job(s) removed");
+                    }
+                })
+                .await
+                .with_context(|| {
+                    format!("clearing {name} stopped; the jobs removed so far stay removed")
+                })?;
+            if progress {
+                eprintln!();
+            }
             println!("cleared {name}: {removed} job(s) removed, counters reset");
             Ok(ExitCode::SUCCESS)
         }
