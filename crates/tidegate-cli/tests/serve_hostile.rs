@@ -407,3 +407,43 @@ fn store_bounds_that_would_switch_limits_off_are_refused_and_the_default_is_size
         "{text}"
     );
 }
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+#[test]
+fn a_key_with_a_newline_and_an_escape_cannot_forge_a_log_line() {
+    for format in ["text", "json"] {
+        let dir = TempDir::new();
+        let log = dir.0.join("tidegate.log");
+        let server = Server::with_config(
+            &dir,
+            &format!(
+                "[admin]\ntoken = \"{TOKEN}\"\n[log]\nformat = \"{format}\"\nfile = \"{}\"\n\
+                 [policies]\nlogin = \"fixed_window:3/10s\"\n",
+                log.display()
+            ),
+        );
+        let forged = "a%0A2026-12-03T00:00:00.000000Z%20ERROR%20tidegate:%20forged%1B[31m%0D";
+        let auth = format!("Bearer {TOKEN}");
+        let r = server.request(
+            "DELETE",
+            &format!("/admin/keys/login/{forged}"),
+            &[("Authorization", &auth)],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(server.wait_for_log("admin: key reset", Duration::from_secs(5)));
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("forged")).collect();
+        assert_eq!(lines.len(), 1, "{format}: {text}");
+        assert!(lines[0].contains("admin: key reset"), "{format}: {text}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\r'),
+            "{format}: {text:?}"
+        );
+        assert!(
+            !text.lines().any(|l| l.starts_with("2026-12-03T00:00:00")),
+            "{format}: {text}"
+        );
+    }
+}

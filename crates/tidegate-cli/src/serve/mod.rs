@@ -10,6 +10,7 @@ mod body;
 mod config;
 mod connections;
 mod limits;
+mod log_escape;
 mod log_every;
 mod sink;
 mod telemetry;

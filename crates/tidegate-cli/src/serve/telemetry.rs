@@ -12,6 +12,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
 use super::config::{LogFormat, LogSettings};
+use super::log_escape::EscapeControls;
 
 /// The decision latency histogram.
 pub const DECISION_SECONDS: &str = "tidegate_decision_duration_seconds";
@@ -57,7 +58,7 @@ fn fmt_layer<W>(format: LogFormat, writer: W) -> BoxedLayer
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    let layer = tracing_subscriber::fmt::layer().with_writer(EscapeControls(writer));
     match format {
         LogFormat::Text => layer.with_ansi(false).boxed(),
         LogFormat::Json => layer.json().boxed(),

@@ -121,7 +121,12 @@ impl Server {
             for line in BufReader::new(pipe).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    // Text lines end the address with a space, JSON lines with a quote.
+                    let addr = rest
+                        .split(|c: char| !(c.is_ascii_alphanumeric() || ".:[]".contains(c)))
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
                     let _ = tx.send(addr);
                 }
                 let mut log = log.lock().unwrap();
