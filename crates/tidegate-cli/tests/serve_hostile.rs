@@ -447,3 +447,100 @@ fn a_key_with_a_newline_and_an_escape_cannot_forge_a_log_line() {
         );
     }
 }
+
+#[test]
+fn errors_the_http_library_answers_itself_have_json_bodies() {
+    let dir = TempDir::new();
+    let server = Server::with_config(&dir, "[policies]\napi = \"fixed_window:3/1h\"\n");
+    let cases: [(Vec<u8>, u16, &str); 3] = [
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n".to_vec(),
+            400,
+            "the request is not valid HTTP/1.1",
+        ),
+        (
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000)).into_bytes(),
+            414,
+            "the request target (path and query) is too long",
+        ),
+        (
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "b".repeat(500_000)
+            )
+            .into_bytes(),
+            431,
+            "the request headers are too large",
+        ),
+    ];
+    for (raw, status, message) in cases {
+        let r = common::serve::raw_request(&server.addr, &raw).unwrap();
+        assert_eq!(r.status, status, "{r:?}");
+        assert_eq!(r.message(), message);
+    }
+    // The server still answers, and its own answers are untouched.
+    let r = server.post("/v1/check", &json!({"policy": "api", "key": "k"}));
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+#[test]
+fn expect_100_continue_with_an_oversized_length_gets_413_and_never_100() {
+    let dir = TempDir::new();
+    let server = Server::with_config(&dir, "[policies]\napi = \"fixed_window:3/1h\"\n");
+    let mut s = server.connect();
+    s.write_all(
+        b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Expect: 100-continue\r\nContent-Length: 10000000\r\n\r\n",
+    )
+    .unwrap();
+    let (answer, _) = read_until_closed(s);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(!answer.contains("100 Continue"), "{answer}");
+    let r = common::serve::parse_response(&answer).unwrap();
+    assert_eq!(r.message(), "the request body is larger than 65536 bytes");
+}
+
+#[test]
+fn posts_must_be_json_objects_sent_as_application_json() {
+    let dir = TempDir::new();
+    let server = Server::with_config(&dir, "[policies]\napi = \"fixed_window:3/1h\"\n");
+    let body = br#"{"policy":"api","key":"k"}"#;
+    for (content_type, expected) in [
+        (
+            Some("text/plain"),
+            "`Content-Type` must be application/json (got `text/plain`)",
+        ),
+        (
+            Some("application/x-www-form-urlencoded"),
+            "`Content-Type` must be application/json (got `application/x-www-form-urlencoded`)",
+        ),
+        (None, "`Content-Type` must be application/json (got none)"),
+    ] {
+        let headers: Vec<(&str, &str)> = content_type
+            .map(|t| ("Content-Type", t))
+            .into_iter()
+            .collect();
+        let r = server.request("POST", "/v1/check", &headers, body);
+        assert_eq!(r.status, 415, "{r:?}");
+        assert_eq!(r.message(), expected);
+    }
+    // Nothing was spent by the refused requests: the limit is whole.
+    let r = server.request(
+        "POST",
+        "/v1/check",
+        &[("Content-Type", "Application/JSON; charset=utf-8")],
+        body,
+    );
+    assert_eq!((r.status, r.json()["remaining"].clone()), (200, json!(2)));
+    let r = server.request(
+        "POST",
+        "/v1/check",
+        &[("Content-Type", "application/json")],
+        br#"["api", "k", 1]"#,
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.message(),
+        r#"the body must be a JSON object: expected {"policy": "...", "key": "...", "cost": 1} (cost optional)"#
+    );
+}

@@ -202,6 +202,13 @@ fn parse_body<T: DeserializeOwned>(
             )
         }
     })?;
+    // Only the object form: serde would also take `["api", "k", 1]` for a struct.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be a JSON object: expected {shape}"),
+        ));
+    }
     serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

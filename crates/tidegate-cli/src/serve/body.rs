@@ -1,13 +1,15 @@
-//! Reading request bodies: refused before a byte is read when the declared length is too
-//! large (so `Expect: 100-continue` gets `413`, not `100 Continue`), read within
+//! Reading request bodies: a `POST` must say `Content-Type: application/json` (so a
+//! browser page cannot send one cross-origin without a preflight that is never granted);
+//! a body is refused before a byte is read when its declared length is too large (so
+//! `Expect: 100-continue` gets `413`, not `100 Continue`), read within
 //! `server.body_timeout`, and given up when shutdown begins.
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::{CONNECTION, CONTENT_LENGTH};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -18,6 +20,18 @@ use super::app::{App, error};
 /// route runs; answers `413`, `408` or `503` (shutting down) as JSON otherwise.
 pub async fn read_body(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
+    if parts.method == Method::POST && !is_json(parts.headers.get(CONTENT_TYPE)) {
+        let got = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .map_or("none".to_string(), |v| {
+                format!("`{}`", String::from_utf8_lossy(v.as_bytes()))
+            });
+        return closing(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("`Content-Type` must be application/json (got {got})"),
+        ));
+    }
     let max = app.max_body_bytes;
     let declared = parts
         .headers
@@ -61,6 +75,13 @@ pub async fn read_body(State(app): State<Arc<App>>, req: Request, next: Next) ->
     };
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`), in any case.
+fn is_json(v: Option<&HeaderValue>) -> bool {
+    v.and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
 fn too_large(max: usize) -> Response {

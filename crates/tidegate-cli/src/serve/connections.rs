@@ -40,6 +40,8 @@ struct ConnState {
     in_flight: AtomicUsize,
     /// Requests answered.
     served: AtomicU64,
+    /// Requests handed to the router (each gets one final response head).
+    dispatched: AtomicU64,
     /// When the last request ended (ms since `epoch`).
     last_active_ms: AtomicU64,
     /// When the first byte of the next request arrived (ms since `epoch`, +1; 0: none).
@@ -77,6 +79,7 @@ struct InFlight(Arc<ConnState>);
 impl InFlight {
     fn start(state: &Arc<ConnState>) -> Self {
         state.in_flight.fetch_add(1, Ordering::AcqRel);
+        state.dispatched.fetch_add(1, Ordering::AcqRel);
         state.next_request_ms.store(0, Ordering::Relaxed);
         Self(Arc::clone(state))
     }
@@ -91,10 +94,42 @@ impl Drop for InFlight {
     }
 }
 
-/// The socket, noting when a new request starts arriving.
+/// The socket, noting when a new request starts arriving, and giving the error answers
+/// hyper writes itself (a request it could not parse: `400`, `414`, `431`, ...) the JSON
+/// body every other answer has.
 struct Watched {
     stream: TcpStream,
     state: Arc<ConnState>,
+    /// Final response heads written.
+    answered: u64,
+    /// A JSON answer written in place of hyper's: (bytes, written so far).
+    replacing: Option<(Vec<u8>, usize)>,
+}
+
+/// The JSON answer standing for hyper's own bodiless error answer `head`, if it is one.
+fn json_error_for(head: &[u8]) -> Option<Vec<u8>> {
+    let code: u16 = std::str::from_utf8(head.get(9..12)?).ok()?.parse().ok()?;
+    if code < 400 {
+        return None;
+    }
+    let status = axum::http::StatusCode::from_u16(code).ok()?;
+    let message = match code {
+        400 => "the request is not valid HTTP/1.1".to_string(),
+        414 => "the request target (path and query) is too long".to_string(),
+        431 => "the request headers are too large".to_string(),
+        505 => "only HTTP/1.0 and HTTP/1.1 are served".to_string(),
+        _ => format!("the request could not be read ({code})"),
+    };
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let body = serde_json::json!({ "error": reason, "message": message }).to_string();
+    Some(
+        format!(
+            "HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\nconnection: close\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
 }
 
 impl AsyncRead for Watched {
@@ -122,7 +157,29 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let this = &mut *self;
+        if this.replacing.is_none() && buf.starts_with(b"HTTP/1.1 ") && !buf[9..].starts_with(b"1")
+        {
+            // A final response head: the router's (one per request it was handed), or
+            // hyper's own error answer when every request already has its answer.
+            if this.answered >= this.state.dispatched.load(Ordering::Acquire)
+                && let Some(json) = json_error_for(buf)
+            {
+                this.replacing = Some((json, 0));
+            }
+            this.answered += 1;
+        }
+        if let Some((json, written)) = &mut this.replacing {
+            while *written < json.len() {
+                match Pin::new(&mut this.stream).poll_write(cx, &json[*written..]) {
+                    Poll::Ready(Ok(n)) => *written += n,
+                    other => return other,
+                }
+            }
+            // Hyper's answer (and anything after it) is not sent: the connection closes.
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.stream).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -133,16 +190,10 @@ impl AsyncWrite for Watched {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
+    // Not vectored: hyper then writes each response head at the start of one buffer,
+    // which is where `poll_write` looks for it.
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        false
     }
 }
 
@@ -271,6 +322,7 @@ async fn connection(
         epoch: Instant::now(),
         in_flight: AtomicUsize::new(0),
         served: AtomicU64::new(0),
+        dispatched: AtomicU64::new(0),
         last_active_ms: AtomicU64::new(0),
         next_request_ms: AtomicU64::new(0),
     });
@@ -290,6 +342,8 @@ async fn connection(
     let io = Watched {
         stream,
         state: Arc::clone(&state),
+        answered: 0,
+        replacing: None,
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
     // The header and idle timeouts are this loop's (hyper's header timer would also run
