@@ -544,3 +544,63 @@ fn posts_must_be_json_objects_sent_as_application_json() {
         r#"the body must be a JSON object: expected {"policy": "...", "key": "...", "cost": 1} (cost optional)"#
     );
 }
+
+#[test]
+fn configurations_that_would_silently_break_are_refused_at_start() {
+    let dir = TempDir::new();
+    let file = dir.write(
+        "t.toml",
+        "[policies]\napi = \"fixed_window:3/1h\"\n[tracker]\nspec = \"simple:limit=1\"\n\
+         sink = { type = \"jsonl\", path = \"-\" }\n",
+    );
+    let config = file.to_str().unwrap();
+    let padded = format!(" {TOKEN}\n");
+    for (env, expected) in [
+        (
+            ("TIDEGATE_STORE__URL", ""),
+            "`store.url`: is empty: set a Redis URL, or remove it (and TIDEGATE_STORE__URL) for the memory store",
+        ),
+        (
+            ("TIDEGATE_ADMIN__TOKEN", padded.as_str()),
+            "`admin.token`: must not contain spaces or control characters at its ends or inside",
+        ),
+        (
+            ("TIDEGATE_TRACKER__LEASE", "1ms"),
+            "`tracker.lease`: 1ms must be longer than the processing interval (1s)",
+        ),
+        (
+            ("TIDEGATE_STORE__TIMEOUT", "1h"),
+            "`store.timeout`: 3600s is longer than 5s",
+        ),
+    ] {
+        let mut envs = vec![env];
+        if env.0 == "TIDEGATE_STORE__TIMEOUT" {
+            envs.push(("TIDEGATE_STORE__URL", "redis://127.0.0.1:1"));
+        }
+        let (code, err) = start_error(&["--config", config, "--check"], &envs, &dir.0);
+        assert_eq!(code, 2, "{env:?}: {err}");
+        assert!(err.contains(expected), "{env:?}: {err}");
+    }
+}
+
+#[test]
+fn readyz_answers_within_a_second_while_redis_is_paused_whatever_the_store_timeout() {
+    let redis = redis_test_server::RedisServer::start();
+    let dir = TempDir::new();
+    let server = Server::with_config(
+        &dir,
+        &format!(
+            "[store]\nurl = \"{}\"\ntimeout = \"5s\"\n[policies]\napi = \"fixed_window:3/1h\"\n",
+            redis.url()
+        ),
+    );
+    assert_eq!(server.get("/readyz").status, 200);
+    redis.pause();
+    let start = Instant::now();
+    let r = server.get("/readyz");
+    let took = start.elapsed();
+    redis.resume();
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(took < Duration::from_millis(1_900), "{took:?}");
+    assert_eq!(r.json()["message"], "Redis did not answer PING within 1s");
+}

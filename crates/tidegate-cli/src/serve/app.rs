@@ -32,6 +32,9 @@ use crate::json::ms;
 /// Most keys `GET /admin/keys/{policy}` lists at once.
 pub const MAX_KEY_LISTING: usize = 10_000;
 
+/// Longest `/readyz` waits for Redis to answer `PING`.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Seconds between two log lines about store errors on the decision path.
 const STORE_LOG_EVERY_SECS: u64 = 10;
 
@@ -493,14 +496,19 @@ async fn readyz(State(app): Shared) -> Response {
             StatusCode::OK,
             &json!({"status": "ready", "store": "memory"}),
         ),
-        Some(store) => match store.ping().await {
-            Ok(()) => ok_json(
+        // Within a fixed bound whatever `store.timeout`: probes have their own timeouts.
+        Some(store) => match tokio::time::timeout(READY_TIMEOUT, store.ping()).await {
+            Ok(Ok(())) => ok_json(
                 StatusCode::OK,
                 &json!({"status": "ready", "store": "redis"}),
             ),
-            Err(e) => ok_json(
+            Ok(Err(e)) => ok_json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"status": "unavailable", "store": "redis", "message": e.to_string()}),
+            ),
+            Err(_) => ok_json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "unavailable", "store": "redis", "message": format!("Redis did not answer PING within {READY_TIMEOUT:?}")}),
             ),
         },
     }

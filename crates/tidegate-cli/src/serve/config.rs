@@ -278,6 +278,9 @@ struct RawLog {
     console: Option<Flag>,
 }
 
+/// Longest `store.timeout`: a decision never waits longer for Redis.
+pub const MAX_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Default memory budget of the memory store (all policies together).
 pub const DEFAULT_STORE_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -695,7 +698,13 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
     let server = server_settings(&raw.server)?;
 
     let s = &raw.store;
-    let store = match s.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+    if s.url.as_deref().is_some_and(|u| u.trim().is_empty()) {
+        return Err(bad(
+            "store.url",
+            "is empty: set a Redis URL, or remove it (and TIDEGATE_STORE__URL) for the memory store",
+        ));
+    }
+    let store = match s.url.as_deref().map(str::trim) {
         None => {
             for (field, set) in [
                 ("store.on_error", s.on_error.is_some()),
@@ -742,6 +751,15 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
             let mut options = RedisOptions::default();
             if let Some(t) = &s.timeout {
                 options.timeout = duration("store.timeout", t)?;
+                if options.timeout > MAX_STORE_TIMEOUT {
+                    return Err(bad(
+                        "store.timeout",
+                        format!(
+                            "{:?} is longer than {MAX_STORE_TIMEOUT:?}: every decision may wait that long while Redis is down",
+                            options.timeout
+                        ),
+                    ));
+                }
             }
             if let Some(t) = &s.connect_timeout {
                 options.connect_timeout = duration("store.connect_timeout", t)?;
@@ -778,6 +796,12 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
             return Err(bad(
                 "admin.token",
                 "must not be empty (remove it to turn the admin routes off)",
+            ));
+        }
+        Some(t) if t.trim() != t || t.chars().any(char::is_control) => {
+            return Err(bad(
+                "admin.token",
+                "must not contain spaces or control characters at its ends or inside (a trailing newline from a file?): no request could ever match it",
             ));
         }
         Some(t) if t.len() < 16 => {
@@ -932,7 +956,19 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
                 }
             };
             let lease = match t.lease {
-                Some(text) => Some(duration("tracker.lease", &text)?),
+                Some(text) => {
+                    let lease = duration("tracker.lease", &text)?;
+                    let interval = spec.processing_interval();
+                    if lease <= interval {
+                        return Err(bad(
+                            "tracker.lease",
+                            format!(
+                                "{lease:?} must be longer than the processing interval ({interval:?}) and the sink's longest delivery"
+                            ),
+                        ));
+                    }
+                    Some(lease)
+                }
                 None => None,
             };
             Some(TrackerSettings {
