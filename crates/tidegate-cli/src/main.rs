@@ -1,6 +1,7 @@
 //! The `tidegate` command.
 
 mod json;
+mod lines;
 mod queue;
 mod replay;
 mod replay_tracker;
