@@ -1,7 +1,8 @@
 //! JSON shapes the command prints and serves: times in whole milliseconds, delivered records.
 
-use serde_json::{Value, json};
-use tidegate::tracker::DeliveredRecord;
+use serde::Serialize;
+use serde_json::Value;
+use tidegate::tracker::{DeliveredRecord, Details};
 
 /// Microseconds to whole milliseconds, rounded up: a client told to wait must never come
 /// back early.
@@ -9,17 +10,42 @@ pub fn ms(us: u64) -> u64 {
     us.div_ceil(1_000)
 }
 
-/// One delivered record: category, id, count, first/last seen (ms on the tracker's clock:
-/// Unix time by default), details, details dropped, failed rounds.
+/// One delivered record as the sinks write it: category, id, count, first/last seen (ms
+/// on the tracker's clock: Unix time by default), details (their JSON text as kept, never
+/// parsed again), details dropped, failed rounds.
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    category: &'a str,
+    id: &'a str,
+    count: u64,
+    first_seen_ms: u64,
+    last_seen_ms: u64,
+    details: &'a [Details],
+    details_dropped: u64,
+    failed_rounds: u32,
+}
+
+impl<'a> From<&'a DeliveredRecord> for RecordOut<'a> {
+    fn from(r: &'a DeliveredRecord) -> Self {
+        Self {
+            category: &r.category,
+            id: &r.id,
+            count: r.count,
+            first_seen_ms: ms(r.first_seen_us),
+            last_seen_ms: ms(r.last_seen_us),
+            details: &r.details,
+            details_dropped: r.details_dropped,
+            failed_rounds: r.failed_rounds,
+        }
+    }
+}
+
+/// One delivered record as one line of JSON text (no newline).
+pub fn record_text(r: &DeliveredRecord) -> String {
+    serde_json::to_string(&RecordOut::from(r)).expect("a record always serialises")
+}
+
+/// One delivered record as a JSON value (for replays, which print small records).
 pub fn record_json(r: &DeliveredRecord) -> Value {
-    json!({
-        "category": r.category,
-        "id": r.id,
-        "count": r.count,
-        "first_seen_ms": ms(r.first_seen_us),
-        "last_seen_ms": ms(r.last_seen_us),
-        "details": r.details,
-        "details_dropped": r.details_dropped,
-        "failed_rounds": r.failed_rounds,
-    })
+    serde_json::to_value(RecordOut::from(r)).expect("a record always serialises")
 }

@@ -2,6 +2,7 @@
 
 mod env;
 mod json;
+mod lines;
 mod queue;
 mod replay;
 mod replay_tracker;

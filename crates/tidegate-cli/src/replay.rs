@@ -21,6 +21,7 @@ use tidegate::store::redis::{RedisLimiter, RedisOptions, RedisStore};
 use tidegate::{Decision, LimitError, Limiter, ManualClock, PolicySet};
 
 use crate::json::ms;
+use crate::lines::BoundedLines;
 
 /// Lines between two sweeps of expired keys, so long replays stay bounded in memory.
 const SWEEP_EVERY: u64 = 100_000;
@@ -144,16 +145,20 @@ pub(crate) trait Timed {
 /// JSON-lines events in order: blank lines skipped, each line parsed, `t_ms` checked
 /// never to decrease; errors carry the line number.
 pub(crate) struct EventLines<R> {
-    lines: std::iter::Enumerate<io::Lines<R>>,
+    lines: BoundedLines<R>,
     last_t: u64,
     /// The fields of an event, for error messages.
     shape: &'static str,
 }
 
+/// Times must stay below 2^52 µs (about 142 years): beyond, the memory and the Redis
+/// stores (whose Lua numbers are doubles) would no longer decide alike.
+pub(crate) const MAX_TIME_MICROS: u64 = 1 << 52;
+
 impl<R: BufRead> EventLines<R> {
     pub(crate) fn new(input: R, shape: &'static str) -> Self {
         Self {
-            lines: input.lines().enumerate(),
+            lines: BoundedLines::new(input),
             last_t: 0,
             shape,
         }
@@ -164,15 +169,9 @@ impl<R: BufRead> EventLines<R> {
         &mut self,
     ) -> Option<Result<(usize, T, u64)>> {
         loop {
-            let (index, line) = self.lines.next()?;
-            let number = index + 1;
-            let line = match line {
-                Ok(line) => line,
-                Err(e) => {
-                    return Some(Err(
-                        anyhow::Error::new(e).context(format!("line {number}: cannot read input"))
-                    ));
-                }
+            let (number, line) = match self.lines.next_line()? {
+                Ok((n, l)) => (n, l.to_string()),
+                Err(e) => return Some(Err(e)),
             };
             if line.trim().is_empty() {
                 continue;
@@ -195,11 +194,14 @@ impl<R: BufRead> EventLines<R> {
                 self.last_t
             );
         }
+        let max_ms = MAX_TIME_MICROS / 1_000 - 1;
+        if t > max_ms {
+            anyhow::bail!(
+                "line {number}: `t_ms` {t} is out of range: at most {max_ms} (2^52 µs, about 142 years)"
+            );
+        }
         self.last_t = t;
-        let now = t
-            .checked_mul(1_000)
-            .with_context(|| format!("line {number}: t_ms {t} is too large"))?;
-        Ok((number, event, now))
+        Ok((number, event, t * 1_000))
     }
 }
 

@@ -15,11 +15,13 @@ use anyhow::{Context, Result};
 use crate::json::{ms, record_json};
 use crate::replay::{EventLines, Timed};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tidegate::ManualClock;
 use tidegate::store::redis::{RedisOptions, RedisStore};
 use tidegate::time::duration_to_micros;
-use tidegate::tracker::{EventTracker, TrackOutcome, TrackerEvent, TrackerSpec, TrackerStore};
+use tidegate::tracker::{
+    Details, EventTracker, TrackOutcome, TrackerEvent, TrackerSpec, TrackerStore,
+};
 use tokio::sync::broadcast::Receiver;
 
 /// One input line.
@@ -30,7 +32,7 @@ struct Event {
     category: String,
     id: String,
     #[serde(default)]
-    details: Value,
+    details: Details,
 }
 
 impl Timed for Event {

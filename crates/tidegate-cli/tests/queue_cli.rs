@@ -752,3 +752,37 @@ fn a_webhook_handler_posts_each_job_and_retries_a_non_2xx_answer() {
         (Some(3), Some(1))
     );
 }
+
+#[test]
+fn push_streams_standard_input_in_batches_and_says_what_a_late_bad_line_left_behind() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let jobs: String = (0..25_000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    let out = queue_cmd(&url, "many", &["push"], &jobs, Duration::from_secs(20));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        "pushed 25000 jobs to many (ids 1..25000)"
+    );
+    // A bad line after the first batch of 10 000: what was pushed is said, and kept.
+    let mut jobs: String = (0..15_000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    jobs.push_str("{\"broken\":\n");
+    let out = queue_cmd(&url, "late", &["push"], &jobs, Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(
+            "tidegate: line 15001: invalid JSON payload (the 10000 jobs before it were pushed, ids 1..10000; nothing after)"
+        ),
+        "{err}"
+    );
+    let stats = queue_cmd(
+        &url,
+        "late",
+        &["stats", "--json"],
+        "",
+        Duration::from_secs(10),
+    );
+    let s: serde_json::Value = serde_json::from_str(&stdout(&stats)).unwrap();
+    assert_eq!(s["pushed"], 10_000);
+}

@@ -424,3 +424,54 @@ fn tracker_replay_through_redis_matches_memory_line_by_line() {
     }
     assert_eq!(server.cli(&["DBSIZE"]), "0", "the replay deletes its keys");
 }
+
+#[test]
+fn replay_rejects_times_past_2_pow_52_microseconds_naming_the_line_and_the_field() {
+    let max_ms = (1u64 << 52) / 1_000 - 1;
+    let input = format!(
+        "{{\"t_ms\":{max_ms},\"key\":\"A\"}}\n{{\"t_ms\":18446744073709551,\"key\":\"A\"}}\n"
+    );
+    let out = tidegate(&["replay", "--policy", "gcra:3/10s"], &input);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "line 2: `t_ms` 18446744073709551 is out of range: at most {max_ms} (2^52 µs, about 142 years)"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn replay_refuses_a_line_longer_than_one_mebibyte_without_reading_it_all() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(["replay", "--policy", "gcra:3/10s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        // 64 MiB without a newline: the replay must stop at its 1 MiB bound.
+        let chunk = vec![b' '; 1 << 20];
+        for _ in 0..64 {
+            if stdin.write_all(&chunk).is_err() {
+                return false;
+            }
+        }
+        true
+    });
+    let out = child.wait_with_output().unwrap();
+    assert!(!writer.join().unwrap(), "the whole input was read");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "line 1: cannot read input: the line is longer than 1048576 bytes, the longest accepted"
+        ),
+        "{err}"
+    );
+}

@@ -231,6 +231,13 @@ fn http(
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
+    if method == "POST"
+        && !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        head.push_str("Content-Type: application/json\r\n");
+    }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
     // The server may answer (413) before reading a large body: a failed write is fine.

@@ -18,6 +18,7 @@ pub mod policy;
 pub mod policy_set;
 pub mod rate;
 pub mod store;
+mod sweeper;
 pub mod throttler;
 pub mod time;
 

@@ -10,6 +10,7 @@ use crate::decision::Decision;
 use crate::error::LimitError;
 use crate::store::LimitStore;
 use crate::store::memory::{MemoryConfig, MemoryStats, MemoryStore, OnFull};
+use crate::sweeper::{self, Step, SweepJob};
 use crate::time::{Clock, CoarseClock};
 
 /// Buckets examined per shard lock hold by the background sweeper.
@@ -77,7 +78,7 @@ impl<A: Algorithm + 'static, C: Clock + Clone + 'static> LimiterBuilder<A, C> {
         self
     }
 
-    /// What a full store does with a new key (default: admit untracked).
+    /// What a full store does with a new key (default [`OnFull::Reject`]).
     pub fn on_full(mut self, on_full: OnFull) -> Self {
         self.config.on_full = on_full;
         self
@@ -109,7 +110,7 @@ impl<A: Algorithm + 'static, C: Clock + Clone + 'static> LimiterBuilder<A, C> {
         }
     }
 
-    /// The limiter; starts the sweeper thread unless turned off.
+    /// The limiter; hands it to the process's one sweeper thread unless sweeping is off.
     pub fn build<K>(self) -> Limiter<A, K, C>
     where
         K: Hash + Eq + Send + Sync + 'static,
@@ -120,7 +121,12 @@ impl<A: Algorithm + 'static, C: Clock + Clone + 'static> LimiterBuilder<A, C> {
             store: MemoryStore::new(self.config),
         });
         if let Some(interval) = self.sweep_interval {
-            spawn_sweeper(Arc::downgrade(&shared), self.clock.clone(), interval);
+            let job = LimiterSweep {
+                shared: Arc::downgrade(&shared),
+                clock: self.clock.clone(),
+                shard: 0,
+            };
+            sweeper::register(Box::new(job), interval);
         }
         Limiter {
             shared,
@@ -129,42 +135,42 @@ impl<A: Algorithm + 'static, C: Clock + Clone + 'static> LimiterBuilder<A, C> {
     }
 }
 
-/// Sweeps one bounded chunk at a time, spreading a full pass over `interval`; exits
-/// when the limiter is dropped.
-fn spawn_sweeper<A, K, C>(shared: Weak<Shared<A, K>>, clock: C, interval: Duration)
+/// The sweeper thread's job for one limiter: one shard per call, in bounded steps.
+struct LimiterSweep<A: Algorithm, K, C> {
+    shared: Weak<Shared<A, K>>,
+    clock: C,
+    shard: usize,
+}
+
+impl<A, K, C> SweepJob for LimiterSweep<A, K, C>
 where
-    A: Algorithm + 'static,
-    A::State: Sync,
+    A: Algorithm + Send + Sync + 'static,
+    A::State: Send + Sync,
     K: Hash + Eq + Send + Sync + 'static,
-    C: Clock + 'static,
+    C: Clock + Send + 'static,
 {
-    let spawned = std::thread::Builder::new()
-        .name("tidegate-sweep".into())
-        .spawn(move || {
-            let mut shard = 0;
-            loop {
-                let Some(shared) = shared.upgrade() else {
-                    return;
-                };
-                let shards = shared.store.shard_count();
-                let (_, wrapped) = shared.store.sweep_step(
-                    &shared.algorithm,
-                    shard,
-                    clock.now_micros(),
-                    SWEEP_BUDGET,
-                );
-                drop(shared);
-                if wrapped {
-                    shard = (shard + 1) % shards;
-                    std::thread::sleep(interval / shards as u32);
-                } else {
-                    std::thread::yield_now();
-                }
+    fn step(&mut self) -> Step {
+        let Some(shared) = self.shared.upgrade() else {
+            return Step::Dropped;
+        };
+        if shared.store.is_empty() {
+            return Step::Empty;
+        }
+        let shards = shared.store.shard_count();
+        let shard = self.shard % shards;
+        loop {
+            let (_, wrapped) = shared.store.sweep_step(
+                &shared.algorithm,
+                shard,
+                self.clock.now_micros(),
+                SWEEP_BUDGET,
+            );
+            if wrapped {
+                break;
             }
-        });
-    if let Err(e) = spawned {
-        // Without the sweeper the store still works: full stores evict expired states.
-        eprintln!("tidegate: could not start the sweeper thread: {e}");
+        }
+        self.shard = (shard + 1) % shards;
+        Step::Swept { shards }
     }
 }
 

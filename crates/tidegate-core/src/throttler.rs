@@ -139,7 +139,8 @@ impl Throttler {
     pub fn should_process_at(&self, timestamp: Duration, _event_id: &str, key: &str) -> bool {
         let now = duration_to_micros(timestamp);
         self.latest.observe(now);
-        // Cost 1 always fits a throttle, and a full store admits untracked by default.
+        // Cost 1 always fits a throttle; a full store (10 million keys) refuses new keys,
+        // which are then not processed.
         self.limiter.check_at(key, 1, now).is_ok_and(|d| d.allowed)
     }
 

@@ -525,3 +525,32 @@ async fn the_queue_works_on_a_redis_cluster() {
     assert_eq!(done.load(std::sync::atomic::Ordering::SeqCst), 20);
     assert_eq!(q.stats().await.unwrap().completed, 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_deletes_a_large_queue_in_short_batches_and_reports_progress() {
+    let server = RedisServer::start();
+    let q = queue(&server, "big").await;
+    let jobs: Vec<Job> = (0..20_000).map(|i| Job::new(json!(i))).collect();
+    q.push_many(&jobs).await.unwrap();
+    let grouped: Vec<Job> = (0..5_500).map(|i| Job::new(json!(i)).group("g")).collect();
+    q.push_many(&grouped).await.unwrap();
+    // Any script call over 20 ms from now on is logged by Redis.
+    server.cli(&["CONFIG", "SET", "slowlog-log-slower-than", "20000"]);
+    server.cli(&["SLOWLOG", "RESET"]);
+    let mut seen = Vec::new();
+    let removed = q.clear_with_progress(|n| seen.push(n)).await.unwrap();
+    assert_eq!(removed, 25_500);
+    assert_eq!(seen.last(), Some(&25_500));
+    assert!(seen.len() >= 26, "{} batches", seen.len());
+    assert!(
+        seen.windows(2)
+            .all(|w| w[1] - w[0] <= tidegate::queue::CLEAR_BATCH as u64),
+        "{seen:?}"
+    );
+    let slow = server.cli(&["SLOWLOG", "LEN"]);
+    assert_eq!(slow.trim(), "0", "{}", server.cli(&["SLOWLOG", "GET", "5"]));
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.pending(), s.pushed), (0, 0));
+    let keys = server.cli(&["--scan", "--pattern", "tidegate:queue:*"]);
+    assert_eq!(keys.trim(), "tidegate:queue:{big}:meta");
+}

@@ -85,7 +85,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         strategy,
         1u64..=3,
         prop::sample::select(vec![50u64, 120, 300, 1_000]),
-        prop::sample::select(vec![0usize, 3]),
+        prop::sample::select(vec![1_000usize, 3]),
         0usize..=2,
         1usize..=3,
         0u32..=4,
@@ -266,7 +266,7 @@ fn records(rs: &[DeliveredRecord]) -> String {
                 r.count,
                 r.first_seen_us,
                 r.last_seen_us,
-                Value::Array(r.details.clone()),
+                Value::Array(r.details.iter().map(|d| d.to_value()).collect()),
                 r.details_dropped,
                 r.failed_rounds
             )
@@ -647,7 +647,7 @@ fn a_rate_patched_after_a_denial_gives_the_same_due_time_in_memory_and_redis() {
         },
         limit: 1,
         defer_ms: 50,
-        max_keys: 0,
+        max_keys: 1_000,
         max_details: 0,
         max_batch: 1,
         fail_first: 0,

@@ -4,16 +4,17 @@
 //! deadline.
 
 mod monitor;
+mod push;
 mod work;
 
-use std::io::{self, BufRead, IsTerminal, Read};
+use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use tidegate::queue::{Job, QueueOptions, QueueStats, WorkQueue};
+use tidegate::queue::{QueueOptions, QueueStats, WorkQueue};
 use tidegate::store::redis::{RedisOptions, RedisStore};
 
 /// Arguments of `tidegate queue`.
@@ -138,7 +139,7 @@ async fn run_async(args: &QueueArgs) -> Result<ExitCode> {
     };
     // Validate what can be validated before connecting.
     let jobs = match &args.command {
-        QueueCommand::Push(push) => Some(read_jobs(push)?),
+        QueueCommand::Push(push) => Some(push::Jobs::first(push)?),
         _ => None,
     };
     if let QueueCommand::Work(work) = &args.command {
@@ -156,14 +157,8 @@ async fn run_async(args: &QueueArgs) -> Result<ExitCode> {
     }
     match &args.command {
         QueueCommand::Push(_) => {
-            let jobs = jobs.unwrap_or_default();
-            let ids = queue.push_many(&jobs).await?;
-            match (ids.first(), ids.last()) {
-                (Some(first), Some(last)) if ids.len() > 1 => {
-                    println!("pushed {} jobs to {name} (ids {first}..{last})", ids.len())
-                }
-                (Some(id), _) => println!("pushed 1 job to {name} (id {id})"),
-                _ => println!("pushed 0 jobs to {name}"),
+            if let Some((jobs, first)) = jobs {
+                jobs.push_all(&queue, name, first).await?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -196,7 +191,20 @@ async fn run_async(args: &QueueArgs) -> Result<ExitCode> {
         }
         QueueCommand::Monitor(a) => monitor::run(&queue, a).await,
         QueueCommand::Clear => {
-            let removed = queue.clear().await?;
+            let progress = io::stderr().is_terminal();
+            let removed = queue
+                .clear_with_progress(|n| {
+                    if progress {
+                        eprint!("\rclearing {name}: {n} job(s) removed");
+                    }
+                })
+                .await
+                .with_context(|| {
+                    format!("clearing {name} stopped; the jobs removed so far stay removed")
+                })?;
+            if progress {
+                eprintln!();
+            }
             println!("cleared {name}: {removed} job(s) removed, counters reset");
             Ok(ExitCode::SUCCESS)
         }
@@ -238,51 +246,6 @@ async fn open(
 }
 
 /// The jobs of `push`, all validated before any is written.
-fn read_jobs(args: &PushArgs) -> Result<Vec<Job>> {
-    let mut texts: Vec<(String, String)> = Vec::new(); // (where, text)
-    if args.payloads.is_empty() {
-        if io::stdin().is_terminal() {
-            eprintln!(
-                "tidegate: reading one JSON payload per line from standard input (Ctrl-D ends)"
-            );
-        }
-        let mut input = String::new();
-        io::stdin()
-            .lock()
-            .read_to_string(&mut input)
-            .context("reading standard input")?;
-        for (i, line) in input.as_bytes().lines().enumerate() {
-            let line = line.context("reading standard input")?;
-            if !line.trim().is_empty() {
-                texts.push((format!("line {}", i + 1), line));
-            }
-        }
-    } else {
-        for (i, p) in args.payloads.iter().enumerate() {
-            texts.push((format!("argument {}", i + 1), p.clone()));
-        }
-    }
-    let mut jobs = Vec::with_capacity(texts.len());
-    for (at, text) in &texts {
-        let payload: serde_json::Value = serde_json::from_str(text)
-            .with_context(|| format!("{at}: invalid JSON payload (nothing was pushed)"))?;
-        let mut job = Job::new(payload).priority(args.priority);
-        if let Some(g) = &args.group {
-            job = job.group(g.clone());
-        }
-        if let Some(d) = args.delay {
-            job = job.delay(d);
-        }
-        job.validate()
-            .map_err(|e| anyhow::anyhow!("{at}: {e} (nothing was pushed)"))?;
-        jobs.push(job);
-    }
-    if jobs.is_empty() {
-        bail!("no job to push: give JSON payloads as arguments or one per line on standard input");
-    }
-    Ok(jobs)
-}
-
 fn stats_json(name: &str, s: &QueueStats) -> serde_json::Value {
     let mut v = serde_json::to_value(s).unwrap_or_default();
     if let Some(obj) = v.as_object_mut() {

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
-use tidegate::tracker::{EventTracker, TrackError, TrackOutcome};
+use tidegate::tracker::{Details, EventTracker, TrackError, TrackOutcome};
 use tidegate::{Clock, Decision, LimitError, SystemClock};
 use tidegate_http::headers::{
     RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
@@ -31,6 +31,9 @@ use crate::json::ms;
 
 /// Most keys `GET /admin/keys/{policy}` lists at once.
 pub const MAX_KEY_LISTING: usize = 10_000;
+
+/// Longest `/readyz` waits for Redis to answer `PING`.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Seconds between two log lines about store errors on the decision path.
 const STORE_LOG_EVERY_SECS: u64 = 10;
@@ -53,6 +56,10 @@ pub struct App {
     pub metrics: PrometheusHandle,
     /// Set when shutdown begins: `/readyz` answers 503.
     pub draining: AtomicBool,
+    /// Turns true when shutdown begins (bodies still arriving are given up).
+    pub stop: tokio::sync::watch::Receiver<bool>,
+    /// Longest wait for a request's body.
+    pub body_timeout: std::time::Duration,
     /// When the server started.
     pub started: Instant,
     /// Last store-error log line (Unix seconds).
@@ -70,6 +77,7 @@ impl App {
         max_body_bytes: usize,
         legacy_headers: bool,
         metrics: PrometheusHandle,
+        (stop, body_timeout): (tokio::sync::watch::Receiver<bool>, std::time::Duration),
     ) -> Self {
         Self {
             policies,
@@ -80,6 +88,8 @@ impl App {
             legacy_headers,
             metrics,
             draining: AtomicBool::new(false),
+            stop,
+            body_timeout,
             started: Instant::now(),
             last_store_log: AtomicU64::new(0),
         }
@@ -114,6 +124,10 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(app.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
+            super::body::read_body,
+        ))
         .with_state(app)
 }
 
@@ -191,6 +205,13 @@ fn parse_body<T: DeserializeOwned>(
             )
         }
     })?;
+    // Only the object form: serde would also take `["api", "k", 1]` for a struct.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be a JSON object: expected {shape}"),
+        ));
+    }
     serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -290,6 +311,28 @@ async fn check(State(app): Shared, body: Result<Bytes, BytesRejection>) -> Answe
             p.count(Outcome::Error);
             error(StatusCode::BAD_REQUEST, format!("policy `{}`: {e}", p.name))
         }
+        Err(LimitError::StoreFull { max_keys }) => {
+            p.count(Outcome::Error);
+            if let Some(skipped) = p.full_log.ready_with_count() {
+                tracing::warn!(
+                    policy = %p.name,
+                    max_keys,
+                    refused_since_last_line = skipped,
+                    "the memory store of policy {} is full (store.max_keys {max_keys}): new keys are refused with 503 (store.on_full = reject)",
+                    p.name
+                );
+            }
+            let mut resp = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "policy `{}`: the memory store holds its maximum of {max_keys} keys and refuses new ones (store.on_full = \"reject\"); retry later",
+                    p.name
+                ),
+            );
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            resp
+        }
         Err(e) => {
             p.count(Outcome::Error);
             log_store_error(&app, &p.name, &e);
@@ -368,8 +411,9 @@ fn log_store_error(app: &App, policy: &str, e: &LimitError) {
 struct EventRequest {
     category: String,
     id: String,
+    /// Kept as the JSON text it came as (no parsed tree is ever built).
     #[serde(default)]
-    details: Value,
+    details: Option<Box<serde_json::value::RawValue>>,
 }
 
 const EVENT_SHAPE: &str =
@@ -389,7 +433,11 @@ async fn track(State(app): Shared, body: Result<Bytes, BytesRejection>) -> Answe
     }
     Ok(
         match tracker
-            .track_event(&req.category, &req.id, req.details)
+            .track_event(
+                &req.category,
+                &req.id,
+                req.details.map_or_else(Details::null, Details::from_raw),
+            )
             .await
         {
             Ok(outcome) => {
@@ -448,14 +496,19 @@ async fn readyz(State(app): Shared) -> Response {
             StatusCode::OK,
             &json!({"status": "ready", "store": "memory"}),
         ),
-        Some(store) => match store.ping().await {
-            Ok(()) => ok_json(
+        // Within a fixed bound whatever `store.timeout`: probes have their own timeouts.
+        Some(store) => match tokio::time::timeout(READY_TIMEOUT, store.ping()).await {
+            Ok(Ok(())) => ok_json(
                 StatusCode::OK,
                 &json!({"status": "ready", "store": "redis"}),
             ),
-            Err(e) => ok_json(
+            Ok(Err(e)) => ok_json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"status": "unavailable", "store": "redis", "message": e.to_string()}),
+            ),
+            Err(_) => ok_json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "unavailable", "store": "redis", "message": format!("Redis did not answer PING within {READY_TIMEOUT:?}")}),
             ),
         },
     }
@@ -478,6 +531,9 @@ async fn metrics(State(app): Shared) -> Response {
         metrics::counter!("tidegate_tracker_delivered_events_total").absolute(s.processed_events);
         metrics::counter!("tidegate_tracker_failed_rounds_total").absolute(s.failed_rounds);
         metrics::counter!("tidegate_tracker_taken_over_total").absolute(s.taken_over);
+        metrics::gauge!("tidegate_tracker_memory_bytes").set(s.memory_bytes as f64);
+        metrics::counter!("tidegate_tracker_details_dropped_by_size_total")
+            .absolute(s.details_dropped_by_size);
     }
     (
         [(

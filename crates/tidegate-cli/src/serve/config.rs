@@ -14,8 +14,9 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use tidegate::policy::parse_window;
 use tidegate::store::FailurePolicy;
+use tidegate::store::memory::OnFull;
 use tidegate::store::redis::{RedisOptions, parse_urls};
-use tidegate::tracker::TrackerSpec;
+use tidegate::tracker::{TrackerBuilder, TrackerSpec};
 use tidegate::{Policy, PolicySet};
 use tracing_subscriber::filter::Targets;
 
@@ -181,6 +182,8 @@ struct RawConfig {
     legacy_headers: Option<Flag>,
     shutdown_timeout: Option<String>,
     #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
     store: RawStore,
     #[serde(default)]
     admin: RawAdmin,
@@ -202,6 +205,17 @@ struct RawStore {
     tls_ca_file: Option<PathBuf>,
     deny_cache: Option<Flag>,
     max_keys: Option<Num>,
+    max_memory_bytes: Option<Num>,
+    on_full: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<Num>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +229,9 @@ struct RawAdmin {
 struct RawTracker {
     spec: Option<String>,
     max_details: Option<Num>,
+    max_detail_bytes: Option<Num>,
+    max_batch_bytes: Option<Num>,
+    max_memory_bytes: Option<Num>,
     sink: Option<RawSink>,
     store: Option<String>,
     name: Option<String>,
@@ -261,13 +278,91 @@ struct RawLog {
     console: Option<Flag>,
 }
 
+/// Longest `store.timeout`: a decision never waits longer for Redis.
+pub const MAX_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default memory budget of the memory store (all policies together).
+pub const DEFAULT_STORE_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
+
+fn memory_store(s: &RawStore) -> Result<StoreSettings, Invalid> {
+    let max_keys = match s.max_keys {
+        None => None,
+        Some(Num(0)) => {
+            return Err(bad(
+                "store.max_keys",
+                "must be at least 1 (remove it to size the store from store.max_memory_bytes)",
+            ));
+        }
+        Some(Num(n)) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+    };
+    let max_memory_bytes = s
+        .max_memory_bytes
+        .map_or(DEFAULT_STORE_MEMORY_BYTES, |n| n.0);
+    if max_memory_bytes < 1024 * 1024 {
+        return Err(bad(
+            "store.max_memory_bytes",
+            "must be at least 1048576 (1 MiB)",
+        ));
+    }
+    let on_full = match s.on_full.as_deref().map(str::trim) {
+        None | Some("reject") => OnFull::Reject,
+        Some("evict") => OnFull::Evict,
+        Some("admit_untracked") => OnFull::AdmitUntracked,
+        Some(other) => {
+            return Err(bad(
+                "store.on_full",
+                format!("`{other}` is not one of reject, evict, admit_untracked"),
+            ));
+        }
+    };
+    Ok(StoreSettings::Memory {
+        max_keys,
+        max_memory_bytes: usize::try_from(max_memory_bytes).unwrap_or(usize::MAX),
+        on_full,
+    })
+}
+
+/// How connections are served (`[server]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Longest wait for a request's complete headers.
+    pub header_timeout: Duration,
+    /// Longest wait for a request's complete body.
+    pub body_timeout: Duration,
+    /// A connection without a request in progress is closed after this long.
+    pub idle_timeout: Duration,
+    /// Most open connections.
+    pub max_connections: usize,
+}
+
+fn server_settings(raw: &RawServer) -> Result<ServerSettings, Invalid> {
+    let d = |field: &str, text: &Option<String>, default: u64| match text {
+        Some(t) => duration(field, t),
+        None => Ok(Duration::from_secs(default)),
+    };
+    let max_connections = raw.max_connections.map_or(4_096, |n| n.0 as usize);
+    if max_connections == 0 {
+        return Err(bad("server.max_connections", "must be at least 1"));
+    }
+    Ok(ServerSettings {
+        header_timeout: d("server.header_timeout", &raw.header_timeout, 10)?,
+        body_timeout: d("server.body_timeout", &raw.body_timeout, 10)?,
+        idle_timeout: d("server.idle_timeout", &raw.idle_timeout, 60)?,
+        max_connections,
+    })
+}
+
 /// Where limits live.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreSettings {
     /// In memory, per process.
     Memory {
-        /// Most keys per policy.
-        max_keys: usize,
+        /// Most keys per policy; `None`: sized from `max_memory_bytes`.
+        max_keys: Option<usize>,
+        /// Memory for the states of every policy together (sizes `max_keys`).
+        max_memory_bytes: usize,
+        /// What a full store does with a new key.
+        on_full: OnFull,
     },
     /// Redis (one URL) or Redis Cluster (several), shared by every instance.
     Redis {
@@ -321,6 +416,8 @@ pub struct TrackerSettings {
     pub spec_text: String,
     /// Details kept per deferred batch.
     pub max_details: Option<usize>,
+    /// Byte bounds of details and of the in-memory tracker.
+    pub bytes: TrackerBytes,
     /// The sink.
     pub sink: SinkSettings,
     /// Share records through the server's Redis store under this tracker name
@@ -328,6 +425,33 @@ pub struct TrackerSettings {
     pub shared: Option<String>,
     /// Lease of a batch claimed from Redis.
     pub lease: Option<std::time::Duration>,
+}
+
+/// The tracker's byte bounds; `None` keeps the library's default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrackerBytes {
+    /// Largest detail kept.
+    pub max_detail_bytes: Option<usize>,
+    /// Most detail bytes kept per deferred batch.
+    pub max_batch_bytes: Option<usize>,
+    /// Memory budget of the in-memory tracker.
+    pub max_memory_bytes: Option<usize>,
+}
+
+impl TrackerBytes {
+    /// Sets the bounds that are given on `b`.
+    pub fn apply(&self, mut b: TrackerBuilder) -> TrackerBuilder {
+        if let Some(n) = self.max_detail_bytes {
+            b = b.max_detail_bytes(n);
+        }
+        if let Some(n) = self.max_batch_bytes {
+            b = b.max_batch_bytes(n);
+        }
+        if let Some(n) = self.max_memory_bytes {
+            b = b.max_memory_bytes(n);
+        }
+        b
+    }
 }
 
 /// Log output format.
@@ -369,6 +493,8 @@ pub struct Settings {
     pub legacy_headers: bool,
     /// Longest wait for in-flight requests at shutdown.
     pub shutdown_timeout: Duration,
+    /// Connections: timeouts and their cap.
+    pub server: ServerSettings,
     /// The store.
     pub store: StoreSettings,
     /// The admin token; admin routes exist only with one.
@@ -586,8 +712,16 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
         None => Duration::from_secs(30),
     };
 
+    let server = server_settings(&raw.server)?;
+
     let s = &raw.store;
-    let store = match s.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+    if s.url.as_deref().is_some_and(|u| u.trim().is_empty()) {
+        return Err(bad(
+            "store.url",
+            "is empty: set a Redis URL, or remove it (and TIDEGATE_STORE__URL) for the memory store",
+        ));
+    }
+    let store = match s.url.as_deref().map(str::trim) {
         None => {
             for (field, set) in [
                 ("store.on_error", s.on_error.is_some()),
@@ -604,18 +738,20 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
                     ));
                 }
             }
-            StoreSettings::Memory {
-                max_keys: usize::try_from(s.max_keys.map_or(10_000_000, |n| n.0))
-                    .unwrap_or(usize::MAX)
-                    .max(1),
-            }
+            memory_store(s)?
         }
         Some(url) => {
-            if s.max_keys.is_some() {
-                return Err(bad(
-                    "store.max_keys",
-                    "applies only to the memory store (Redis keys expire by themselves)",
-                ));
+            for (field, set) in [
+                ("store.max_keys", s.max_keys.is_some()),
+                ("store.max_memory_bytes", s.max_memory_bytes.is_some()),
+                ("store.on_full", s.on_full.is_some()),
+            ] {
+                if set {
+                    return Err(bad(
+                        field,
+                        "applies only to the memory store (Redis keys expire by themselves)",
+                    ));
+                }
             }
             let urls = parse_urls(url).map_err(|e| bad("store.url", e.to_string()))?;
             let on_error = match s.on_error.as_deref().map(str::trim) {
@@ -632,6 +768,15 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
             let mut options = RedisOptions::default();
             if let Some(t) = &s.timeout {
                 options.timeout = duration("store.timeout", t)?;
+                if options.timeout > MAX_STORE_TIMEOUT {
+                    return Err(bad(
+                        "store.timeout",
+                        format!(
+                            "{:?} is longer than {MAX_STORE_TIMEOUT:?}: every decision may wait that long while Redis is down",
+                            options.timeout
+                        ),
+                    ));
+                }
             }
             if let Some(t) = &s.connect_timeout {
                 options.connect_timeout = duration("store.connect_timeout", t)?;
@@ -668,6 +813,12 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
             return Err(bad(
                 "admin.token",
                 "must not be empty (remove it to turn the admin routes off)",
+            ));
+        }
+        Some(t) if t.trim() != t || t.chars().any(char::is_control) => {
+            return Err(bad(
+                "admin.token",
+                "must not contain spaces or control characters at its ends or inside (a trailing newline from a file?): no request could ever match it",
             ));
         }
         Some(t) if t.len() < 16 => {
@@ -712,12 +863,25 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
             let spec: TrackerSpec = spec_text
                 .parse::<TrackerSpec>()
                 .map_err(|e| bad("tracker.spec", e.to_string()))?;
+            let bytes = TrackerBytes {
+                max_detail_bytes: t.max_detail_bytes.map(|n| n.0 as usize),
+                max_batch_bytes: t.max_batch_bytes.map(|n| n.0 as usize),
+                max_memory_bytes: t.max_memory_bytes.map(|n| n.0 as usize),
+            };
             // Build once, outside any runtime, to check every value now.
-            spec.apply(tidegate::tracker::EventTracker::builder())
+            bytes
+                .apply(spec.apply(tidegate::tracker::EventTracker::builder()))
                 .manual_ticks()
                 .processor(|_| async { Ok::<_, String>(()) })
                 .build()
-                .map_err(|e: tidegate::tracker::TrackError| bad("tracker.spec", e.to_string()))?;
+                .map_err(|e: tidegate::tracker::TrackError| match e {
+                    tidegate::tracker::TrackError::Invalid { field, reason }
+                        if field == "max_memory_bytes" =>
+                    {
+                        bad("tracker.max_memory_bytes", reason)
+                    }
+                    e => bad("tracker.spec", e.to_string()),
+                })?;
             let max_details = t.max_details.map(|n| n.0 as usize);
             let sink = match t.sink {
                 None => {
@@ -816,13 +980,26 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
                 }
             };
             let lease = match t.lease {
-                Some(text) => Some(duration("tracker.lease", &text)?),
+                Some(text) => {
+                    let lease = duration("tracker.lease", &text)?;
+                    let interval = spec.processing_interval();
+                    if lease <= interval {
+                        return Err(bad(
+                            "tracker.lease",
+                            format!(
+                                "{lease:?} must be longer than the processing interval ({interval:?}) and the sink's longest delivery"
+                            ),
+                        ));
+                    }
+                    Some(lease)
+                }
                 None => None,
             };
             Some(TrackerSettings {
                 spec,
                 spec_text,
                 max_details,
+                bytes,
                 sink,
                 shared,
                 lease,
@@ -870,6 +1047,7 @@ fn validate(origin: &str, raw: RawConfig, listen: Option<&str>) -> Result<Settin
         max_key_bytes: usize::try_from(max_key_bytes).unwrap_or(usize::MAX),
         legacy_headers: raw.legacy_headers.is_some_and(|f| f.0),
         shutdown_timeout,
+        server,
         store,
         admin_token,
         policies,
@@ -901,7 +1079,9 @@ mod tests {
         assert_eq!(
             s.store,
             StoreSettings::Memory {
-                max_keys: 10_000_000
+                max_keys: None,
+                max_memory_bytes: DEFAULT_STORE_MEMORY_BYTES as usize,
+                on_full: OnFull::Reject
             }
         );
         let names: Vec<&str> = s.policies.iter().map(|(n, _)| n.as_str()).collect();

@@ -104,6 +104,8 @@ pub struct NamedPolicy {
     errors: Counter,
     /// Decision latency.
     pub latency: Histogram,
+    /// Warnings about a full memory store refusing keys (one per 10 s).
+    pub full_log: super::log_every::LogEvery,
     counts: [AtomicU64; 3],
 }
 
@@ -137,6 +139,7 @@ impl NamedPolicy {
             errors: counter("error"),
             latency: metrics::histogram!(super::telemetry::DECISION_SECONDS, "policy" => name.clone()),
             counts: Default::default(),
+            full_log: super::log_every::LogEvery::new(std::time::Duration::from_secs(10)),
             name,
             policies,
             backend,
@@ -173,11 +176,67 @@ impl NamedPolicy {
         let policy = self.name.clone();
         match &self.backend {
             Backend::Memory(l) => {
-                metrics::gauge!("tidegate_memory_keys", "policy" => policy).set(l.len() as f64);
+                let s = l.stats();
+                metrics::gauge!("tidegate_memory_keys", "policy" => policy.clone())
+                    .set(s.keys as f64);
+                metrics::gauge!("tidegate_memory_max_keys", "policy" => policy.clone())
+                    .set(s.max_keys as f64);
+                for (outcome, n) in [
+                    ("rejected", s.rejected),
+                    ("evicted", s.displaced),
+                    ("untracked", s.untracked),
+                ] {
+                    metrics::counter!("tidegate_memory_full_total", "policy" => policy.clone(), "outcome" => outcome)
+                        .absolute(n);
+                }
             }
             Backend::Redis(l) => {
                 metrics::counter!("tidegate_store_fallbacks_total", "policy" => policy)
                     .absolute(l.stats().fallbacks);
+            }
+        }
+    }
+}
+
+/// Keys a memory store of `set` can hold in `budget` bytes, each key up to
+/// `max_key_bytes` long: the table entry (key and state headers, with hashbrown's free
+/// buckets and control byte), the states, the key's text and both allocations' overhead.
+pub fn keys_in_budget(set: &PolicySet, budget: usize, max_key_bytes: usize) -> usize {
+    let entry = 2 * (size_of::<String>() + size_of::<Vec<u64>>() + 1);
+    let states = 32 * set.policies().len() + 16;
+    let key = max_key_bytes + 16;
+    (budget / (entry + states + key)).max(1)
+}
+
+/// What is new about full memory stores since the last call, per policy.
+#[derive(Debug, Default)]
+pub struct FullWatch {
+    seen: HashMap<String, (u64, u64)>,
+}
+
+impl FullWatch {
+    /// Logs a warning for each policy whose memory store evicted live states or admitted
+    /// untracked new keys since its last warning, at most one per policy per 10 s (the
+    /// caller calls this every second; refusals are logged where they are answered).
+    pub fn check(&mut self, policies: &Policies) {
+        for p in policies.by_name.values() {
+            let Backend::Memory(l) = &p.backend else {
+                continue;
+            };
+            let s = l.stats();
+            let now = (s.displaced, s.untracked);
+            let before = self.seen.get(&p.name).copied().unwrap_or_default();
+            if now != before && p.full_log.ready() {
+                self.seen.insert(p.name.clone(), now);
+                tracing::warn!(
+                    policy = %p.name,
+                    max_keys = s.max_keys,
+                    evicted = now.0 - before.0,
+                    admitted_untracked = now.1 - before.1,
+                    "the memory store of policy {} is full (store.max_keys {}): new keys evicted others or went untracked (store.on_full)",
+                    p.name,
+                    s.max_keys
+                );
             }
         }
     }
@@ -193,12 +252,26 @@ pub struct Policies {
 
 impl Policies {
     /// Builds the limiters (connecting to Redis when configured).
-    pub async fn build(store: &StoreSettings, policies: &[(String, PolicySet)]) -> Result<Self> {
+    pub async fn build(
+        store: &StoreSettings,
+        policies: &[(String, PolicySet)],
+        max_key_bytes: usize,
+    ) -> Result<Self> {
         let mut by_name = HashMap::with_capacity(policies.len());
         let redis = match store {
-            StoreSettings::Memory { max_keys } => {
+            StoreSettings::Memory {
+                max_keys,
+                max_memory_bytes,
+                on_full,
+            } => {
+                let share = max_memory_bytes / policies.len().max(1);
                 for (name, set) in policies {
-                    let limiter = Limiter::builder(set.clone()).max_keys(*max_keys).build();
+                    let max_keys =
+                        max_keys.unwrap_or_else(|| keys_in_budget(set, share, max_key_bytes));
+                    let limiter = Limiter::builder(set.clone())
+                        .max_keys(max_keys)
+                        .on_full(*on_full)
+                        .build();
                     by_name.insert(
                         name.clone(),
                         NamedPolicy::new(name.clone(), set.clone(), Backend::Memory(limiter)),

@@ -6,8 +6,12 @@
 //! shuts the tracker down so every deferred event reaches the sink.
 
 mod app;
+mod body;
 mod config;
+mod connections;
 mod limits;
+mod log_escape;
+mod log_every;
 mod sink;
 mod telemetry;
 pub(crate) mod webhook;
@@ -74,8 +78,25 @@ fn summary(s: &Settings) -> String {
         s.origin, s.listen
     );
     match &s.store {
-        StoreSettings::Memory { max_keys } => {
-            out.push_str(&format!("store: memory (max_keys {max_keys})\n"));
+        StoreSettings::Memory {
+            max_keys,
+            max_memory_bytes,
+            on_full,
+        } => {
+            let share = max_memory_bytes / s.policies.len().max(1);
+            let keys: Vec<String> = s
+                .policies
+                .iter()
+                .map(|(name, set)| {
+                    let n = max_keys
+                        .unwrap_or_else(|| limits::keys_in_budget(set, share, s.max_key_bytes));
+                    format!("{name} {n}")
+                })
+                .collect();
+            out.push_str(&format!(
+                "store: memory (max_memory_bytes {max_memory_bytes}, on_full {on_full:?}, max_keys per policy: {})\n",
+                keys.join(", ")
+            ));
         }
         StoreSettings::Redis {
             urls,
@@ -109,7 +130,9 @@ fn summary(s: &Settings) -> String {
 
 async fn serve(settings: Settings) -> Result<()> {
     let metrics = telemetry::metrics_handle()?;
-    let policies = limits::Policies::build(&settings.store, &settings.policies).await?;
+    let policies =
+        limits::Policies::build(&settings.store, &settings.policies, settings.max_key_bytes)
+            .await?;
 
     let tracker = match &settings.tracker {
         None => None,
@@ -119,7 +142,10 @@ async fn serve(settings: Settings) -> Result<()> {
                 StoreSettings::Memory { .. } => None,
             };
             let sink = sink::Sink::open(&t.sink, redis).await?;
-            let mut builder = t.spec.apply(EventTracker::builder()).clock(SystemClock);
+            let mut builder = t
+                .bytes
+                .apply(t.spec.apply(EventTracker::builder()))
+                .clock(SystemClock);
             if let Some(n) = t.max_details {
                 builder = builder.max_details(n);
             }
@@ -150,6 +176,7 @@ async fn serve(settings: Settings) -> Result<()> {
         .with_context(|| format!("`listen`: cannot bind {}", settings.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
 
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = Arc::new(app::App::new(
         policies,
         tracker.clone(),
@@ -158,15 +185,22 @@ async fn serve(settings: Settings) -> Result<()> {
         settings.max_body_bytes,
         settings.legacy_headers,
         metrics.clone(),
+        (stop_rx.clone(), settings.server.body_timeout),
     ));
     let router = app::router(Arc::clone(&app));
 
-    // Histogram upkeep (the recorder is not drained by a background exporter here).
+    // Histogram upkeep every 5 s (the recorder is not drained by a background exporter
+    // here), and warnings about full memory stores (at most one per policy per 10 s).
+    let watched = Arc::clone(&app);
     let upkeep = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut full = limits::FullWatch::default();
+        for n in 0u64.. {
             tick.tick().await;
-            metrics.run_upkeep();
+            if n % 5 == 0 {
+                metrics.run_upkeep();
+            }
+            full.check(&watched.policies);
         }
     });
 
@@ -182,7 +216,6 @@ async fn serve(settings: Settings) -> Result<()> {
         "tidegate serve listening on http://{addr}"
     );
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signal_app = Arc::clone(&app);
     tokio::spawn(async move {
         let name = shutdown_signal().await;
@@ -193,20 +226,21 @@ async fn serve(settings: Settings) -> Result<()> {
         );
         let _ = stop_tx.send(true);
     });
-    let mut graceful = stop_rx.clone();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        let _ = graceful.wait_for(|stop| *stop).await;
-    });
-    let mut deadline = stop_rx;
-    let timeout = settings.shutdown_timeout;
-    tokio::select! {
-        result = server.into_future() => result.context("serving HTTP")?,
-        () = async move {
-            let _ = deadline.wait_for(|stop| *stop).await;
-            tokio::time::sleep(timeout).await;
-        } => {
-            tracing::warn!(?timeout, "in-flight requests did not finish within shutdown_timeout; closing them");
-        }
+    let max_connections = connections::effective_max_connections(settings.server.max_connections);
+    let closed = connections::serve(
+        listener,
+        router,
+        settings.server.clone(),
+        max_connections,
+        stop_rx,
+        settings.shutdown_timeout,
+    )
+    .await;
+    if !closed {
+        tracing::warn!(
+            timeout = ?settings.shutdown_timeout,
+            "in-flight requests did not finish within shutdown_timeout; closing them"
+        );
     }
     upkeep.abort();
 
@@ -228,7 +262,7 @@ async fn serve(settings: Settings) -> Result<()> {
                 "tracker shut down: the sink refused some batches; they follow as JSON lines on standard error"
             );
             for r in &report.undelivered {
-                eprintln!("{}", crate::json::record_json(r));
+                eprintln!("{}", crate::json::record_text(r));
             }
         }
     }

@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use serde_json::json;
 use tidegate::store::redis::RedisOptions;
 use tidegate::tracker::DeliveredRecord;
 
-use crate::json::record_json;
+use crate::json::record_text;
 
 use super::config::SinkSettings;
 use super::webhook::Webhook;
@@ -126,7 +125,7 @@ impl Sink {
             Target::Jsonl(out) => {
                 let mut text = String::new();
                 for r in records {
-                    text.push_str(&record_json(r).to_string());
+                    text.push_str(&record_text(r));
                     text.push('\n');
                 }
                 let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
@@ -135,13 +134,15 @@ impl Sink {
                     .map_err(|e| format!("writing the JSON-lines sink: {e}"))
             }
             Target::Webhook(hook) => {
-                let body = json!({
-                    "records": records
-                        .iter()
-                        .map(record_json)
-                        .collect::<Vec<_>>(),
-                });
-                hook.post(body.to_string()).await
+                let mut body = String::from("{\"records\":[");
+                for (i, r) in records.iter().enumerate() {
+                    if i > 0 {
+                        body.push(',');
+                    }
+                    body.push_str(&record_text(r));
+                }
+                body.push_str("]}");
+                hook.post(body).await
             }
             Target::RedisStream {
                 conn,
@@ -169,10 +170,7 @@ impl Sink {
                     if let Some(n) = maxlen {
                         cmd.arg("MAXLEN").arg("~").arg(*n);
                     }
-                    cmd.arg("*")
-                        .arg("record")
-                        .arg(record_json(r).to_string())
-                        .ignore();
+                    cmd.arg("*").arg("record").arg(record_text(r)).ignore();
                 }
                 let result = match conn {
                     Conn::Single(mut c) => query(&pipe, &mut c).await,

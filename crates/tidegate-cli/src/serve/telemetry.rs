@@ -12,6 +12,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
 use super::config::{LogFormat, LogSettings};
+use super::log_escape::EscapeControls;
 
 /// The decision latency histogram.
 pub const DECISION_SECONDS: &str = "tidegate_decision_duration_seconds";
@@ -57,7 +58,7 @@ fn fmt_layer<W>(format: LogFormat, writer: W) -> BoxedLayer
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    let layer = tracing_subscriber::fmt::layer().with_writer(EscapeControls(writer));
     match format {
         LogFormat::Text => layer.with_ansi(false).boxed(),
         LogFormat::Json => layer.json().boxed(),
@@ -137,6 +138,19 @@ fn describe() {
     describe_counter!(
         "tidegate_tracker_failed_rounds_total",
         "Delivery rounds in which every attempt failed"
+    );
+    describe_gauge!(
+        "tidegate_tracker_memory_bytes",
+        "Bytes of the in-memory tracker's budget in use (records and kept details)"
+    );
+    describe_counter!(
+        "tidegate_tracker_details_dropped_by_size_total",
+        "Event details left out by a byte bound (max_detail_bytes, max_batch_bytes, max_memory_bytes)"
+    );
+    describe_gauge!("tidegate_connections_open", "Open HTTP connections");
+    describe_counter!(
+        "tidegate_connections_refused_total",
+        "Connections refused with 503 because server.max_connections were open"
     );
     describe_counter!(
         "tidegate_sink_errors_total",

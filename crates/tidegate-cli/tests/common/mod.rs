@@ -1,6 +1,8 @@
 //! Test helpers shared by the CLI's integration tests.
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod serve;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};

@@ -19,14 +19,22 @@ use crate::algorithm::Algorithm;
 use crate::decision::Decision;
 use crate::error::LimitError;
 
-/// What a full store does with a key it has never seen.
+/// What a full store does with a key it has never seen, once no state that decides like
+/// a fresh one can be evicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum OnFull {
-    /// Refuse the request with [`LimitError::StoreFull`].
-    Reject,
-    /// Decide as for a fresh key but keep no state (counted as untracked).
+    /// Refuse the request with [`LimitError::StoreFull`] (the default: a full store
+    /// never lets a request through unlimited).
     #[default]
+    Reject,
+    /// Evict, among the states the eviction scan looks at, the one that expires soonest
+    /// (the closest to a fresh state), and track the new key. The evicted key starts
+    /// again from a fresh state: its limit is relaxed once, not switched off.
+    Evict,
+    /// Decide as for a fresh key but keep no state (counted as untracked): the limit is
+    /// not enforced for new keys while the store is full.
     AdmitUntracked,
 }
 
@@ -64,6 +72,8 @@ pub struct MemoryStats {
     pub rejected: u64,
     /// New keys decided without keeping state ([`OnFull::AdmitUntracked`]).
     pub untracked: u64,
+    /// Live states evicted to make room for new keys ([`OnFull::Evict`]).
+    pub displaced: u64,
     /// Expired states removed by sweeping.
     pub swept: u64,
 }
@@ -109,6 +119,7 @@ pub struct MemoryStore<S, K = String> {
     evicted: AtomicU64,
     rejected: AtomicU64,
     untracked: AtomicU64,
+    displaced: AtomicU64,
     swept: AtomicU64,
 }
 
@@ -147,6 +158,7 @@ impl<S, K: Hash + Eq> MemoryStore<S, K> {
             config,
             len: AtomicUsize::new(0),
             evicted: AtomicU64::new(0),
+            displaced: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             untracked: AtomicU64::new(0),
             swept: AtomicU64::new(0),
@@ -213,7 +225,9 @@ impl<S, K: Hash + Eq> MemoryStore<S, K> {
     {
         let mut state = alg.fresh();
         let decision = alg.acquire(&mut state, now, cost);
-        if !self.make_room(&mut table, alg, now) {
+        let room = self.make_room(&mut table, alg, now)
+            || (self.config.on_full == OnFull::Evict && self.evict_elsewhere(alg, hash));
+        if !room {
             return match self.config.on_full {
                 OnFull::Reject => {
                     self.rejected.fetch_add(1, Ordering::Relaxed);
@@ -224,6 +238,13 @@ impl<S, K: Hash + Eq> MemoryStore<S, K> {
                 OnFull::AdmitUntracked => {
                     self.untracked.fetch_add(1, Ordering::Relaxed);
                     Ok(decision)
+                }
+                // Nothing to evict: every other shard was empty or busy.
+                OnFull::Evict => {
+                    self.rejected.fetch_add(1, Ordering::Relaxed);
+                    Err(LimitError::StoreFull {
+                        max_keys: self.config.max_keys,
+                    })
                 }
             };
         }
@@ -269,15 +290,65 @@ impl<S, K: Hash + Eq> MemoryStore<S, K> {
             return true;
         }
         let buckets = table.entries.num_buckets();
+        let mut soonest: Option<(usize, u64)> = None;
         for _ in 0..EVICTION_SCAN.min(buckets) {
             let i = table.cursor % buckets;
             table.cursor = i + 1;
-            if let Some((_, s)) = table.entries.get_bucket(i)
-                && alg.expires_at(s) <= now
+            if let Some((_, s)) = table.entries.get_bucket(i) {
+                let expires = alg.expires_at(s);
+                if expires <= now
+                    && let Ok(entry) = table.entries.get_bucket_entry(i)
+                {
+                    entry.remove();
+                    self.evicted.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                if soonest.is_none_or(|(_, e)| expires < e) {
+                    soonest = Some((i, expires));
+                }
+            }
+        }
+        if self.config.on_full == OnFull::Evict
+            && let Some((i, _)) = soonest
+            && let Ok(entry) = table.entries.get_bucket_entry(i)
+        {
+            entry.remove();
+            self.displaced.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// [`OnFull::Evict`] when the new key's own shard had nothing to evict: evicts the
+    /// soonest-expiring scanned state of another shard whose lock is free right now
+    /// (never waiting for one while holding its own, so no two shards wait on each other).
+    #[cold]
+    fn evict_elsewhere<A: Algorithm<State = S>>(&self, alg: &A, hash: u64) -> bool {
+        let own = (hash >> 32) as usize & self.shard_mask;
+        for offset in 1..self.shards.len() {
+            let Some(mut table) = self.shards[(own + offset) & self.shard_mask]
+                .table
+                .try_lock()
+            else {
+                continue;
+            };
+            let buckets = table.entries.num_buckets();
+            let mut soonest: Option<(usize, u64)> = None;
+            for _ in 0..EVICTION_SCAN.min(buckets) {
+                let i = table.cursor % buckets;
+                table.cursor = i + 1;
+                if let Some((_, s)) = table.entries.get_bucket(i) {
+                    let expires = alg.expires_at(s);
+                    if soonest.is_none_or(|(_, e)| expires < e) {
+                        soonest = Some((i, expires));
+                    }
+                }
+            }
+            if let Some((i, _)) = soonest
                 && let Ok(entry) = table.entries.get_bucket_entry(i)
             {
                 entry.remove();
-                self.evicted.fetch_add(1, Ordering::Relaxed);
+                self.displaced.fetch_add(1, Ordering::Relaxed);
                 return true;
             }
         }
@@ -428,6 +499,7 @@ impl<S, K: Hash + Eq> MemoryStore<S, K> {
             evicted: self.evicted.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             untracked: self.untracked.load(Ordering::Relaxed),
+            displaced: self.displaced.load(Ordering::Relaxed),
             swept: self.swept.load(Ordering::Relaxed),
         }
     }
@@ -480,7 +552,7 @@ mod tests {
     }
 
     #[test]
-    fn full_store_rejects_or_admits_untracked_as_configured() {
+    fn full_store_rejects_evicts_the_soonest_expiring_or_admits_untracked_as_configured() {
         let t = Throttle::new(Duration::from_secs(10)).unwrap();
         let reject = store(1, OnFull::Reject);
         reject.acquire(&t, "a", 0, 1).unwrap();
@@ -489,6 +561,15 @@ mod tests {
             Err(LimitError::StoreFull { max_keys: 1 })
         );
         assert_eq!(reject.stats().rejected, 1);
+
+        let evict = store(2, OnFull::Evict);
+        evict.acquire(&t, "a", 0, 1).unwrap();
+        evict.acquire(&t, "b", 5 * S, 1).unwrap();
+        // "a" expires first (at 10 s): it makes room for "c", which is tracked.
+        assert!(evict.acquire(&t, "c", 6 * S, 1).unwrap().allowed);
+        assert!(!evict.acquire(&t, "c", 6 * S, 1).unwrap().allowed);
+        assert!(evict.get("a").is_none() && evict.get("b").is_some());
+        assert_eq!((evict.len(), evict.stats().displaced), (2, 1));
 
         let admit = store(1, OnFull::AdmitUntracked);
         admit.acquire(&t, "a", 0, 1).unwrap();

@@ -42,6 +42,9 @@ pub const MAX_PRIORITY: i64 = 1_000_000_000;
 /// Most jobs written by one script call of [`WorkQueue::push_many`].
 const PUSH_CHUNK: usize = 2_000;
 
+/// Most jobs one script call of [`WorkQueue::clear`] deletes (about 1-2 ms of Redis time).
+pub const CLEAR_BATCH: usize = 1_000;
+
 /// A job's id: its sequence number in the queue (1, 2, ...).
 pub type JobId = u64;
 
@@ -733,12 +736,34 @@ impl WorkQueue {
     }
 
     /// Removes every job (waiting, delayed, active, failed, completed) and resets the
-    /// counters; returns how many jobs were removed. Workers may keep running.
+    /// counters; returns how many jobs were removed. Workers may keep running. Deletes in
+    /// script calls of at most [`CLEAR_BATCH`] jobs, so Redis (and every limiter sharing
+    /// it) is never blocked for long; jobs pushed while it runs may be removed too.
     pub async fn clear(&self) -> Result<u64, QueueError> {
-        let reply = self.call("clear", &[]).await?;
-        int(&reply)
-            .map(|n| n as u64)
-            .ok_or_else(|| self.reply_error("clear", format!("{reply:?}")))
+        self.clear_with_progress(|_| ()).await
+    }
+
+    /// [`clear`](Self::clear), calling `progress(removed so far)` after each batch.
+    pub async fn clear_with_progress(
+        &self,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, QueueError> {
+        let mut removed = 0;
+        loop {
+            let reply = self.call("clear", &[CLEAR_BATCH.to_string()]).await?;
+            let (n, done) = match &reply {
+                Value::Array(v) if v.len() == 2 => (int(&v[0]), int(&v[1])),
+                _ => (None, None),
+            };
+            let (Some(n), Some(done)) = (n, done) else {
+                return Err(self.reply_error("clear", format!("{reply:?}")));
+            };
+            removed += n as u64;
+            progress(removed);
+            if done == 1 {
+                return Ok(removed);
+            }
+        }
     }
 
     /// Moves up to `limit` failed jobs (all if `None`, oldest failure first) back to

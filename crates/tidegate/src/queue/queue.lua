@@ -341,29 +341,37 @@ local function job()
   return {state, j[1], j[2], tonumber(j[3]), tonumber(j[4]), j[5] or '', j[6] or '[]', tonumber(j[7]) or 0}
 end
 
--- clear: removes every job and resets the counters; the queue stays known. Reply: jobs removed.
+-- clear: ARGV[3] most jobs to remove in this call. Removes up to that many jobs (waiting
+-- in every group, delayed, active, failed; each job's hash UNLINKed, so the memory is
+-- freed off Redis's main thread) and, once no job is left, the queue's other keys and
+-- its counters (the queue stays known). Called repeatedly so that Redis is never blocked
+-- for long. Reply: {jobs removed by this call, 1 when the clear is complete else 0}.
 local function clear()
+  local budget = tonumber(ARGV[3])
   local removed = 0
-  local function drop_all(zset)
-    local ids = call('ZRANGE', zset, 0, -1)
-    for _, m in ipairs(ids) do
-      call('DEL', job_key(tostring(tonumber(m))))
-      removed = removed + 1
-    end
-    call('DEL', zset)
+  local function drop(zset)
+    local room = budget - removed
+    if room <= 0 then return end
+    local ids = call('ZRANGE', zset, 0, room - 1)
+    if #ids == 0 then return end
+    for _, m in ipairs(ids) do call('UNLINK', job_key(tostring(tonumber(m)))) end
+    call('ZREMRANGEBYRANK', zset, 0, #ids - 1)
+    removed = removed + #ids
   end
-  for _, g in ipairs(call('LRANGE', P .. 'groups', 0, -1)) do
-    drop_all(P .. 'wait:' .. g)
-    call('DEL', P .. 'rate:' .. g)
+  local groups = call('LRANGE', P .. 'groups', 0, -1)
+  for _, g in ipairs(groups) do drop(P .. 'wait:' .. g) end
+  drop(P .. 'delayed')
+  drop(P .. 'active')
+  drop(P .. 'failed')
+  if removed >= budget then return {removed, 0} end
+  for _, g in ipairs(groups) do
+    call('UNLINK', P .. 'wait:' .. g, P .. 'rate:' .. g)
   end
-  drop_all(P .. 'delayed')
-  drop_all(P .. 'active')
-  drop_all(P .. 'failed')
-  call('DEL', P .. 'groups', P .. 'completed', P .. 'rate')
+  call('UNLINK', P .. 'groups', P .. 'completed', P .. 'rate')
   local seq = call('HGET', meta, 'seq')
   call('DEL', meta)
   call('HSET', meta, 'created_ms', now_ms, 'seq', seq or 0)
-  return removed
+  return {removed, 1}
 end
 
 -- complete_claim: `complete`'s ARGV[3..5], then `claim`'s from ARGV[6]: a worker's

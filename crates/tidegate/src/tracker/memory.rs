@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use hashbrown::HashTable;
-use serde_json::Value;
 
+use super::Details;
+use super::budget::{MemoryBudget, detail_cost};
 use super::record::{DeliveredRecord, IgnoreReason, RecordKey, RecordView, TrackOutcome};
 use super::store::Reconfigured;
 use super::strategy::{Gate, GateState};
@@ -29,7 +30,9 @@ struct Pending {
     last_seen: u64,
     /// `(scheduled_at µs, sequence)`: the batch's place in the due index.
     due: (u64, u64),
-    details: Vec<Value>,
+    details: Vec<Details>,
+    /// Bytes the kept details are charged (text and overhead).
+    detail_bytes: usize,
     dropped: u64,
     failed_rounds: u32,
 }
@@ -60,6 +63,31 @@ impl Entry {
     }
 }
 
+/// Bytes a record takes besides its key text: the table entry (with hashbrown's control
+/// byte and free buckets: up to twice the entry), the shared key header, its slot in the
+/// due index.
+const RECORD_OVERHEAD: usize = 2 * size_of::<Entry>() + size_of::<RecordKey>() + 16 + 64;
+
+/// Bytes a record of `(category, id)` is charged.
+fn record_cost(key: &RecordKey) -> usize {
+    RECORD_OVERHEAD + key.category.len() + key.id.len()
+}
+
+/// What bounds the in-memory records.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// Most records.
+    pub(crate) max_keys: usize,
+    /// Most details kept per batch.
+    pub(crate) max_details: usize,
+    /// Largest detail kept (JSON text bytes).
+    pub(crate) max_detail_bytes: usize,
+    /// Most detail bytes kept per batch.
+    pub(crate) max_batch_bytes: usize,
+    /// Most bytes for records and details together.
+    pub(crate) max_memory_bytes: usize,
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -71,14 +99,16 @@ pub(crate) struct MemoryRecords {
     due: Mutex<BTreeMap<(u64, u64), Arc<RecordKey>>>,
     seq: AtomicU64,
     len: AtomicUsize,
-    max_keys: usize,
-    max_details: usize,
+    bounds: Bounds,
+    budget: MemoryBudget,
+    /// Details left out by a byte bound (per event, per batch, the memory budget).
+    dropped_by_size: AtomicU64,
     /// `(shard, bucket)` where the next purge step starts.
     sweep_cursor: Mutex<(usize, usize)>,
 }
 
 impl MemoryRecords {
-    pub(crate) fn new(max_keys: usize, max_details: usize) -> Self {
+    pub(crate) fn new(bounds: Bounds) -> Self {
         let shards = (std::thread::available_parallelism().map_or(4, |n| n.get()) * 8)
             .clamp(16, 256)
             .next_power_of_two();
@@ -88,8 +118,9 @@ impl MemoryRecords {
             due: Mutex::new(BTreeMap::new()),
             seq: AtomicU64::new(0),
             len: AtomicUsize::new(0),
-            max_keys: if max_keys == 0 { usize::MAX } else { max_keys },
-            max_details,
+            bounds,
+            budget: MemoryBudget::new(bounds.max_memory_bytes),
+            dropped_by_size: AtomicU64::new(0),
             sweep_cursor: Mutex::new((0, 0)),
         }
     }
@@ -107,6 +138,60 @@ impl MemoryRecords {
         self.len.load(Ordering::Relaxed)
     }
 
+    /// Bytes charged to the memory budget now.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.budget.used()
+    }
+
+    /// Details left out by a byte bound so far.
+    pub(crate) fn dropped_by_size(&self) -> u64 {
+        self.dropped_by_size.load(Ordering::Relaxed)
+    }
+
+    /// Keeps `detail` in `p` if every bound allows, else counts it as dropped; a null
+    /// detail (an event without details) is not kept.
+    fn push_detail(&self, p: &mut Pending, detail: Details) {
+        if detail.is_null() {
+            return;
+        }
+        let b = &self.bounds;
+        let cost = detail_cost(detail.len());
+        let fits = p.details.len() < b.max_details;
+        let by_size = detail.len() > b.max_detail_bytes
+            || p.detail_bytes + cost > b.max_batch_bytes
+            || !(fits && self.budget.try_charge(cost));
+        if fits && !by_size {
+            p.details.push(detail);
+            p.detail_bytes += cost;
+            return;
+        }
+        p.dropped += 1;
+        if fits {
+            self.dropped_by_size.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Keeps an already charged detail in `p` (merging a failed batch back), or drops it
+    /// and gives its bytes back.
+    fn merge_detail(&self, p: &mut Pending, detail: Details) {
+        let cost = detail_cost(detail.len());
+        if p.details.len() < self.bounds.max_details
+            && p.detail_bytes + cost <= self.bounds.max_batch_bytes
+        {
+            p.details.push(detail);
+            p.detail_bytes += cost;
+        } else {
+            p.dropped += 1;
+            self.budget.release(cost);
+        }
+    }
+
+    /// Gives back the bytes of a settled batch's details.
+    fn release_details(&self, r: &DeliveredRecord) {
+        self.budget
+            .release(r.details.iter().map(|d| detail_cost(d.len())).sum());
+    }
+
     /// Deferred batches waiting (not yet claimed).
     pub(crate) fn waiting(&self) -> usize {
         lock(&self.due).len()
@@ -122,7 +207,7 @@ impl MemoryRecords {
         &self,
         category: &str,
         id: &str,
-        details: Value,
+        details: Details,
         now: u64,
         settings: RecordSettings,
     ) -> TrackOutcome {
@@ -144,19 +229,24 @@ impl MemoryRecords {
                     pending: None,
                     in_flight: 0,
                 };
-                if self
+                let refused = if self
                     .len
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                        (n < self.max_keys).then_some(n + 1)
+                        (n < self.bounds.max_keys).then_some(n + 1)
                     })
                     .is_err()
                 {
+                    Some(IgnoreReason::KeyLimitReached)
+                } else if !self.budget.try_charge(record_cost(&fresh.key)) {
+                    self.len.fetch_sub(1, Ordering::Relaxed);
+                    Some(IgnoreReason::MemoryLimitReached)
+                } else {
+                    None
+                };
+                if let Some(reason) = refused {
                     let mut record = fresh.view();
                     record.total = 1;
-                    return TrackOutcome::Ignored {
-                        reason: IgnoreReason::KeyLimitReached,
-                        record,
-                    };
+                    return TrackOutcome::Ignored { reason, record };
                 }
                 table
                     .insert_unique(hash, fresh, |e| self.hash(&e.key.category, &e.key.id))
@@ -176,7 +266,7 @@ impl MemoryRecords {
                     Some(p) => {
                         p.count += 1;
                         p.last_seen = now;
-                        push_detail(&mut p.details, &mut p.dropped, details, self.max_details);
+                        self.push_detail(p, details);
                     }
                     None => {
                         let due = (
@@ -189,10 +279,11 @@ impl MemoryRecords {
                             last_seen: now,
                             due,
                             details: Vec::new(),
+                            detail_bytes: 0,
                             dropped: 0,
                             failed_rounds: 0,
                         };
-                        push_detail(&mut p.details, &mut p.dropped, details, self.max_details);
+                        self.push_detail(&mut p, details);
                         entry.pending = Some(p);
                         lock(&self.due).insert(due, Arc::clone(&entry.key));
                     }
@@ -249,6 +340,7 @@ impl MemoryRecords {
     /// The processor accepted these records.
     pub(crate) fn processed(&self, records: &[DeliveredRecord]) {
         for r in records {
+            self.release_details(r);
             self.with_entry(&r.category, &r.id, |e| {
                 e.in_flight = e.in_flight.saturating_sub(1);
                 e.settings.gate.processed(&mut e.state);
@@ -259,6 +351,7 @@ impl MemoryRecords {
     /// These records left for the dead-letter sink: settle them.
     pub(crate) fn dead_lettered(&self, records: &[DeliveredRecord]) {
         for r in records {
+            self.release_details(r);
             self.with_entry(&r.category, &r.id, |e| {
                 e.in_flight = e.in_flight.saturating_sub(1);
             });
@@ -274,6 +367,7 @@ impl MemoryRecords {
             let Some(e) =
                 table.find_mut(hash, |e| e.key.category == r.category && e.key.id == r.id)
             else {
+                self.release_details(&r);
                 continue;
             };
             e.in_flight = e.in_flight.saturating_sub(1);
@@ -281,12 +375,14 @@ impl MemoryRecords {
                 now + e.settings.defer_us,
                 self.seq.fetch_add(1, Ordering::Relaxed),
             );
+            let detail_bytes = r.details.iter().map(|d| detail_cost(d.len())).sum();
             let mut back = Pending {
                 count: r.count,
                 first_seen: r.first_seen_us,
                 last_seen: r.last_seen_us,
                 due,
                 details: r.details,
+                detail_bytes,
                 dropped: r.details_dropped,
                 failed_rounds: r.failed_rounds + 1,
             };
@@ -296,7 +392,7 @@ impl MemoryRecords {
                 back.last_seen = newer.last_seen;
                 back.dropped += newer.dropped;
                 for d in newer.details {
-                    push_detail(&mut back.details, &mut back.dropped, d, self.max_details);
+                    self.merge_detail(&mut back, d);
                 }
                 back.due = back.due.min(newer.due);
             }
@@ -311,7 +407,13 @@ impl MemoryRecords {
         for shard in self.shards.iter() {
             let mut table = lock(shard);
             removed += table.len();
+            let bytes = table
+                .iter()
+                .map(|e| record_cost(&e.key) + e.pending.as_ref().map_or(0, |p| p.detail_bytes))
+                .sum();
+            self.budget.release(bytes);
             table.clear();
+            table.shrink_to(0, |_| 0);
         }
         lock(&self.due).clear();
         self.len.fetch_sub(removed, Ordering::Relaxed);
@@ -362,9 +464,16 @@ impl MemoryRecords {
                     && now.saturating_sub(e.last_seen) >= expire_us
             });
             if idle && let Ok(entry) = table.get_bucket_entry(i) {
-                entry.remove();
+                let (gone, _) = entry.remove();
+                self.budget.release(record_cost(&gone.key));
                 removed += 1;
             }
+        }
+        if end >= buckets && table.len() < table.capacity() / 4 {
+            // Give the memory of a table that emptied back (hashbrown never shrinks on
+            // its own): the next pass starts at this shard's first bucket anyway.
+            let len = table.len();
+            table.shrink_to(len, |e| self.hash(&e.key.category, &e.key.id));
         }
         *cursor = if end >= buckets {
             ((shard + 1) % self.shards.len(), 0)
@@ -373,19 +482,6 @@ impl MemoryRecords {
         };
         self.len.fetch_sub(removed, Ordering::Relaxed);
         removed
-    }
-}
-
-/// Keeps `detail` if the batch has room under `cap`, else counts it as dropped; a null
-/// detail (an event without details) is not kept.
-fn push_detail(details: &mut Vec<Value>, dropped: &mut u64, detail: Value, cap: usize) {
-    if detail.is_null() {
-        return;
-    }
-    if details.len() < cap {
-        details.push(detail);
-    } else {
-        *dropped += 1;
     }
 }
 
@@ -403,10 +499,20 @@ mod tests {
         }
     }
 
+    fn bounds() -> Bounds {
+        Bounds {
+            max_keys: 100,
+            max_details: 10,
+            max_detail_bytes: 100,
+            max_batch_bytes: 1_000,
+            max_memory_bytes: 1 << 20,
+        }
+    }
+
     #[test]
     fn reconfigure_sets_only_over_the_expected_settings() {
-        let records = MemoryRecords::new(0, 10);
-        records.track("c", "i", Value::Null, 0, settings(5));
+        let records = MemoryRecords::new(bounds());
+        records.track("c", "i", Details::null(), 0, settings(5));
         assert!(matches!(
             records.reconfigure("c", "i", &settings(4), settings(1)),
             Reconfigured::Changed

@@ -7,6 +7,8 @@
 //! then deferred again, and after `dead_letter_after` failed rounds handed to the
 //! dead-letter sink. Semantics: `docs/TRACKER.md`.
 
+mod budget;
+mod details;
 mod memory;
 mod record;
 #[cfg(feature = "redis")]
@@ -23,10 +25,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use serde_json::Value;
 use thiserror::Error;
 use tokio::sync::broadcast;
 
+pub use details::Details;
 pub use record::{
     DeadLetter, DeliveredRecord, IgnoreReason, RecordKey, RecordView, TrackOutcome, TrackerEvent,
 };
@@ -36,12 +38,24 @@ pub use strategy::Strategy;
 
 use crate::error::PolicyError;
 use crate::time::{Clock, SystemClock, duration_to_micros, micros_to_duration};
-use memory::{MemoryRecords, RecordSettings};
+use memory::{Bounds, MemoryRecords, RecordSettings};
 use store::{Claimed, Reconfigured, Records};
 use strategy::{Gate, defer_micros};
 
 /// Compare-and-set attempts of `update_config` against concurrent updates of a record.
 const UPDATE_ATTEMPTS: usize = 16;
+
+/// Default most records of a tracker.
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
+
+/// Default largest detail kept (bytes of JSON text).
+pub const DEFAULT_MAX_DETAIL_BYTES: usize = 8 * 1024;
+
+/// Default most detail bytes kept per deferred batch.
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// Default memory budget of the in-memory tracker (records and details).
+pub const DEFAULT_MAX_MEMORY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Record slots the purge of idle records looks at per tick (bounded work per tick).
 const PURGE_BUDGET: usize = 4_096;
@@ -128,6 +142,9 @@ pub struct TrackerBuilder {
     jitter: Duration,
     dead_letter_after: u32,
     max_details: usize,
+    max_detail_bytes: usize,
+    max_batch_bytes: usize,
+    max_memory_bytes: usize,
     processor: Option<Processor>,
     dead_letter: Option<DeadLetterSink>,
     clock: Arc<dyn Clock>,
@@ -154,7 +171,7 @@ impl Default for TrackerBuilder {
                 defer_interval: Duration::from_secs(3_600),
             },
             expire_time: Duration::from_secs(86_400),
-            max_keys: 0,
+            max_keys: DEFAULT_MAX_KEYS,
             processing_interval: Duration::from_secs(1),
             max_batch_size: 100,
             max_retries: 3,
@@ -162,6 +179,9 @@ impl Default for TrackerBuilder {
             jitter: Duration::ZERO,
             dead_letter_after: 3,
             max_details: 100,
+            max_detail_bytes: DEFAULT_MAX_DETAIL_BYTES,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
             processor: None,
             dead_letter: None,
             clock: Arc::new(SystemClock),
@@ -191,7 +211,8 @@ impl TrackerBuilder {
         self
     }
 
-    /// Most records held (default 0 = unbounded); a new record beyond is ignored.
+    /// Most records held (default [`DEFAULT_MAX_KEYS`], at least 1); an event that would
+    /// create a record beyond is `Ignored { reason: KeyLimitReached }`.
     pub fn max_keys(mut self, n: usize) -> Self {
         self.max_keys = n;
         self
@@ -237,6 +258,30 @@ impl TrackerBuilder {
     /// Most details kept per deferred batch (default 100); the rest are counted.
     pub fn max_details(mut self, n: usize) -> Self {
         self.max_details = n;
+        self
+    }
+
+    /// Largest detail kept, in bytes of compact JSON text (default
+    /// [`DEFAULT_MAX_DETAIL_BYTES`]); a larger one is counted in `details_dropped` and
+    /// the event is tracked without it.
+    pub fn max_detail_bytes(mut self, n: usize) -> Self {
+        self.max_detail_bytes = n;
+        self
+    }
+
+    /// Most detail bytes kept per deferred batch (default [`DEFAULT_MAX_BATCH_BYTES`]);
+    /// further details are counted in `details_dropped`. Memory store only.
+    pub fn max_batch_bytes(mut self, n: usize) -> Self {
+        self.max_batch_bytes = n;
+        self
+    }
+
+    /// Memory budget of the in-memory records and their details (default
+    /// [`DEFAULT_MAX_MEMORY_BYTES`]): once used up, a new record is `Ignored { reason:
+    /// MemoryLimitReached }` and further details are counted in `details_dropped`
+    /// (events of existing records are still counted and deferred). Memory store only.
+    pub fn max_memory_bytes(mut self, n: usize) -> Self {
+        self.max_memory_bytes = n;
         self
     }
 
@@ -317,6 +362,18 @@ impl TrackerBuilder {
         if self.max_batch_size == 0 {
             return Err(invalid("max_batch_size", "must be at least 1"));
         }
+        if self.max_keys == 0 {
+            return Err(invalid(
+                "max_keys",
+                format!("must be at least 1 (the default is {DEFAULT_MAX_KEYS})"),
+            ));
+        }
+        if self.max_memory_bytes < 64 * 1024 {
+            return Err(invalid(
+                "max_memory_bytes",
+                "must be at least 65536 (64 KiB)",
+            ));
+        }
         if self.dead_letter_after == 0 {
             return Err(invalid("dead_letter_after", "must be at least 1"));
         }
@@ -327,9 +384,13 @@ impl TrackerBuilder {
             )
         })?;
         let records = match self.store {
-            TrackerStore::Memory => {
-                Records::Memory(MemoryRecords::new(self.max_keys, self.max_details))
-            }
+            TrackerStore::Memory => Records::Memory(MemoryRecords::new(Bounds {
+                max_keys: self.max_keys,
+                max_details: self.max_details,
+                max_detail_bytes: self.max_detail_bytes,
+                max_batch_bytes: self.max_batch_bytes,
+                max_memory_bytes: self.max_memory_bytes,
+            })),
             #[cfg(feature = "redis")]
             TrackerStore::Redis { store, name } => {
                 if name.is_empty() {
@@ -349,6 +410,7 @@ impl TrackerBuilder {
                     &name,
                     self.max_keys,
                     self.max_details,
+                    self.max_detail_bytes,
                     self.lease,
                 ))
             }
@@ -417,7 +479,7 @@ pub struct TrackerStats {
     pub immediate: u64,
     /// Events deferred.
     pub deferred: u64,
-    /// Events ignored (`max_keys`).
+    /// Events ignored (`max_keys`, `max_memory_bytes`).
     pub ignored: u64,
     /// Records delivered to the processor successfully.
     pub processed_records: u64,
@@ -429,6 +491,12 @@ pub struct TrackerStats {
     pub dead_lettered: u64,
     /// Batches this instance took over from another whose lease expired (Redis).
     pub taken_over: u64,
+    /// Details left out by a byte bound (`max_detail_bytes`, and for memory
+    /// `max_batch_bytes` and `max_memory_bytes`); also counted in each record's
+    /// `details_dropped` (memory store).
+    pub details_dropped_by_size: u64,
+    /// Bytes of the memory budget in use (memory store; 0 for Redis).
+    pub memory_bytes: usize,
 }
 
 struct Inner {
@@ -556,7 +624,8 @@ impl EventTracker {
     }
 
     /// Tracks one event of the record `(category, id)`; `details` may be any JSON value
-    /// (`Value::Null` for none) and is kept with the deferred batch.
+    /// (a `serde_json::Value`, or [`Details`] from JSON text; `null` for none) and is
+    /// kept with the deferred batch as compact JSON text, within the byte bounds.
     ///
     /// Async because a shared store (Redis) answers over the network; with the memory
     /// store it completes at once.
@@ -564,7 +633,7 @@ impl EventTracker {
         &self,
         category: &str,
         id: &str,
-        details: Value,
+        details: impl Into<Details>,
     ) -> Result<TrackOutcome, TrackError> {
         self.track_event_at(category, id, details, self.inner.clock.now_micros())
             .await
@@ -575,9 +644,10 @@ impl EventTracker {
         &self,
         category: &str,
         id: &str,
-        details: Value,
+        details: impl Into<Details>,
         now: u64,
     ) -> Result<TrackOutcome, TrackError> {
+        let details = details.into();
         if self.inner.stopped.load(Ordering::Acquire) {
             return Err(TrackError::ShutDown);
         }
@@ -672,6 +742,8 @@ impl EventTracker {
             failed_rounds: c.failed_rounds.load(Ordering::Relaxed),
             dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
             taken_over: c.taken_over.load(Ordering::Relaxed),
+            details_dropped_by_size: self.inner.records.dropped_by_size(),
+            memory_bytes: self.inner.records.memory_bytes(),
         }
     }
 

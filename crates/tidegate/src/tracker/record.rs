@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value;
+
+use super::Details;
 
 /// The identity of a record: the exact `(category, id)` pair.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -55,6 +56,9 @@ impl RecordView {
 pub enum IgnoreReason {
     /// The tracker holds `max_keys` records and this event would have created another.
     KeyLimitReached,
+    /// The tracker's memory budget (`max_memory_bytes`) is used up and this event would
+    /// have created another record.
+    MemoryLimitReached,
 }
 
 /// What `track_event` decided.
@@ -104,9 +108,10 @@ pub struct DeliveredRecord {
     pub first_seen_us: u64,
     /// Last event of the batch (µs).
     pub last_seen_us: u64,
-    /// The details of the batch's events, oldest first, up to the tracker's cap.
-    pub details: Vec<Value>,
-    /// Details the cap left out.
+    /// The details of the batch's events, oldest first, up to the tracker's caps.
+    pub details: Vec<Details>,
+    /// Details the caps left out (`max_details`, and the byte bounds: `max_detail_bytes`,
+    /// `max_batch_bytes`, `max_memory_bytes`).
     pub details_dropped: u64,
     /// Rounds of processing (each with its retries) that failed before this delivery.
     pub failed_rounds: u32,

@@ -2,7 +2,7 @@
 //! one call of `tracker.lua` (atomic), claimed batches carry a lease, and a batch whose
 //! claimer died is taken over by another instance once its lease expires.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use std::sync::{Arc, OnceLock};
@@ -15,7 +15,7 @@ use super::memory::RecordSettings;
 use super::record::{DeliveredRecord, IgnoreReason, RecordKey, RecordView, TrackOutcome};
 use super::store::Reconfigured;
 use super::strategy::Gate;
-use super::{Strategy, TrackError};
+use super::{Details, Strategy, TrackError};
 use crate::store::redis::{RedisStore, RedisStoreError};
 
 /// The tracker script: the Lua algorithms, then the tracker's operations.
@@ -68,6 +68,9 @@ pub(crate) struct RedisRecords {
     batcher: OnceLock<mpsc::Sender<QueuedTrack>>,
     max_keys: usize,
     max_details: usize,
+    max_detail_bytes: usize,
+    /// Details not sent because they were over `max_detail_bytes`.
+    dropped_by_size: AtomicU64,
     lease_us: u64,
     records: AtomicUsize,
     waiting: AtomicUsize,
@@ -177,6 +180,7 @@ impl RedisRecords {
         name: &str,
         max_keys: usize,
         max_details: usize,
+        max_detail_bytes: usize,
         lease: Duration,
     ) -> Self {
         Self {
@@ -186,6 +190,8 @@ impl RedisRecords {
             batcher: OnceLock::new(),
             max_keys,
             max_details,
+            max_detail_bytes,
+            dropped_by_size: AtomicU64::new(0),
             lease_us: crate::time::duration_to_micros(lease),
             records: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
@@ -234,18 +240,26 @@ impl RedisRecords {
         Ok(g)
     }
 
+    /// Details not sent because they were over `max_detail_bytes`.
+    pub(crate) fn dropped_by_size(&self) -> u64 {
+        self.dropped_by_size.load(Ordering::Relaxed)
+    }
+
     pub(crate) async fn track(
         &self,
         category: &str,
         id: &str,
-        details: &Value,
+        details: &Details,
         now: u64,
         settings: &RecordSettings,
     ) -> Result<TrackOutcome, TrackError> {
         let detail = if details.is_null() {
             String::new()
+        } else if details.len() > self.max_detail_bytes {
+            self.dropped_by_size.fetch_add(1, Ordering::Relaxed);
+            String::new()
         } else {
-            details.to_string()
+            details.as_str().to_string()
         };
         let batcher = self.batcher.get_or_init(|| self.spawn_batcher(settings));
         let (reply, answer) = oneshot::channel();
@@ -505,7 +519,9 @@ fn parse_claim(v: Vec<redis::Value>) -> Result<RedisClaim, TrackError> {
         let mut details = Vec::with_capacity(n.min(1024) as usize);
         for _ in 0..n {
             let text = next()?;
-            details.push(serde_json::from_str(&text).unwrap_or(Value::String(text)));
+            details.push(
+                Details::from_json(&text).unwrap_or_else(|_| Details::from(Value::String(text))),
+            );
         }
         records.push(DeliveredRecord {
             category,

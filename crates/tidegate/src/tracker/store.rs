@@ -1,11 +1,9 @@
 //! Where the tracker keeps its records: in this process's memory, or in Redis shared by
 //! any number of instances. One interface over both, used by the tracker's loop.
 
-use serde_json::Value;
-
-use super::TrackError;
 use super::memory::{MemoryRecords, RecordSettings};
 use super::record::{DeliveredRecord, RecordView, TrackOutcome};
+use super::{Details, TrackError};
 
 /// Where an [`EventTracker`](super::EventTracker) keeps its records.
 #[derive(Debug, Clone, Default)]
@@ -74,6 +72,24 @@ impl Records {
         }
     }
 
+    /// Bytes of the memory budget in use (0 for Redis).
+    pub(crate) fn memory_bytes(&self) -> usize {
+        match self {
+            Self::Memory(m) => m.memory_bytes(),
+            #[cfg(feature = "redis")]
+            Self::Redis(_) => 0,
+        }
+    }
+
+    /// Details left out by a byte bound.
+    pub(crate) fn dropped_by_size(&self) -> u64 {
+        match self {
+            Self::Memory(m) => m.dropped_by_size(),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.dropped_by_size(),
+        }
+    }
+
     /// Waiting batches (for Redis, as of the latest tick).
     pub(crate) fn waiting(&self) -> usize {
         match self {
@@ -96,7 +112,7 @@ impl Records {
         &self,
         category: &str,
         id: &str,
-        details: Value,
+        details: Details,
         now: u64,
         settings: &RecordSettings,
     ) -> Result<TrackOutcome, TrackError> {
