@@ -16,6 +16,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
+// Times must stay below 2^52 µs (about 142 years): beyond, the memory and the Redis
+// stores (whose Lua numbers are doubles) would no longer decide alike.
+use tidegate::rate::MAX_TIME_MICROS;
 use tidegate::store::LimitStore;
 use tidegate::store::redis::{RedisLimiter, RedisOptions, RedisStore};
 use tidegate::{Decision, LimitError, Limiter, ManualClock, PolicySet};
@@ -151,9 +154,6 @@ pub(crate) struct EventLines<R> {
     shape: &'static str,
 }
 
-/// Times must stay below 2^52 µs (about 142 years): beyond, the memory and the Redis
-/// stores (whose Lua numbers are doubles) would no longer decide alike.
-pub(crate) const MAX_TIME_MICROS: u64 = 1 << 52;
 
 impl<R: BufRead> EventLines<R> {
     pub(crate) fn new(input: R, shape: &'static str) -> Self {
