@@ -154,7 +154,6 @@ pub(crate) struct EventLines<R> {
     shape: &'static str,
 }
 
-
 impl<R: BufRead> EventLines<R> {
     pub(crate) fn new(input: R, shape: &'static str) -> Self {
         Self {

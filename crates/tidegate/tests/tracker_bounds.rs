@@ -46,10 +46,10 @@ fn array(n: usize) -> serde_json::Value {
     json!(vec![1; n])
 }
 
-#[tokio::test]
-async fn a_detail_over_max_detail_bytes_is_left_out_and_counted_but_the_event_counts() {
-    let sink = Sink::default();
-    let t = sink.builder().max_detail_bytes(1_000).build().unwrap();
+/// A detail over `max_detail_bytes` is left out of its batch and counted in the record's
+/// `details_dropped`; the event itself still counts.
+async fn oversized_detail_is_counted(sink: &Sink, builder: TrackerBuilder) {
+    let t = builder.max_detail_bytes(1_000).build().unwrap();
     t.track_event_at("c", "i", json!(null), 0).await.unwrap();
     let o = t.track_event_at("c", "i", array(600), 0).await.unwrap();
     assert_eq!((o.kind(), o.record().deferred), ("deferred", 1));
@@ -62,6 +62,26 @@ async fn a_detail_over_max_detail_bytes_is_left_out_and_counted_but_the_event_co
         (2, vec![Details::from(array(10))], 1)
     );
     assert_eq!(t.stats().details_dropped_by_size, 1);
+}
+
+#[tokio::test]
+async fn a_detail_over_max_detail_bytes_is_left_out_and_counted_but_the_event_counts() {
+    let sink = Sink::default();
+    oversized_detail_is_counted(&sink, sink.builder()).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn on_redis_a_detail_over_max_detail_bytes_is_counted_in_the_record_as_in_memory() {
+    let server = redis_test_server::RedisServer::start();
+    let store = tidegate::store::redis::RedisStore::connect(&[server.url()], Default::default())
+        .await
+        .unwrap();
+    let sink = Sink::default();
+    let builder = sink
+        .builder()
+        .store(tidegate::tracker::TrackerStore::redis(store, "bounds"));
+    oversized_detail_is_counted(&sink, builder).await;
 }
 
 #[tokio::test]

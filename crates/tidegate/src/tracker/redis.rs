@@ -21,6 +21,10 @@ use crate::store::redis::{RedisStore, RedisStoreError};
 /// The tracker script: the Lua algorithms, then the tracker's operations.
 const TRACKER_LUA: &str = crate::store::redis::lua_script!("tracker/tracker.lua");
 
+/// Sent in place of a detail over `max_detail_bytes` (no JSON text starts with U+0001):
+/// the script counts it as dropped if the event is deferred.
+const OVERSIZED_DETAIL: &str = "\u{1}";
+
 /// How long a tracker call to Redis may take before it fails.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -256,8 +260,9 @@ impl RedisRecords {
         let detail = if details.is_null() {
             String::new()
         } else if details.len() > self.max_detail_bytes {
+            // Not sent, but the record counts it in `details_dropped` as memory does.
             self.dropped_by_size.fetch_add(1, Ordering::Relaxed);
-            String::new()
+            OVERSIZED_DETAIL.to_string()
         } else {
             details.as_str().to_string()
         };

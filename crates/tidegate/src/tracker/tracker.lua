@@ -36,6 +36,9 @@ local KIND_NAMES = {'c', 'b', 'w'}
 local STRATEGY_NAMES = {'simple', 'token_bucket', 'sliding_window'}
 
 local P = KEYS[1]
+-- A detail over max_detail_bytes, sent as this byte instead (tracker/redis.rs).
+local OVERSIZED = '\1'
+
 local op = ARGV[1]
 
 local function rec_of(category, id) return #category .. ':' .. category .. id end
@@ -174,7 +177,10 @@ if op == 'track' then
       call('ZADD', P .. 'due', num(r[PDUE]), member_of(seq, rec))
       call('ZREM', P .. 'seen', rec)
     end
-    if detail ~= '' then
+    if detail == OVERSIZED then
+      -- Over max_detail_bytes: not sent, counted as dropped (as in memory).
+      r[PDROP] = r[PDROP] + 1
+    elseif detail ~= '' then
       if r[PN] < cap then
         call('RPUSH', dk, detail)
         r[PN] = r[PN] + 1
