@@ -2,7 +2,6 @@
 //! worker processes sharing one rate, a worker killed mid-job, retries, the autoscaler,
 //! and bad input (invalid JSON, unknown queue, unreachable Redis).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -25,21 +24,10 @@ fn bin() -> Command {
 
 /// Runs `tidegate queue ARGS` on `url`/`queue` with `stdin`, killed after `limit`.
 fn queue_cmd(url: &str, queue: &str, args: &[&str], stdin: &str, limit: Duration) -> Output {
-    let mut child = bin()
-        .args(["queue", "--redis", url, "--queue", queue])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    wait_output(child, limit)
+    let mut cmd = bin();
+    cmd.args(["queue", "--redis", url, "--queue", queue])
+        .args(args);
+    wait_output(common::spawn_with_stdin(&mut cmd, stdin), limit)
 }
 
 fn wait_output(mut child: Child, limit: Duration) -> Output {

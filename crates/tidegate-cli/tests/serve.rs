@@ -3,16 +3,17 @@
 //! graceful shutdown.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod common;
+
+use common::serve::{Resp, Server, TempDir, command, http, start_error};
 
 use redis_test_server::RedisServer;
 use serde_json::{Value, json};
@@ -24,265 +25,23 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "tidegate-serve-test-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
+/// What these tests ask of a server beyond the shared helpers.
+trait ServeExt {
+    /// `method path` with the admin bearer token.
+    fn admin(&self, method: &str, path: &str) -> Resp;
+    /// `POST /v1/check` for `policy` and `key`.
+    fn check(&self, policy: &str, key: &str) -> Resp;
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `tidegate serve ...` with no `TIDEGATE_*` or `RUST_LOG` from the test's environment.
-fn command(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidegate"));
-    cmd.arg("serve").args(args).current_dir(cwd);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("TIDEGATE_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-/// A running server; killed on drop.
-struct Server {
-    child: Child,
-    addr: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Server {
-    /// Starts `tidegate serve --listen 127.0.0.1:0 ARGS` and waits until it listens and
-    /// answers `/healthz`.
-    fn start(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Server {
-        let mut all = vec!["--listen", "127.0.0.1:0"];
-        all.extend_from_slice(args);
-        let mut child = command(&all, env, cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        let log = Arc::clone(&stderr);
-        thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
-                }
-                let mut log = log.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(15)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "tidegate serve did not start; stderr:\n{}",
-                    stderr.lock().unwrap()
-                );
-            }
-        };
-        let server = Server {
-            child,
-            addr,
-            stderr,
-        };
-        assert_eq!(server.get("/healthz").status, 200);
-        server
-    }
-
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        http(&self.addr, method, path, headers, body)
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}\nstderr:\n{}", self.log()))
-    }
-
-    fn get(&self, path: &str) -> Resp {
-        self.request("GET", path, &[], b"")
-    }
-
+impl ServeExt for Server {
     fn admin(&self, method: &str, path: &str) -> Resp {
         let auth = format!("Bearer {TOKEN}");
         self.request(method, path, &[("Authorization", &auth)], b"")
     }
 
-    fn post(&self, path: &str, body: &Value) -> Resp {
-        self.request("POST", path, &[], body.to_string().as_bytes())
-    }
-
     fn check(&self, policy: &str, key: &str) -> Resp {
         self.post("/v1/check", &json!({"policy": policy, "key": key}))
     }
-
-    fn log(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// SIGTERM, then the exit status (within 15 s).
-    fn terminate(&mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no exit after SIGTERM:\n{}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An HTTP response.
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
-    }
-
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map_or_else(
-            || panic!("no {name} header in {:?}", self.headers),
-            String::as_str,
-        )
-    }
-
-    /// The JSON error body's message, checking the error shape.
-    fn message(&self) -> String {
-        let v = self.json();
-        assert!(v["error"].is_string(), "{v}");
-        assert_eq!(
-            self.headers.get("content-type").map(String::as_str),
-            Some("application/json")
-        );
-        v["message"].as_str().unwrap().to_string()
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`).
-fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<Resp> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if method == "POST"
-        && !headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-    {
-        head.push_str("Content-Type: application/json\r\n");
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    // The server may answer (413) before reading a large body: a failed write is fine.
-    // (No half-close: the server would take it for a client that went away.)
-    let _ = stream.write_all(body);
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("incomplete response: {text:?}"),
-        )
-    })?;
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    assert!(
-        !headers.contains_key("transfer-encoding"),
-        "chunked responses are not expected"
-    );
-    Ok(Resp {
-        status,
-        headers,
-        body: body.to_string(),
-    })
-}
-
-/// `tidegate serve ARGS` expected to fail at start: (exit code, stderr).
-fn start_error(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> (i32, String) {
-    let out = command(args, env, cwd)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
 }
 
 fn config_with(dir: &TempDir, extra: &str) -> PathBuf {
@@ -355,7 +114,14 @@ fn check_rejects_bad_input_with_json_errors() {
     let dir = TempDir::new();
     let config = config_with(&dir, "");
     let server = Server::start(&["--config", config.to_str().unwrap()], &[], &dir.0);
-    let post = |body: &[u8]| server.request("POST", "/v1/check", &[], body);
+    let post = |body: &[u8]| {
+        server.request(
+            "POST",
+            "/v1/check",
+            &[("Content-Type", "application/json")],
+            body,
+        )
+    };
 
     let r = post(b"{\"policy\":\"login\"");
     assert_eq!(r.status, 400);
@@ -743,7 +509,7 @@ fn the_example_configuration_loads_and_serves() {
             &json!({"category": "login_failed", "id": "u1"}),
         );
     }
-    assert!(server.terminate().success(), "{}", server.log());
+    assert!(server.terminate().0.success(), "{}", server.log());
     let lines = std::fs::read_to_string(dir.0.join("tidegate-events.jsonl")).unwrap();
     let record: Value = serde_json::from_str(lines.trim()).unwrap();
     assert_eq!(record["count"], 2);
@@ -832,7 +598,7 @@ fn graceful_shutdown_delivers_every_accepted_deferred_event() {
                         &addr,
                         "POST",
                         "/v1/events",
-                        &[],
+                        &[("Content-Type", "application/json")],
                         body.to_string().as_bytes(),
                     ) {
                         Ok(r) if r.status == 200 => {
@@ -859,7 +625,7 @@ fn graceful_shutdown_delivers_every_accepted_deferred_event() {
         thread::sleep(Duration::from_millis(5));
     }
     stop.store(true, Ordering::Relaxed);
-    let status = server.terminate();
+    let (status, _) = server.terminate();
     assert!(status.success(), "{status:?}\n{}", server.log());
     let mut acknowledged: HashMap<String, u64> = HashMap::new();
     for client in clients {
@@ -904,7 +670,7 @@ fn deferred_batches_go_to_a_redis_stream() {
         server.post("/v1/events", &json!({"category": "c", "id": id}));
     }
     assert_eq!(redis.cli(&["XLEN", "events"]), "0");
-    assert!(server.terminate().success(), "{}", server.log());
+    assert!(server.terminate().0.success(), "{}", server.log());
     assert_eq!(redis.cli(&["XLEN", "events"]), "2");
     let entries = redis.cli(&["XRANGE", "events", "-", "+"]);
     let mut counts: Vec<u64> = entries
@@ -1091,7 +857,7 @@ fn serve_and_queue_share_one_environment() {
         (stats["queue"].clone(), stats["waiting"].clone()),
         (json!("wallet-audit"), json!(1))
     );
-    assert!(server.terminate().success(), "{}", server.log());
+    assert!(server.terminate().0.success(), "{}", server.log());
 }
 
 #[test]

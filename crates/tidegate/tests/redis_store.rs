@@ -8,6 +8,7 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use support::redis::{runtime, unique};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -15,21 +16,6 @@ use redis_test_server::{RedisCluster, RedisServer};
 use tidegate::store::redis::{RedisLimiter, RedisOptions, RedisStore};
 use tidegate::store::{FailurePolicy, LimitStore};
 use tidegate::{AlgorithmKind, Limiter, ManualClock, Policy, PolicySet};
-
-static NEXT: AtomicU64 = AtomicU64::new(0);
-
-/// A limiter name no other test uses.
-fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn policy() -> impl Strategy<Value = Policy> {
     (

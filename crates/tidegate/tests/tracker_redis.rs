@@ -3,9 +3,12 @@
 //! tracker, a batch taken over after its claimer died, purge, and a bounded outage.
 #![cfg(all(feature = "redis", feature = "tracker"))]
 
+mod support;
+
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::redis::{runtime, unique};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -19,21 +22,6 @@ use tidegate::tracker::{
 };
 
 const MS: u64 = 1_000;
-
-static NEXT: AtomicU64 = AtomicU64::new(0);
-
-/// A tracker name no other test uses.
-fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 async fn connect(urls: &[String]) -> RedisStore {
     RedisStore::connect(urls, RedisOptions::default())

@@ -5,10 +5,29 @@ pub mod serve;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
 use serde_json::Value;
+
+/// Starts `cmd` with `stdin` written to its standard input (then closed) and its
+/// output captured.
+pub fn spawn_with_stdin(cmd: &mut Command, stdin: &str) -> Child {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child
+}
 
 /// A loopback HTTP endpoint that answers the first `fail_first` requests with `503` and
 /// the rest with `200`, keeping the JSON bodies it receives.

@@ -74,7 +74,8 @@ pub fn start_error(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> (i32, Str
 
 /// A running server; killed on drop.
 pub struct Server {
-    child: Child,
+    /// The `tidegate serve` process.
+    pub child: Child,
     pub addr: String,
     stderr: Arc<Mutex<String>>,
 }
@@ -241,6 +242,14 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// The value of header `name` (lower case); panics when it is missing.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or_else(
+            || panic!("no {name} header in {:?}", self.headers),
+            String::as_str,
+        )
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
