@@ -1,6 +1,6 @@
 
 -- tidegate: the work queue. This file follows algorithms.lua (joined at compile time),
--- whose `gcra`, `store_string` and the globals `now`, `cost`, `grace_ms` it uses.
+-- whose `gcra` and `store_string` it uses (a start costs 1 of the rate).
 --
 -- Every state change of a queue is one call of this script, so it is atomic.
 -- KEYS[1]  the queue's meta key `tidegate:queue:{NAME}:meta` (routes the call: every key
@@ -28,9 +28,8 @@
 local P = ARGV[2]
 local meta = KEYS[1]
 local t = call('TIME')
-now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = idiv(now, 1000)
-cost, grace_ms = 1, 0
 
 local function member(id) return format('%015.0f', id) end
 local function job_key(id) return P .. 'job:' .. id end
@@ -144,25 +143,26 @@ local function claim(o)
   end
   local global_state, global_expiry, start_in = nil, nil, 0
   if L > 0 then
-    local allowed, _, _, retry, _, _, value, expires_at = gcra(P .. 'rate', L, W, B, false)
-    if allowed == 0 then
+    local d = gcra(P .. 'rate', now, 1, L, W, B, false)
+    if d.allowed == 0 then
+      local retry = d.retry_after
       if retry > reserve then return {2, retry - reserve} end
-      allowed, _, _, _, _, _, value, expires_at = gcra(P .. 'rate', L, W, B + 1, false)
-      if allowed == 0 then return {2, retry} end
+      d = gcra(P .. 'rate', now, 1, L, W, B + 1, false)
+      if d.allowed == 0 then return {2, retry} end
       start_in = retry
     end
-    global_state, global_expiry = value, expires_at
+    global_state, global_expiry = d.value, d.expires_at
   end
   -- Round robin: the first group (in list order) whose own rate admits a start.
   local chosen, group_state, group_expiry, wait = nil, nil, nil, nil
   for _, g in ipairs(groups) do
     if gL > 0 then
-      local allowed, _, _, retry, _, _, value, expires_at = gcra(P .. 'rate:' .. g, gL, gW, gB, false)
-      if allowed == 1 then
-        chosen, group_state, group_expiry = g, value, expires_at
+      local d = gcra(P .. 'rate:' .. g, now, 1, gL, gW, gB, false)
+      if d.allowed == 1 then
+        chosen, group_state, group_expiry = g, d.value, d.expires_at
         break
       end
-      if not wait or retry < wait then wait = retry end
+      if not wait or d.retry_after < wait then wait = d.retry_after end
     else
       chosen = g
       break
@@ -175,8 +175,10 @@ local function claim(o)
   if call('ZCARD', wait_key) > 0 then call('RPUSH', P .. 'groups', chosen) end
   if #popped == 0 then return {0, 0} end
   local id = tostring(tonumber(popped[1]))
-  if global_state then store_string(P .. 'rate', global_state, global_expiry) end
-  if group_state then store_string(P .. 'rate:' .. chosen, group_state, group_expiry) end
+  if global_state then store_string(P .. 'rate', global_state, global_expiry, now, 0) end
+  if group_state then
+    store_string(P .. 'rate:' .. chosen, group_state, group_expiry, now, 0)
+  end
   local key = job_key(id)
   local attempt = call('HINCRBY', key, 'attempts', 1)
   local token = worker .. ':' .. attempt

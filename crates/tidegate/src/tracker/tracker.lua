@@ -40,6 +40,8 @@ local P = KEYS[1]
 local OVERSIZED = '\1'
 
 local op = ARGV[1]
+-- The operation's time (µs), set by each operation from its arguments.
+local now
 
 local function rec_of(category, id) return #category .. ':' .. category .. id end
 
@@ -144,19 +146,18 @@ if op == 'track' then
         r[ADM] = r[ADM] + 1
       end
     else
-      cost, grace_ms = 1, 0
-      local d1, d4, value, x
+      local d
       if kind == 2 then
-        d1, x, x, d4, x, x, value = token_bucket(gk, r[L_], r[W_], r[B_])
+        d = token_bucket(gk, now, 1, r[L_], r[W_], r[B_])
       else
-        d1, x, x, d4, x, x, value = sliding_window(gk, r[L_], r[W_])
-        d4 = -1
+        d = sliding_window(gk, now, 1, r[L_], r[W_])
       end
-      if d1 == 1 then
-        call('SET', gk, value)
+      if d.allowed == 1 then
+        call('SET', gk, d.value)
         ok = true
-      else
-        wait = d4
+      elseif kind == 2 then
+        -- The bucket's next token; a window defers by the defer interval.
+        wait = d.retry_after
       end
     end
     if ok then

@@ -8,14 +8,12 @@
 -- rounding of the floating-point quotient, and a product that may reach 2^53 goes
 -- through muldiv (algorithm/wide.rs in Rust), exact however large.
 --
--- Before calling an algorithm, set `now` (µs), `cost` and `grace_ms` (extra TTL ms).
--- Each algorithm returns its decision as six values (allowed, limit, remaining,
--- retry_after, reset_after, delay; -1 for "none"), then the new state to store if the
--- request is admitted: a string and the time it expires (or, for the sliding log, a
--- function that writes it), or nothing when denied. `store_string` writes a state.
-
-local server_now = nil
-local now, cost, grace_ms
+-- Each algorithm takes the state key, `now` (µs), the cost and its parameters, and
+-- returns the decision `d`, one table reused by every call (no allocation per
+-- decision: read it before the next call): d.allowed (1 or 0), d.limit, d.remaining,
+-- d.retry_after, d.reset_after, d.delay (-1 for "none"), and when admitted d.value, the
+-- new state (a string, or for the sliding log a function of `grace_ms` that writes it),
+-- and d.expires_at (µs); both nil when denied. `store_string` writes a state.
 -- Globals are looked up through Redis's protected environment: bind them once.
 local tonumber, tostring, type = tonumber, tostring, type
 local floor, max, min, fmod = math.floor, math.max, math.min, math.fmod
@@ -91,7 +89,18 @@ local function fields(v)
   return tonumber(sub(v, 1, i - 1)), tonumber(sub(v, i + 1, j - 1)), tonumber(sub(v, j + 1))
 end
 
-local function store_string(key, value, expires_at)
+local d = {}
+
+local function decided(allowed, limit, remaining, retry_after, reset_after, delay, value,
+                       expires_at)
+  d.allowed, d.limit, d.remaining, d.retry_after, d.reset_after, d.delay =
+    allowed, limit, remaining, retry_after, reset_after, delay
+  d.value, d.expires_at = value, expires_at
+  return d
+end
+
+-- Writes a state string at `now` with a TTL until `expires_at`, plus `grace_ms`.
+local function store_string(key, value, expires_at, now, grace_ms)
   local ttl = expires_at - now
   if ttl <= 0 then
     call('DEL', key)
@@ -100,7 +109,7 @@ local function store_string(key, value, expires_at)
   end
 end
 
-local function fixed_window(key, L, W)
+local function fixed_window(key, now, cost, L, W)
   local v = call('GET', key)
   local start, count = 0, 0
   if v then start, count = unpack('<dd', v) end
@@ -108,13 +117,14 @@ local function fixed_window(key, L, W)
   if count + cost <= L then
     if count == 0 then start = now end
     count = count + cost
-    return 1, L, L - count, -1, start + W - now, -1, pack('<dd', start, count), start + W
+    return decided(1, L, L - count, -1, start + W - now, -1, pack('<dd', start, count),
+      start + W)
   end
   local wait = start + W - now
-  return 0, L, L - count, wait, wait, -1
+  return decided(0, L, L - count, wait, wait, -1)
 end
 
-local function sliding_window(key, L, W)
+local function sliding_window(key, now, cost, L, W)
   local v = call('GET', key)
   local start, prev, cur = 0, 0, 0
   if v then start, prev, cur = unpack('<ddd', v) end
@@ -147,16 +157,16 @@ local function sliding_window(key, L, W)
   local estimate = cur + carried(prev, elapsed)
   if estimate + cost <= L then
     cur = cur + cost
-    return 1, L, L - estimate - cost, -1, wait(cur, L), -1,
-      pack('<ddd', start, prev, cur), start + 2 * W
+    return decided(1, L, L - estimate - cost, -1, wait(cur, L), -1,
+      pack('<ddd', start, prev, cur), start + 2 * W)
   end
-  return 0, L, max(L - estimate, 0), wait(cur, cost), wait(cur, L), -1
+  return decided(0, L, max(L - estimate, 0), wait(cur, cost), wait(cur, L), -1)
 end
 
 local REBASE_AT = 4503599627370496 -- 2^52
 
 -- The log: a sorted set scored by time, members "time:cumulative:cost" (one per instant).
-local function sliding_log(key, L, W)
+local function sliding_log(key, now, cost, L, W)
   local live = call('ZRANGEBYSCORE', key, '(' .. num(now - W), '+inf')
   local n = #live
   local dropped, total, last_t, last_cum, last_cost = 0, 0, nil, 0, 0
@@ -167,7 +177,7 @@ local function sliding_log(key, L, W)
     total = last_cum - dropped
   end
   if total + cost <= L then
-    local function write()
+    local function write(grace_ms)
       call('ZREMRANGEBYSCORE', key, '-inf', num(now - W))
       if last_cum + cost >= REBASE_AT then
         -- Only differences of cumulative costs matter: re-base them to 0 for good.
@@ -187,7 +197,7 @@ local function sliding_log(key, L, W)
       call('ZADD', key, num(now), num(now) .. ':' .. num(cum) .. ':' .. num(own))
       call('PEXPIRE', key, cdiv(W, 1000) + grace_ms)
     end
-    return 1, L, max(L - total - cost, 0), -1, W, -1, write, 0
+    return decided(1, L, max(L - total - cost, 0), -1, W, -1, write, 0)
   end
   local must_leave = dropped + (total + cost - L)
   local retry = 0
@@ -200,7 +210,7 @@ local function sliding_log(key, L, W)
   end
   local reset = 0
   if last_t then reset = max(last_t + W - now, 0) end
-  return 0, L, max(L - total, 0), retry, reset, -1
+  return decided(0, L, max(L - total, 0), retry, reset, -1)
 end
 
 -- T = W / L in lowest terms, period / parts µs; spans are whole µs plus a fraction in
@@ -219,7 +229,7 @@ local function ceil_span(us, frac)
   return us
 end
 
-local function gcra(key, L, W, B, leaky)
+local function gcra(key, now, cost, L, W, B, leaky)
   local g = gcd(W, L)
   local period, parts = W / g, L / g
   local v = call('GET', key)
@@ -233,10 +243,10 @@ local function gcra(key, L, W, B, leaky)
     if needed <= tol then
       local delay = -1
       if leaky then delay = ahead end
-      return 1, L, idiv(tol - needed, period), -1, needed, delay,
-        pack('<dd', now + needed, 0), now + needed
+      return decided(1, L, idiv(tol - needed, period), -1, needed, delay,
+        pack('<dd', now + needed, 0), now + needed)
     end
-    return 0, L, idiv(max(tol - ahead, 0), period), needed - tol, ahead, -1
+    return decided(0, L, idiv(max(tol - ahead, 0), period), needed - tol, ahead, -1)
   end
   local tol_us, tol_frac = muldiv(B, period, 0, parts)
   if rem >= parts then
@@ -253,8 +263,8 @@ local function gcra(key, L, W, B, leaky)
     local delay = -1
     if leaky then delay = ceil_span(a_us, a_frac) end
     local new_tat = now + n_us
-    return 1, L, (muldiv(d_us, parts, d_frac, period)), -1, ceil_span(n_us, n_frac), delay,
-      pack('<dd', new_tat, n_frac), ceil_span(new_tat, n_frac)
+    return decided(1, L, (muldiv(d_us, parts, d_frac, period)), -1, ceil_span(n_us, n_frac),
+      delay, pack('<dd', new_tat, n_frac), ceil_span(new_tat, n_frac))
   end
   local remaining = 0
   if span_le(a_us, a_frac, tol_us, tol_frac) then
@@ -262,21 +272,21 @@ local function gcra(key, L, W, B, leaky)
     remaining = muldiv(d_us, parts, d_frac, period)
   end
   local r_us, r_frac = span_sub(n_us, n_frac, tol_us, tol_frac, parts)
-  return 0, L, remaining, ceil_span(r_us, r_frac), ceil_span(a_us, a_frac), -1
+  return decided(0, L, remaining, ceil_span(r_us, r_frac), ceil_span(a_us, a_frac), -1)
 end
 
 -- The token bucket is the GCRA schedule read as a level (token_bucket.rs).
-local function token_bucket(key, L, W, B)
-  return gcra(key, L, W, B, false)
+local function token_bucket(key, now, cost, L, W, B)
+  return gcra(key, now, cost, L, W, B, false)
 end
 
-local function throttle(key, W)
+local function throttle(key, now, W)
   local v = call('GET', key)
   local last = v and unpack('<d', v)
   if last and now < last + W then
     local wait = last + W - now
-    return 0, 1, 0, wait, wait, -1
+    return decided(0, 1, 0, wait, wait, -1)
   end
-  return 1, 1, 0, -1, W, -1, pack('<d', now), now + W
+  return decided(1, 1, 0, -1, W, -1, pack('<d', now), now + W)
 end
 

@@ -35,11 +35,14 @@ for p = 1, tonumber(ARGV[2]) do
   a = a + 1 + 4 * n
 end
 
+-- The server's time, read once per call and only if a request asks for it.
+local server_now = nil
+
 -- Decides the request whose keys start at KEYS[k] and arguments at ARGV[a]; appends its
 -- reply; returns its number of policies.
 local function decide(k, a)
   local set = sets[tonumber(ARGV[a])]
-  now = tonumber(ARGV[a + 1])
+  local now = tonumber(ARGV[a + 1])
   if now < 0 then
     if not server_now then
       local t = call('TIME')
@@ -47,9 +50,9 @@ local function decide(k, a)
     end
     now = server_now
   end
-  cost = tonumber(ARGV[a + 2])
+  local cost = tonumber(ARGV[a + 2])
   local commit = ARGV[a + 3] == '1'
-  grace_ms = tonumber(ARGV[a + 4])
+  local grace_ms = tonumber(ARGV[a + 4])
   local n = set[1]
   local head = r + 1
   reply[head], reply[head + 1] = 1, now
@@ -58,37 +61,37 @@ local function decide(k, a)
     local base = 4 * i - 2
     local alg, L, W, B = set[base], set[base + 1], set[base + 2], set[base + 3]
     local key = KEYS[k + i - 1]
-    local d1, d2, d3, d4, d5, d6, value, expires_at
+    local d
     if alg == 'gcra' then
-      d1, d2, d3, d4, d5, d6, value, expires_at = gcra(key, L, W, B, false)
+      d = gcra(key, now, cost, L, W, B, false)
     elseif alg == 'token_bucket' then
-      d1, d2, d3, d4, d5, d6, value, expires_at = token_bucket(key, L, W, B)
+      d = token_bucket(key, now, cost, L, W, B)
     elseif alg == 'fixed_window' then
-      d1, d2, d3, d4, d5, d6, value, expires_at = fixed_window(key, L, W)
+      d = fixed_window(key, now, cost, L, W)
     elseif alg == 'sliding_window' then
-      d1, d2, d3, d4, d5, d6, value, expires_at = sliding_window(key, L, W)
+      d = sliding_window(key, now, cost, L, W)
     elseif alg == 'sliding_log' then
-      d1, d2, d3, d4, d5, d6, value, expires_at = sliding_log(key, L, W)
+      d = sliding_log(key, now, cost, L, W)
     elseif alg == 'leaky_bucket' then
-      d1, d2, d3, d4, d5, d6, value, expires_at = gcra(key, L, W, B, true)
+      d = gcra(key, now, cost, L, W, B, true)
     elseif alg == 'throttle' then
-      d1, d2, d3, d4, d5, d6, value, expires_at = throttle(key, W)
+      d = throttle(key, now, W)
     else
       return nil, 'tidegate: unknown algorithm ' .. tostring(alg)
     end
-    if d1 == 0 then reply[head] = 0 end
+    if d.allowed == 0 then reply[head] = 0 end
     reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4], reply[r + 5], reply[r + 6] =
-      d1, d2, d3, d4, d5, d6
+      d.allowed, d.limit, d.remaining, d.retry_after, d.reset_after, d.delay
     r = r + 6
-    values[i], expiries[i] = value, expires_at
+    values[i], expiries[i] = d.value, d.expires_at
   end
   if commit and reply[head] == 1 then
     for i = 1, n do
       local value = values[i]
       if type(value) == 'function' then
-        value()
+        value(grace_ms)
       else
-        store_string(KEYS[k + i - 1], value, expiries[i])
+        store_string(KEYS[k + i - 1], value, expiries[i], now, grace_ms)
       end
     end
   end

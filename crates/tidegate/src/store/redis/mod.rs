@@ -44,6 +44,13 @@ macro_rules! lua_script {
 #[cfg(any(feature = "tracker", feature = "queue"))]
 pub(crate) use lua_script;
 
+/// How long the connection itself waits for a reply. Every call is bounded by its own,
+/// shorter timeout (the limiter's `timeout`, the tracker's and the queue's), which
+/// answers the caller; this only lets a connection give up on a reply that never comes.
+/// It must not be the limiter's `timeout`: the queue's and the tracker's calls (a push of
+/// thousands of jobs) legitimately take longer than a decision.
+const RESPONSE_SAFETY_NET: Duration = Duration::from_secs(30);
+
 /// The decision script: the algorithms, then the batch protocol.
 const DECIDE_LUA: &str = lua_script!("store/redis/decide.lua");
 
@@ -264,7 +271,7 @@ impl RedisStore {
                 .map_err(url_error)?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(options.connect_timeout))
-                    .set_response_timeout(Some(options.timeout.max(Duration::from_millis(1))))
+                    .set_response_timeout(Some(options.timeout.max(RESPONSE_SAFETY_NET)))
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_millis(500));
                 if strict {
@@ -281,7 +288,7 @@ impl RedisStore {
                 }
                 let client = builder
                     .connection_timeout(options.connect_timeout)
-                    .response_timeout(options.timeout.max(Duration::from_millis(1)))
+                    .response_timeout(options.timeout.max(RESPONSE_SAFETY_NET))
                     .retries(2)
                     .build()
                     .map_err(url_error)?;
