@@ -224,6 +224,7 @@ async fn tracker_tick_cost(store: &RedisStore, not_due: usize) -> Duration {
                 format!("tick{not_due}x{round}"),
             ))
             .manual_ticks()
+            .max_keys(not_due + 100)
             .limit(1)
             .defer_interval(Duration::from_secs(3_600))
             .lease(Duration::from_secs(7_200))
