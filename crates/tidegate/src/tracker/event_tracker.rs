@@ -1,0 +1,501 @@
+//! [`EventTracker`]: tracking, ticks (claim, deliver, retry, dead-letter) and shutdown.
+
+use super::*;
+
+/// A batch in flight between processor attempts.
+pub(super) struct RetryBatch {
+    pub(super) batch: Claimed,
+    /// Processor calls made in this round.
+    pub(super) attempts: u32,
+}
+
+pub(super) struct Inner {
+    pub(super) records: Records,
+    pub(super) default_settings: RecordSettings,
+    pub(super) expire_us: u64,
+    pub(super) processing_interval: Duration,
+    pub(super) max_batch_size: usize,
+    pub(super) max_retries: u32,
+    pub(super) retry_delay: Duration,
+    pub(super) jitter: Duration,
+    pub(super) dead_letter_after: u32,
+    pub(super) processor: Processor,
+    pub(super) dead_letter: Option<DeadLetterSink>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) events: broadcast::Sender<TrackerEvent>,
+    pub(super) retries: Mutex<BTreeMap<(u64, u64), RetryBatch>>,
+    pub(super) retry_seq: AtomicU64,
+    pub(super) tick_lock: tokio::sync::Mutex<()>,
+    pub(super) stopped: AtomicBool,
+    pub(super) loop_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    pub(super) counters: Counters,
+}
+
+/// Tracks events per `(category, id)`, deferring those over the limit for batch
+/// processing. Cheap to clone; clones share everything.
+///
+/// ```
+/// use std::time::Duration;
+/// use tidegate::tracker::{EventTracker, TrackOutcome};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let tracker = EventTracker::builder()
+///     .limit(1)                                 // the first error alerts at once
+///     .defer_interval(Duration::from_secs(300)) // the rest are summarised after 5 min
+///     .processor(|batch| async move {
+///         for r in &batch {
+///             println!("{} more occurrences of {}", r.count, r.id);
+///         }
+///         Ok::<_, std::io::Error>(())
+///     })
+///     .build()?;
+/// let first = tracker.track_event("system_error", "ECONNRESET", serde_json::json!({"host": "a"})).await?;
+/// assert!(matches!(first, TrackOutcome::Immediate(_)));
+/// let second = tracker.track_event("system_error", "ECONNRESET", serde_json::json!({"host": "b"})).await?;
+/// assert!(matches!(second, TrackOutcome::Deferred(_)));
+/// tracker.shutdown().await; // delivers the deferred batch now
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct EventTracker {
+    pub(super) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EventTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventTracker")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl EventTracker {
+    /// Starts building a tracker.
+    pub fn builder() -> TrackerBuilder {
+        TrackerBuilder::default()
+    }
+
+    pub(super) fn start_loop(&self) -> Result<(), TrackError> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            invalid(
+                "runtime",
+                "the processing loop needs a tokio runtime: build the tracker inside one, or use manual_ticks()",
+            )
+        })?;
+        let weak = Arc::downgrade(&self.inner);
+        let interval = self.inner.processing_interval;
+        let task = handle.spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.stopped.load(Ordering::Acquire) {
+                    return;
+                }
+                EventTracker { inner }.tick().await;
+            }
+        });
+        *lock(&self.inner.loop_task) = Some(task);
+        Ok(())
+    }
+
+    /// Subscribes to lifecycle events (`immediate`, `deferred`, `ignored`, `processed`,
+    /// `retry`, `process_failed`, `config_updated`, `error`). A slow subscriber misses
+    /// the oldest events rather than slowing the tracker.
+    pub fn subscribe(&self) -> broadcast::Receiver<TrackerEvent> {
+        self.inner.events.subscribe()
+    }
+
+    fn emit(&self, event: impl FnOnce() -> TrackerEvent) {
+        if self.inner.events.receiver_count() > 0 {
+            let _ = self.inner.events.send(event());
+        }
+    }
+
+    /// Tracks one event of the record `(category, id)`; `details` may be any JSON value
+    /// (a `serde_json::Value`, or [`Details`] from JSON text; `null` for none) and is
+    /// kept with the deferred batch as compact JSON text, within the byte bounds.
+    ///
+    /// Async because a shared store (Redis) answers over the network; with the memory
+    /// store it completes at once.
+    pub async fn track_event(
+        &self,
+        category: &str,
+        id: &str,
+        details: impl Into<Details>,
+    ) -> Result<TrackOutcome, TrackError> {
+        self.track_event_at(category, id, details, self.inner.clock.now_micros())
+            .await
+    }
+
+    /// [`track_event`](Self::track_event) at an explicit time (µs on the tracker's clock).
+    pub async fn track_event_at(
+        &self,
+        category: &str,
+        id: &str,
+        details: impl Into<Details>,
+        now: u64,
+    ) -> Result<TrackOutcome, TrackError> {
+        let details = details.into();
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return Err(TrackError::ShutDown);
+        }
+        if category.is_empty() {
+            return Err(invalid("category", "must not be empty"));
+        }
+        if id.is_empty() {
+            return Err(invalid("id", "must not be empty"));
+        }
+        let outcome = self
+            .inner
+            .records
+            .track(category, id, details, now, &self.inner.default_settings)
+            .await?;
+        let c = &self.inner.counters;
+        match &outcome {
+            TrackOutcome::Immediate(r) => {
+                c.immediate.fetch_add(1, Ordering::Relaxed);
+                self.emit(|| TrackerEvent::Immediate(r.clone()));
+            }
+            TrackOutcome::Deferred(r) => {
+                c.deferred.fetch_add(1, Ordering::Relaxed);
+                self.emit(|| TrackerEvent::Deferred(r.clone()));
+            }
+            TrackOutcome::Ignored { reason, record } => {
+                c.ignored.fetch_add(1, Ordering::Relaxed);
+                self.emit(|| TrackerEvent::Ignored {
+                    reason: *reason,
+                    record: record.clone(),
+                });
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Changes one record's settings. `Ok(false)` when the record does not exist; invalid
+    /// values are errors and change nothing. Concurrent updates of one record (from this
+    /// or another instance) each keep what the others changed: the patch is applied to
+    /// the settings it read, and read again if they changed meanwhile.
+    pub async fn update_config(
+        &self,
+        category: &str,
+        id: &str,
+        patch: ConfigPatch,
+    ) -> Result<bool, TrackError> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let Some(current) = self.inner.records.settings(category, id).await? else {
+                return Ok(false);
+            };
+            let limit = patch.limit.unwrap_or(current.limit);
+            let strategy = patch.strategy.unwrap_or(current.strategy);
+            let settings = RecordSettings {
+                strategy,
+                limit,
+                gate: Gate::new(strategy, limit)?,
+                defer_us: match patch.defer_interval {
+                    Some(d) => defer_micros("defer_interval", d)?,
+                    None => current.defer_us,
+                },
+            };
+            match self
+                .inner
+                .records
+                .reconfigure(category, id, &current, &settings)
+                .await?
+            {
+                Reconfigured::Done(view) => {
+                    self.emit(|| TrackerEvent::ConfigUpdated(view));
+                    return Ok(true);
+                }
+                Reconfigured::Missing => return Ok(false),
+                Reconfigured::Changed => continue,
+            }
+        }
+        Err(TrackError::Store(format!(
+            "the settings of ({category}, {id}) changed under {UPDATE_ATTEMPTS} attempts of update_config in a row"
+        )))
+    }
+
+    /// The counters and gauges.
+    pub fn stats(&self) -> TrackerStats {
+        let c = &self.inner.counters;
+        TrackerStats {
+            records: self.inner.records.len(),
+            waiting: self.inner.records.waiting(),
+            retrying: lock(&self.inner.retries).len(),
+            immediate: c.immediate.load(Ordering::Relaxed),
+            deferred: c.deferred.load(Ordering::Relaxed),
+            ignored: c.ignored.load(Ordering::Relaxed),
+            processed_records: c.processed_records.load(Ordering::Relaxed),
+            processed_events: c.processed_events.load(Ordering::Relaxed),
+            failed_rounds: c.failed_rounds.load(Ordering::Relaxed),
+            dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
+            taken_over: c.taken_over.load(Ordering::Relaxed),
+            details_dropped_by_size: self.inner.records.dropped_by_size(),
+            memory_bytes: self.inner.records.memory_bytes(),
+        }
+    }
+
+    /// Whether anything is deferred or retrying (for Redis, as of the latest tick).
+    pub fn has_pending(&self) -> bool {
+        let s = self.stats();
+        s.waiting > 0 || s.retrying > 0
+    }
+
+    /// When the next batch (deferred or retrying) is due, µs on the tracker's clock
+    /// (with Redis, read from Redis now: any instance's batches).
+    pub async fn next_due_micros(&self) -> Result<Option<u64>, TrackError> {
+        let retry = lock(&self.inner.retries).keys().next().map(|&(t, _)| t);
+        Ok(match (self.inner.records.next_due().await?, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Deletes every record, waiting batch and claim of this tracker from its store
+    /// (with Redis: for every instance sharing it). Nothing is delivered: for tests,
+    /// replays and starting over. Returns how many records (Redis: keys) were deleted.
+    pub async fn clear(&self) -> Result<usize, TrackError> {
+        let _one_at_a_time = self.inner.tick_lock.lock().await;
+        lock(&self.inner.retries).clear();
+        self.inner.records.clear().await
+    }
+
+    /// Reports a store failure to subscribers and the log.
+    fn store_failed(&self, what: &str, e: &TrackError) {
+        tracing::warn!(error = %e, "tidegate tracker: {what} failed");
+        self.emit(|| TrackerEvent::Error(format!("{what}: {e}")));
+    }
+
+    /// One processing round at the clock's time: purges a slice of idle records, then
+    /// processes every due retry and every due deferred batch.
+    pub async fn tick(&self) {
+        let now = self.inner.clock.now_micros();
+        self.tick_at(now).await;
+    }
+
+    /// [`tick`](Self::tick) at an explicit time (µs on the tracker's clock).
+    pub async fn tick_at(&self, now: u64) {
+        let _one_at_a_time = self.inner.tick_lock.lock().await;
+        let inner = &*self.inner;
+        if inner.records.is_shared() {
+            let held: Vec<String> = lock(&inner.retries)
+                .values()
+                .filter_map(|b| b.batch.claim.clone())
+                .collect();
+            if let Err(e) = inner.records.renew(now, &held).await {
+                self.store_failed("renewing leases", &e);
+            }
+        }
+        if let Err(e) = inner
+            .records
+            .purge_step(now, inner.expire_us, PURGE_BUDGET)
+            .await
+        {
+            self.store_failed("purging idle records", &e);
+        }
+        let due_retries: Vec<RetryBatch> = {
+            let mut retries = lock(&self.inner.retries);
+            let later = retries.split_off(&(now.saturating_add(1), 0));
+            std::mem::replace(&mut *retries, later)
+                .into_values()
+                .collect()
+        };
+        for batch in due_retries {
+            self.attempt(batch, now).await;
+        }
+        match inner.records.claim_due(now, inner.max_batch_size).await {
+            Ok((batches, taken_over)) => {
+                inner
+                    .counters
+                    .taken_over
+                    .fetch_add(taken_over, Ordering::Relaxed);
+                for batch in batches {
+                    self.attempt(RetryBatch { batch, attempts: 0 }, now).await;
+                }
+            }
+            Err(e) => self.store_failed("claiming due batches", &e),
+        }
+        if let Err(e) = inner.records.refresh().await {
+            self.store_failed("reading the record counts", &e);
+        }
+    }
+
+    /// One processor call for `batch`; schedules a retry, defers again or dead-letters.
+    async fn attempt(&self, mut retry: RetryBatch, now: u64) {
+        let inner = &*self.inner;
+        retry.attempts += 1;
+        let records = &retry.batch.records;
+        let result = (inner.processor)(records.clone()).await;
+        let events: Arc<[DeliveredRecord]> = records.clone().into();
+        match result {
+            Ok(()) => {
+                if let Err(e) = inner.records.processed(&retry.batch).await {
+                    self.store_failed("settling a processed batch", &e);
+                }
+                let c = &inner.counters;
+                c.processed_records
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+                c.processed_events
+                    .fetch_add(records.iter().map(|r| r.count).sum(), Ordering::Relaxed);
+                self.emit(|| TrackerEvent::Processed(events));
+            }
+            Err(_) if retry.attempts <= inner.max_retries => {
+                let delay = self.retry_delay(retry.attempts);
+                self.emit(|| TrackerEvent::Retry {
+                    attempt: retry.attempts,
+                    max_retries: inner.max_retries,
+                    delay,
+                    events,
+                });
+                let at = now + duration_to_micros(delay);
+                let seq = inner.retry_seq.fetch_add(1, Ordering::Relaxed);
+                lock(&inner.retries).insert((at, seq), retry);
+            }
+            Err(error) => {
+                inner.counters.failed_rounds.fetch_add(1, Ordering::Relaxed);
+                self.emit(|| TrackerEvent::ProcessFailed {
+                    error: error.clone(),
+                    events: Arc::clone(&events),
+                    attempts: retry.attempts,
+                });
+                let rounds = records
+                    .iter()
+                    .map(|r| r.failed_rounds + 1)
+                    .max()
+                    .unwrap_or(1);
+                if let Some(sink) = &inner.dead_letter
+                    && rounds >= inner.dead_letter_after
+                {
+                    let letter = DeadLetter {
+                        records: records.clone(),
+                        error,
+                        attempts: retry.attempts,
+                    };
+                    match sink(letter).await {
+                        Ok(()) => {
+                            inner
+                                .counters
+                                .dead_lettered
+                                .fetch_add(records.len() as u64, Ordering::Relaxed);
+                            if let Err(e) = inner.records.dead_lettered(&retry.batch).await {
+                                self.store_failed("settling a dead-lettered batch", &e);
+                            }
+                            return;
+                        }
+                        Err(e) => {
+                            self.emit(|| {
+                                TrackerEvent::Error(format!("dead-letter sink failed: {e}"))
+                            });
+                        }
+                    }
+                }
+                if let Err(e) = inner.records.defer_again(retry.batch, now).await {
+                    self.store_failed("deferring a failed batch again", &e);
+                }
+            }
+        }
+    }
+
+    /// `retry_delay × 2^(attempt-1)` plus up to `jitter`.
+    fn retry_delay(&self, attempt: u32) -> Duration {
+        let inner = &*self.inner;
+        let base = inner.retry_delay.saturating_mul(
+            1u32.checked_shl(attempt.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        );
+        if inner.jitter.is_zero() {
+            return base;
+        }
+        let seq = inner.retry_seq.load(Ordering::Relaxed);
+        let random = ahash::RandomState::new().hash_one(seq);
+        let jitter_us = duration_to_micros(inner.jitter);
+        base + micros_to_duration(random % (jitter_us + 1))
+    }
+
+    /// Stops the processing loop and processes what is pending now: each batch gets
+    /// `1 + max_retries` immediate attempts; what still fails goes to the dead-letter
+    /// sink. With the memory store every waiting batch is processed, due or not, and what
+    /// nothing took is returned for the caller to persist; with Redis, waiting batches
+    /// stay in Redis for the other instances and failed batches held here are put back.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        let inner = &*self.inner;
+        inner.stopped.store(true, Ordering::Release);
+        let task = lock(&inner.loop_task).take();
+        let _one_at_a_time = inner.tick_lock.lock().await;
+        if let Some(task) = task {
+            task.abort();
+        }
+        let mut batches: Vec<Claimed> = std::mem::take(&mut *lock(&inner.retries))
+            .into_values()
+            .map(|b| b.batch)
+            .collect();
+        if !inner.records.is_shared() {
+            match inner
+                .records
+                .claim_due(u64::MAX, inner.max_batch_size)
+                .await
+            {
+                Ok((due, _)) => batches.extend(due),
+                Err(e) => self.store_failed("claiming pending batches", &e),
+            }
+        }
+        let now = inner.clock.now_micros();
+        let mut report = ShutdownReport::default();
+        for batch in batches {
+            let mut last_error = String::new();
+            let mut delivered = false;
+            for _ in 0..=inner.max_retries {
+                match (inner.processor)(batch.records.clone()).await {
+                    Ok(()) => {
+                        delivered = true;
+                        break;
+                    }
+                    Err(e) => last_error = e,
+                }
+            }
+            if delivered {
+                if let Err(e) = inner.records.processed(&batch).await {
+                    self.store_failed("settling a processed batch", &e);
+                }
+                report.delivered += batch.records.len();
+                let events: Arc<[DeliveredRecord]> = batch.records.into();
+                self.emit(|| TrackerEvent::Processed(events));
+                continue;
+            }
+            if let Some(sink) = &inner.dead_letter {
+                let letter = DeadLetter {
+                    records: batch.records.clone(),
+                    error: last_error.clone(),
+                    attempts: inner.max_retries + 1,
+                };
+                if sink(letter).await.is_ok() {
+                    report.dead_lettered += batch.records.len();
+                    if let Err(e) = inner.records.dead_lettered(&batch).await {
+                        self.store_failed("settling a dead-lettered batch", &e);
+                    }
+                    continue;
+                }
+            }
+            if inner.records.is_shared() {
+                let n = batch.records.len();
+                match inner.records.defer_again(batch, now).await {
+                    Ok(()) => report.persisted += n,
+                    // The claim's lease expires and another instance takes it over.
+                    Err(e) => self.store_failed("putting a failed batch back", &e),
+                }
+            } else {
+                report.undelivered.extend(batch.records);
+            }
+        }
+        report
+    }
+}
