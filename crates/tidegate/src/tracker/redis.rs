@@ -9,13 +9,14 @@ use std::sync::{Arc, OnceLock};
 
 use redis::Script;
 use serde_json::Value;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::memory::RecordSettings;
 use super::record::{DeliveredRecord, IgnoreReason, RecordKey, RecordView, TrackOutcome};
 use super::store::Reconfigured;
 use super::strategy::Gate;
 use super::{Details, Strategy, TrackError};
+use crate::store::redis::batcher::{self, BatchCall, Counters, Queued};
 use crate::store::redis::{RedisStore, RedisStoreError};
 
 /// The tracker script: the Lua algorithms, then the tracker's operations.
@@ -35,11 +36,60 @@ const TRACK_BATCH: usize = 64;
 /// `track` calls in flight at once.
 const TRACK_IN_FLIGHT: usize = 4;
 
-/// One event waiting for the batcher: `[now, category, id, detail]` and where its six
-/// reply values go.
-struct QueuedTrack {
-    args: [String; 4],
-    reply: oneshot::Sender<Result<[i64; 6], TrackError>>,
+/// `track` calls through the Redis batcher: events of one tracker (one hash tag) share a
+/// script call. A request is `[now, category, id, detail]`; its answer the six values of
+/// its outcome.
+struct TrackCall {
+    store: RedisStore,
+    script: Arc<Script>,
+    prefix: String,
+    /// `track`, max_keys, max_details and the default settings of new records.
+    head: Vec<String>,
+}
+
+impl BatchCall for TrackCall {
+    type Request = [String; 4];
+    type Answer = Result<[i64; 6], TrackError>;
+    type Group = ();
+
+    fn group(&self, _request: &[String; 4]) {}
+
+    async fn call(&self, requests: Vec<&[String; 4]>) -> Vec<Self::Answer> {
+        let mut invocation = self.script.key(self.prefix.as_str());
+        for a in &self.head {
+            invocation.arg(a.as_str());
+        }
+        invocation.arg(requests.len());
+        for r in &requests {
+            for a in r.iter() {
+                invocation.arg(a.as_str());
+            }
+        }
+        let result: Result<Vec<i64>, TrackError> = self
+            .store
+            .run_script(&invocation, CALL_TIMEOUT)
+            .await
+            .map_err(store_error);
+        match result {
+            Ok(v) if v.len() == 6 * requests.len() => v
+                .chunks_exact(6)
+                .map(|part| {
+                    let mut out = [0i64; 6];
+                    out.copy_from_slice(part);
+                    Ok(out)
+                })
+                .collect(),
+            Ok(v) => {
+                let e = bad_reply(format!(
+                    "track answered {} values for {} events",
+                    v.len(),
+                    requests.len()
+                ));
+                requests.iter().map(|_| Err(e.clone())).collect()
+            }
+            Err(e) => requests.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
 }
 
 /// Claims one tick makes at most (each up to `max_batch_size` records).
@@ -69,7 +119,7 @@ pub(crate) struct RedisRecords {
     prefix: String,
     script: Arc<Script>,
     /// The batching task of `track` calls, started on first use (inside a runtime).
-    batcher: OnceLock<mpsc::Sender<QueuedTrack>>,
+    batcher: OnceLock<mpsc::Sender<Queued<TrackCall>>>,
     max_keys: usize,
     max_details: usize,
     max_detail_bytes: usize,
@@ -268,8 +318,8 @@ impl RedisRecords {
         };
         let batcher = self.batcher.get_or_init(|| self.spawn_batcher(settings));
         let (reply, answer) = oneshot::channel();
-        let queued = QueuedTrack {
-            args: [
+        let queued = Queued {
+            request: [
                 now.to_string(),
                 category.to_string(),
                 id.to_string(),
@@ -303,86 +353,25 @@ impl RedisRecords {
     /// Starts the task that sends waiting `track` requests, up to [`TRACK_BATCH`] per
     /// script call and [`TRACK_IN_FLIGHT`] calls at once. New records get `settings`
     /// (the tracker's defaults, fixed when it is built).
-    fn spawn_batcher(&self, settings: &RecordSettings) -> mpsc::Sender<QueuedTrack> {
-        let (tx, mut rx) = mpsc::channel::<QueuedTrack>(65_536);
+    fn spawn_batcher(&self, settings: &RecordSettings) -> mpsc::Sender<Queued<TrackCall>> {
         let mut head: Vec<String> = vec![
             "track".into(),
             self.max_keys.to_string(),
             self.max_details.to_string(),
         ];
         head.extend(settings_args(settings));
-        let head = Arc::new(head);
-        let (store, script, prefix) = (
-            self.store.clone(),
-            Arc::clone(&self.script),
-            Arc::new(self.prefix.clone()),
-        );
-        let calls = Arc::new(Semaphore::new(TRACK_IN_FLIGHT));
-        tokio::spawn(async move {
-            let mut waiting = Vec::with_capacity(TRACK_BATCH);
-            loop {
-                let Ok(permit) = Arc::clone(&calls).acquire_owned().await else {
-                    return;
-                };
-                if rx.recv_many(&mut waiting, TRACK_BATCH).await == 0 {
-                    return;
-                }
-                let mut group = std::mem::replace(&mut waiting, Vec::with_capacity(TRACK_BATCH));
-                // Callers that gave up (timed out) are not tracked behind their back.
-                group.retain(|q| !q.reply.is_closed());
-                if group.is_empty() {
-                    continue;
-                }
-                let (store, script, prefix, head) = (
-                    store.clone(),
-                    Arc::clone(&script),
-                    Arc::clone(&prefix),
-                    Arc::clone(&head),
-                );
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let mut invocation = script.key(prefix.as_str());
-                    for a in head.iter() {
-                        invocation.arg(a.as_str());
-                    }
-                    invocation.arg(group.len());
-                    for q in &group {
-                        for a in &q.args {
-                            invocation.arg(a.as_str());
-                        }
-                    }
-                    let result: Result<Vec<i64>, TrackError> = store
-                        .run_script(&invocation, CALL_TIMEOUT)
-                        .await
-                        .map_err(store_error);
-                    match result {
-                        Ok(v) if v.len() == 6 * group.len() => {
-                            for (q, part) in group.into_iter().zip(v.chunks_exact(6)) {
-                                let mut out = [0i64; 6];
-                                out.copy_from_slice(part);
-                                let _ = q.reply.send(Ok(out));
-                            }
-                        }
-                        Ok(v) => {
-                            let e = bad_reply(format!(
-                                "track answered {} values for {} events",
-                                v.len(),
-                                group.len()
-                            ));
-                            for q in group {
-                                let _ = q.reply.send(Err(e.clone()));
-                            }
-                        }
-                        Err(e) => {
-                            for q in group {
-                                let _ = q.reply.send(Err(e.clone()));
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        tx
+        let call = TrackCall {
+            store: self.store.clone(),
+            script: Arc::clone(&self.script),
+            prefix: self.prefix.clone(),
+            head,
+        };
+        batcher::spawn(
+            Arc::new(call),
+            TRACK_BATCH,
+            TRACK_IN_FLIGHT,
+            Arc::new(Counters::default()),
+        )
     }
 
     /// Claims due batches (and batches whose lease expired), each of at most `max`

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::batch::Request;
+use super::decide::Request;
 use super::{RedisStore, RedisStoreError};
 use crate::algorithm::Algorithm;
 use crate::decision::Decision;

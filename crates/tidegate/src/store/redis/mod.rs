@@ -6,8 +6,9 @@
 //! sets each key to expire exactly when its state has become equivalent to fresh.
 //! Concurrent decisions share one multiplexed connection (per node) and are pipelined.
 
-mod batch;
+pub(crate) mod batcher;
 mod breaker;
+mod decide;
 mod limiter;
 
 use std::collections::HashSet;
@@ -26,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use limiter::{RedisLimiter, RedisLimiterBuilder, RedisLimiterStats};
 
 use breaker::{Breaker, LogGate};
+use decide::DecideCall;
 
 /// The source of a script built on the shared Lua algorithms: `algorithms.lua` followed
 /// by the script's own file, given relative to `crates/tidegate/src`. Every script
@@ -170,8 +172,8 @@ enum Connection {
 struct Inner {
     connection: Connection,
     script: Arc<Script>,
-    batcher: Option<mpsc::Sender<batch::Queued>>,
-    batch_counters: Arc<batch::Counters>,
+    batcher: Option<mpsc::Sender<batcher::Queued<DecideCall>>>,
+    batch_counters: Arc<batcher::Counters>,
     options: RedisOptions,
     urls: String,
     breaker: Breaker,
@@ -306,15 +308,18 @@ impl RedisStore {
                 timeout: options.connect_timeout * 2,
             })??;
         let script = Arc::new(Script::new(DECIDE_LUA));
-        let batch_counters = Arc::new(batch::Counters::default());
+        let batch_counters = Arc::new(batcher::Counters::default());
         let batcher = (options.batch_max > 1).then(|| {
-            batch::spawn(
-                connection.clone(),
-                Arc::clone(&script),
-                Arc::from(label.as_str()),
+            let call = DecideCall {
+                connection: connection.clone(),
+                script: Arc::clone(&script),
+                urls: Arc::from(label.as_str()),
+                cluster: matches!(connection, Connection::Cluster(_)),
+            };
+            batcher::spawn(
+                Arc::new(call),
                 options.batch_max,
                 options.batch_in_flight,
-                matches!(connection, Connection::Cluster(_)),
                 Arc::clone(&batch_counters),
             )
         });
@@ -433,7 +438,7 @@ impl RedisStore {
     /// timeout and through the breaker.
     pub(crate) async fn decide(
         &self,
-        request: batch::Request,
+        request: decide::Request,
     ) -> Result<Vec<i64>, RedisStoreError> {
         let inner = &*self.inner;
         let permit = inner.breaker.permit();
@@ -449,7 +454,7 @@ impl RedisStore {
                 Some(batcher) => {
                     let (reply, answer) = oneshot::channel();
                     if batcher
-                        .send(batch::Queued { request, reply })
+                        .send(batcher::Queued { request, reply })
                         .await
                         .is_err()
                     {
@@ -465,7 +470,7 @@ impl RedisStore {
                         })
                     })
                 }
-                None => batch::invoke(&inner.connection, &inner.script, &[&request], &inner.urls)
+                None => decide::invoke(&inner.connection, &inner.script, &[&request], &inner.urls)
                     .await
                     .map(|mut parts| parts.swap_remove(0)),
             }

@@ -1,20 +1,12 @@
-//! Batching: decisions waiting at the same moment go to Redis in one script call per
-//! hash slot, so the per-call cost of `EVALSHA` is paid once for many decisions.
-//!
-//! The batcher never waits to fill a batch: it takes the first waiting request and
-//! whatever else is already queued (up to `max`), so at low load every batch holds one
-//! request and adds no latency. At most `in_flight` calls run at once (pipelined over
-//! the multiplexed connection); while they run, new requests queue up, and the next
-//! call carries all of them. Load therefore turns into larger batches, not more calls.
+//! The decision script's protocol (`decide.lua`): one request per decision, many
+//! requests per call (through the [batcher](super::batcher)), the reply split back.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use redis::Script;
 use redis::cluster_routing::Slot;
-use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::batcher::BatchCall;
 use super::{Connection, RedisStoreError};
 
 /// One decision's script input (see `decide.lua`).
@@ -39,12 +31,8 @@ impl Request {
     }
 }
 
+/// One decision's part of the script's reply, or why the call failed.
 pub(crate) type Reply = Result<Vec<i64>, RedisStoreError>;
-
-pub(crate) struct Queued {
-    pub(crate) request: Request,
-    pub(crate) reply: oneshot::Sender<Reply>,
-}
 
 async fn query(connection: &Connection, cmd: &redis::Cmd) -> redis::RedisResult<Vec<i64>> {
     match connection.clone() {
@@ -134,76 +122,28 @@ pub(crate) async fn invoke(
     Ok(out)
 }
 
-/// Script calls made by the batcher and the decisions they carried.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) calls: AtomicU64,
-    pub(crate) requests: AtomicU64,
+/// Decision calls through the batcher: requests of one hash slot share an `EVALSHA`.
+pub(crate) struct DecideCall {
+    pub(crate) connection: Connection,
+    pub(crate) script: Arc<Script>,
+    pub(crate) urls: Arc<str>,
+    pub(crate) cluster: bool,
 }
 
-/// Starts the batcher task; requests sent to the returned channel are answered on their
-/// oneshot. Ends when every sender is dropped.
-pub(crate) fn spawn(
-    connection: Connection,
-    script: Arc<Script>,
-    urls: Arc<str>,
-    max: usize,
-    in_flight: usize,
-    cluster: bool,
-    counters: Arc<Counters>,
-) -> mpsc::Sender<Queued> {
-    let (tx, mut rx) = mpsc::channel::<Queued>(65_536);
-    let calls = Arc::new(Semaphore::new(in_flight.max(1)));
-    tokio::spawn(async move {
-        let mut waiting = Vec::with_capacity(max);
-        loop {
-            let Ok(permit) = Arc::clone(&calls).acquire_owned().await else {
-                return;
-            };
-            if rx.recv_many(&mut waiting, max).await == 0 {
-                return;
-            }
-            // One permit per round; the groups of a round (one per hash slot) share it.
-            let permit = Arc::new(permit);
-            let groups: Vec<Vec<Queued>> = if cluster {
-                let mut by_slot: HashMap<Slot, Vec<Queued>> = HashMap::new();
-                for q in waiting.drain(..) {
-                    by_slot
-                        .entry(Slot::for_key(q.request.keys[0].as_bytes()))
-                        .or_default()
-                        .push(q);
-                }
-                by_slot.into_values().collect()
-            } else {
-                vec![std::mem::replace(&mut waiting, Vec::with_capacity(max))]
-            };
-            for group in groups {
-                counters.calls.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .requests
-                    .fetch_add(group.len() as u64, Ordering::Relaxed);
-                let (connection, script, urls) =
-                    (connection.clone(), Arc::clone(&script), Arc::clone(&urls));
-                let permit = Arc::clone(&permit);
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let requests: Vec<&Request> = group.iter().map(|q| &q.request).collect();
-                    let result = invoke(&connection, &script, &requests, &urls).await;
-                    match result {
-                        Ok(parts) => {
-                            for (q, part) in group.into_iter().zip(parts) {
-                                let _ = q.reply.send(Ok(part));
-                            }
-                        }
-                        Err(e) => {
-                            for q in group {
-                                let _ = q.reply.send(Err(e.clone()));
-                            }
-                        }
-                    }
-                });
-            }
+impl BatchCall for DecideCall {
+    type Request = Request;
+    type Answer = Reply;
+    type Group = Option<Slot>;
+
+    fn group(&self, request: &Request) -> Option<Slot> {
+        self.cluster
+            .then(|| Slot::for_key(request.keys[0].as_bytes()))
+    }
+
+    async fn call(&self, requests: Vec<&Request>) -> Vec<Reply> {
+        match invoke(&self.connection, &self.script, &requests, &self.urls).await {
+            Ok(parts) => parts.into_iter().map(Ok).collect(),
+            Err(e) => requests.iter().map(|_| Err(e.clone())).collect(),
         }
-    });
-    tx
+    }
 }
