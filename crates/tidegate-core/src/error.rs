@@ -42,6 +42,7 @@ impl PolicyError {
 
 /// A request cost that no policy state could ever admit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum CostError {
     /// Cost zero is not a request.
     #[error("cost must be at least 1")]
@@ -58,6 +59,7 @@ pub enum CostError {
 
 /// Why a limiter could not decide.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum LimitError {
     /// The cost can never be admitted by this limiter's policies.
     #[error(transparent)]

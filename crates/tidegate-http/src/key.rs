@@ -129,6 +129,7 @@ impl Key<'_> {
 /// missing or empty, no [`Subject`], the closure returned `None`, or a key longer than
 /// the layer's `max_key_len`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum MissingKey {
     /// Answer `400 Bad Request` with
     /// `{"error":"Bad Request","message":"no rate-limit key: ..."}` (default).

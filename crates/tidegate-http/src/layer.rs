@@ -635,7 +635,8 @@ impl<S: LimitStore> Shared<S> {
                     &format!("rate limit `{policy}` is misconfigured: {cost_error}"),
                 )
             }
-            LimitError::StoreFull { .. } | LimitError::Store { .. } => {
+            // The store cannot decide (full, unreachable, or a failure added later).
+            _ => {
                 if should_log(&self.last_store_log) {
                     tracing::warn!(policy, error = %e, "rate limiter store could not decide");
                 }

@@ -286,6 +286,7 @@ fn collect(rx: &mut tokio::sync::broadcast::Receiver<TrackerEvent>, out: &mut Ve
             TrackerEvent::Immediate(_)
             | TrackerEvent::Deferred(_)
             | TrackerEvent::Ignored { .. } => {}
+            other => out.push(format!("{other:?}")),
         }
     }
 }

@@ -466,7 +466,8 @@ async fn track(State(app): Shared, body: Result<Bytes, BytesRejection>) -> Answe
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 resp
             }
-            Err(e @ TrackError::Store(_)) => {
+            // The store failed (or a failure added later): not tracked, say so.
+            Err(e) => {
                 tracing::warn!(error = %e, "tracking an event failed");
                 let mut resp = error(
                     StatusCode::SERVICE_UNAVAILABLE,

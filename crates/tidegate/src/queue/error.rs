@@ -6,6 +6,7 @@ use crate::store::redis::RedisStoreError;
 
 /// A queue operation failed: names the field (or the queue) and the reason.
 #[derive(Debug, Clone, Error)]
+#[non_exhaustive]
 pub enum QueueError {
     /// The queue name cannot be used in a key.
     #[error("invalid queue name `{name}`: {reason}")]

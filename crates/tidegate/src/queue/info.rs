@@ -7,6 +7,7 @@ use super::JobId;
 /// What [`WorkQueue::fail`] did with the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FailOutcome {
     /// The job will run again (after its backoff).
     Retrying,
@@ -66,6 +67,7 @@ pub struct FailedJob {
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum JobState {
     /// Waiting for a worker.
     Waiting,

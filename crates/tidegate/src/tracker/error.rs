@@ -4,6 +4,7 @@ use super::*;
 
 /// A tracker call with an invalid argument or setting.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum TrackError {
     /// An argument of `track_event` or `update_config` is not acceptable.
     #[error("invalid {field}: {reason}")]

@@ -53,6 +53,7 @@ impl RecordView {
 /// Why an event was not tracked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum IgnoreReason {
     /// The tracker holds `max_keys` records and this event would have created another.
     KeyLimitReached,
@@ -130,6 +131,7 @@ pub struct DeadLetter {
 
 /// Something that happened in the tracker, for subscribers.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum TrackerEvent {
     /// An event was immediate.
     Immediate(RecordView),

@@ -58,6 +58,7 @@ const DECIDE_LUA: &str = lua_script!("store/redis/decide.lua");
 
 /// A Redis store could not be set up or could not answer.
 #[derive(Debug, Clone, Error)]
+#[non_exhaustive]
 pub enum RedisStoreError {
     /// The URL list is empty or a URL is malformed.
     #[error("invalid Redis URL `{url}`: {reason}")]
