@@ -1,0 +1,24 @@
+//! The `tidegate` Python package's native module: `EventThrottler`, `Limiter`,
+//! `Decision` and the exception classes, over `tidegate-core`.
+
+mod decision;
+mod errors;
+mod limiter;
+mod seconds;
+mod throttler;
+mod timeline;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+#[pyo3(name = "_tidegate")]
+fn tidegate_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<throttler::EventThrottler>()?;
+    m.add_class::<limiter::Limiter>()?;
+    m.add_class::<decision::Decision>()?;
+    m.add("PolicyError", py.get_type::<errors::PolicyError>())?;
+    m.add("CostError", py.get_type::<errors::CostError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

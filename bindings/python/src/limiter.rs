@@ -1,0 +1,162 @@
+//! `tidegate.Limiter`: any tidegate policy (or several on one key) in memory.
+
+use std::sync::Arc;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
+use pyo3::types::{PyBool, PyInt, PyList, PyString, PyTuple};
+use tidegate_core::{Algorithm, CostError, Limiter as CoreLimiter, PolicySet};
+
+use crate::decision::Decision;
+use crate::errors::{limit_error, not_picklable, policy_error};
+use crate::seconds::to_micros;
+use crate::timeline::Timeline;
+
+/// Decides allow/deny per key with one policy or several guarding each key together.
+///
+/// `policy` is the short form (`"token_bucket:100/1m,burst=20"`,
+/// `"gcra:10/1s;fixed_window:1000/1d"`) or a list of them. `max_keys` bounds the keys
+/// held in memory (default 10 million); at the bound, a new key is admitted without
+/// being tracked. Safe to share between threads.
+#[pyclass(module = "tidegate", frozen)]
+pub(crate) struct Limiter {
+    inner: CoreLimiter<PolicySet, String, Arc<Timeline>>,
+    timeline: Arc<Timeline>,
+}
+
+#[pymethods]
+impl Limiter {
+    #[new]
+    #[pyo3(signature = (policy, *, max_keys = None))]
+    fn new(policy: &Bound<'_, PyAny>, max_keys: Option<usize>) -> PyResult<Self> {
+        let policies = parse_policy(policy)?;
+        let timeline = Arc::new(Timeline::default());
+        let mut builder = CoreLimiter::builder(policies).clock(Arc::clone(&timeline));
+        if let Some(max_keys) = max_keys {
+            builder = builder.max_keys(max_keys);
+        }
+        Ok(Self {
+            inner: builder.build(),
+            timeline,
+        })
+    }
+
+    /// The policies, in short form (several separated by `;`).
+    #[getter]
+    fn policy(&self) -> String {
+        self.inner.algorithm().to_string()
+    }
+
+    /// Decides now for `key`, consuming `cost` if admitted.
+    #[pyo3(signature = (key, cost = None))]
+    fn check(&self, key: PyBackedStr, cost: Option<&Bound<'_, PyAny>>) -> PyResult<Decision> {
+        let cost = cost.map_or(Ok(1), |c| self.cost(c))?;
+        self.timeline.live()?;
+        decide(self.inner.check(&*key, cost))
+    }
+
+    /// The decision `check` would give now, consuming nothing.
+    #[pyo3(signature = (key, cost = None))]
+    fn peek(&self, key: PyBackedStr, cost: Option<&Bound<'_, PyAny>>) -> PyResult<Decision> {
+        let cost = cost.map_or(Ok(1), |c| self.cost(c))?;
+        self.timeline.live()?;
+        decide(self.inner.peek(&*key, cost))
+    }
+
+    /// Decides at `at_seconds` on the caller's own timeline (a replay of recorded
+    /// traffic, as `tidegate replay` does). A limiter used with `check_at` cannot also
+    /// use `check` or `peek`.
+    fn check_at(
+        &self,
+        key: PyBackedStr,
+        cost: &Bound<'_, PyAny>,
+        at_seconds: &Bound<'_, PyAny>,
+    ) -> PyResult<Decision> {
+        let cost = self.cost(cost)?;
+        let now = to_micros(at_seconds, "at_seconds")?;
+        self.timeline.replay(now)?;
+        decide(self.inner.check_at(&*key, cost, now))
+    }
+
+    /// The decision `check_at` would give, consuming nothing.
+    fn peek_at(
+        &self,
+        key: PyBackedStr,
+        cost: &Bound<'_, PyAny>,
+        at_seconds: &Bound<'_, PyAny>,
+    ) -> PyResult<Decision> {
+        let cost = self.cost(cost)?;
+        let now = to_micros(at_seconds, "at_seconds")?;
+        self.timeline.replay(now)?;
+        decide(self.inner.peek_at(&*key, cost, now))
+    }
+
+    /// Forgets `key`'s state; returns whether there was one.
+    fn reset(&self, key: PyBackedStr) -> bool {
+        self.inner.reset(&*key)
+    }
+
+    /// Number of keys held (expired ones are removed in the background).
+    fn key_count(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let policy = PyString::new(py, &self.inner.algorithm().to_string());
+        Ok(format!(
+            "Limiter({}, keys={})",
+            policy.repr()?,
+            self.inner.len()
+        ))
+    }
+
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(not_picklable("Limiter"))
+    }
+}
+
+impl Limiter {
+    /// A cost: a positive int (what is above the policy's capacity is refused when
+    /// deciding, with the core's message).
+    fn cost(&self, cost: &Bound<'_, PyAny>) -> PyResult<u64> {
+        if cost.is_instance_of::<PyBool>() || !cost.is_instance_of::<PyInt>() {
+            return Err(PyTypeError::new_err(format!(
+                "`cost` must be an int, got {}",
+                cost.get_type().name()?
+            )));
+        }
+        match cost.extract::<u64>() {
+            Ok(c) => Ok(c),
+            Err(_) if cost.lt(1)? => Err(limit_error(CostError::Zero.into())),
+            Err(_) => Err(crate::errors::CostError::new_err(format!(
+                "cost {cost} can never be admitted: the policy admits at most {} at once",
+                self.inner.algorithm().capacity()
+            ))),
+        }
+    }
+}
+
+/// A short-form string, or a list (or tuple) of them, as one policy set.
+fn parse_policy(policy: &Bound<'_, PyAny>) -> PyResult<PolicySet> {
+    let text = if policy.is_instance_of::<PyString>() {
+        policy.extract::<String>()?
+    } else if policy.is_instance_of::<PyList>() || policy.is_instance_of::<PyTuple>() {
+        let parts: Vec<String> = policy
+            .extract()
+            .map_err(|_| PyTypeError::new_err("`policy` must be a string or a list of strings"))?;
+        // As `tidegate replay --policy A --policy B` does.
+        parts.join(";")
+    } else {
+        return Err(PyTypeError::new_err(
+            "`policy` must be a string or a list of strings, e.g. \"token_bucket:100/1m,burst=20\"",
+        ));
+    };
+    text.parse::<PolicySet>().map_err(policy_error)
+}
+
+fn decide(
+    result: Result<tidegate_core::Decision, tidegate_core::LimitError>,
+) -> PyResult<Decision> {
+    result.map(Decision).map_err(limit_error)
+}
