@@ -1,6 +1,7 @@
 //! `tidegate.Decision`: the answer of a limiter for one request.
 
 use pyo3::prelude::*;
+use pyo3::types::PyFloat;
 
 use crate::errors::not_picklable;
 use crate::seconds::as_float;
@@ -55,18 +56,21 @@ impl Decision {
         self.0.allowed
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let d = &self.0;
-        let opt = |v: Option<u64>| v.map_or("None".to_string(), |us| as_float(us).to_string());
-        format!(
+        let secs = |us: u64| -> PyResult<String> {
+            Ok(PyFloat::new(py, as_float(us)).repr()?.to_string())
+        };
+        let opt = |v: Option<u64>| v.map_or(Ok("None".to_string()), secs);
+        Ok(format!(
             "Decision(allowed={}, limit={}, remaining={}, retry_after={}, reset_after={}, delay={})",
             if d.allowed { "True" } else { "False" },
             d.limit,
             d.remaining,
-            opt(d.retry_after_us),
-            as_float(d.reset_after_us),
-            opt(d.delay_us),
-        )
+            opt(d.retry_after_us)?,
+            secs(d.reset_after_us)?,
+            opt(d.delay_us)?,
+        ))
     }
 
     fn __reduce__(&self) -> PyResult<()> {

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
-use tidegate_core::Throttler;
+use pyo3::types::{PyFloat, PyInt};
+use tidegate_core::{PolicyError, Throttler};
 
 use crate::errors::{not_picklable, policy_error};
 use crate::seconds::{to_micros, to_python};
@@ -27,7 +28,7 @@ impl EventThrottler {
     #[pyo3(signature = (window = None))]
     fn new(window: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let us = match window {
-            Some(w) => to_micros(w, "window")?,
+            Some(w) => window_micros(w)?,
             None => 10_000_000,
         };
         let inner = Throttler::new(Duration::from_micros(us)).map_err(policy_error)?;
@@ -52,7 +53,7 @@ impl EventThrottler {
 
     /// Changes the window (seconds); it applies to existing keys at once.
     fn update_window(&self, new_window: &Bound<'_, PyAny>) -> PyResult<()> {
-        let us = to_micros(new_window, "window")?;
+        let us = window_micros(new_window)?;
         self.inner
             .update_window(Duration::from_micros(us))
             .map_err(policy_error)
@@ -90,4 +91,16 @@ impl EventThrottler {
     fn __reduce__(&self) -> PyResult<()> {
         Err(not_picklable("EventThrottler"))
     }
+}
+
+/// A window in seconds; zero or less is a `PolicyError`, as for a policy's window.
+fn window_micros(window: &Bound<'_, PyAny>) -> PyResult<u64> {
+    let number = window.is_instance_of::<PyInt>() || window.is_instance_of::<PyFloat>();
+    if number && window.le(0)? {
+        return Err(policy_error(PolicyError::new(
+            "window",
+            "must be greater than zero",
+        )));
+    }
+    to_micros(window, "window")
 }
