@@ -3,6 +3,7 @@
 
 mod decision;
 mod errors;
+mod key;
 mod limiter;
 mod seconds;
 mod throttler;

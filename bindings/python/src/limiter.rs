@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyBool, PyInt, PyList, PyString, PyTuple};
 use tidegate_core::{Algorithm, CostError, Limiter as CoreLimiter, PolicySet};
 
 use crate::decision::Decision;
 use crate::errors::{limit_error, not_picklable, policy_error};
+use crate::key::with_key;
 use crate::seconds::to_micros;
 use crate::timeline::Timeline;
 
@@ -50,18 +50,18 @@ impl Limiter {
 
     /// Decides now for `key`, consuming `cost` if admitted.
     #[pyo3(signature = (key, cost = None))]
-    fn check(&self, key: PyBackedStr, cost: Option<&Bound<'_, PyAny>>) -> PyResult<Decision> {
+    fn check(&self, key: &Bound<'_, PyAny>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<Decision> {
         let cost = cost.map_or(Ok(1), |c| self.cost(c))?;
         self.timeline.live()?;
-        decide(self.inner.check(&*key, cost))
+        with_key(key, |key| self.inner.check(key, cost)).and_then(decide)
     }
 
     /// The decision `check` would give now, consuming nothing.
     #[pyo3(signature = (key, cost = None))]
-    fn peek(&self, key: PyBackedStr, cost: Option<&Bound<'_, PyAny>>) -> PyResult<Decision> {
+    fn peek(&self, key: &Bound<'_, PyAny>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<Decision> {
         let cost = cost.map_or(Ok(1), |c| self.cost(c))?;
         self.timeline.live()?;
-        decide(self.inner.peek(&*key, cost))
+        with_key(key, |key| self.inner.peek(key, cost)).and_then(decide)
     }
 
     /// Decides at `at_seconds` on the caller's own timeline (a replay of recorded
@@ -69,32 +69,32 @@ impl Limiter {
     /// use `check` or `peek`.
     fn check_at(
         &self,
-        key: PyBackedStr,
+        key: &Bound<'_, PyAny>,
         cost: &Bound<'_, PyAny>,
         at_seconds: &Bound<'_, PyAny>,
     ) -> PyResult<Decision> {
         let cost = self.cost(cost)?;
         let now = to_micros(at_seconds, "at_seconds")?;
         self.timeline.replay(now)?;
-        decide(self.inner.check_at(&*key, cost, now))
+        with_key(key, |key| self.inner.check_at(key, cost, now)).and_then(decide)
     }
 
     /// The decision `check_at` would give, consuming nothing.
     fn peek_at(
         &self,
-        key: PyBackedStr,
+        key: &Bound<'_, PyAny>,
         cost: &Bound<'_, PyAny>,
         at_seconds: &Bound<'_, PyAny>,
     ) -> PyResult<Decision> {
         let cost = self.cost(cost)?;
         let now = to_micros(at_seconds, "at_seconds")?;
         self.timeline.replay(now)?;
-        decide(self.inner.peek_at(&*key, cost, now))
+        with_key(key, |key| self.inner.peek_at(key, cost, now)).and_then(decide)
     }
 
     /// Forgets `key`'s state; returns whether there was one.
-    fn reset(&self, key: PyBackedStr) -> bool {
-        self.inner.reset(&*key)
+    fn reset(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        with_key(key, |key| self.inner.reset(key))
     }
 
     /// Number of keys held (expired ones are removed in the background).

@@ -9,7 +9,15 @@ use pyo3::types::{PyBool, PyFloat, PyInt};
 /// `value` seconds (`int` exactly, `float` rounded to the microsecond) as microseconds;
 /// `name` is the argument, for error messages. Negative, NaN and infinite values are
 /// rejected.
+#[inline]
 pub(crate) fn to_micros(value: &Bound<'_, PyAny>, name: &str) -> PyResult<u64> {
+    // The common case first: an exact `int` that fits (one type comparison).
+    if value.is_exact_instance_of::<PyInt>()
+        && let Ok(secs) = value.extract::<u64>()
+        && let Some(us) = secs.checked_mul(1_000_000)
+    {
+        return Ok(us);
+    }
     if value.is_instance_of::<PyBool>() {
         return Err(not_a_number(value, name));
     }

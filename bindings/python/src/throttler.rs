@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyFloat, PyInt};
 use tidegate_core::{PolicyError, Throttler};
 
 use crate::errors::{not_picklable, policy_error};
+use crate::key::with_key;
 use crate::seconds::{to_micros, to_python};
 
 /// Processes only the first event per key within a window of seconds.
@@ -42,13 +42,11 @@ impl EventThrottler {
         &self,
         timestamp: &Bound<'_, PyAny>,
         event_id: &Bound<'_, PyAny>,
-        key: PyBackedStr,
+        key: &Bound<'_, PyAny>,
     ) -> PyResult<bool> {
         let _ = event_id;
-        let now = to_micros(timestamp, "timestamp")?;
-        Ok(self
-            .inner
-            .should_process_at(Duration::from_micros(now), "", &key))
+        let now = Duration::from_micros(to_micros(timestamp, "timestamp")?);
+        with_key(key, |key| self.inner.should_process_at(now, "", key))
     }
 
     /// Changes the window (seconds); it applies to existing keys at once.

@@ -151,3 +151,18 @@ def test_pickling_and_copying_are_refused_with_the_reason():
 
 def test_a_throttler_is_truthy_even_when_empty():
     assert EventThrottler(window=10)
+
+
+def test_keys_are_compared_by_their_text():
+    throttler = EventThrottler(window=10)
+    assert throttler.should_process(0, "e", "user-é")
+    assert not throttler.should_process(1, "e", "".join(["user-", "é"]))
+    assert throttler.should_process(1, "e", "user-e")
+
+
+def test_a_key_that_is_not_a_str_is_a_type_error():
+    throttler = EventThrottler(window=10)
+    with pytest.raises(TypeError, match=r"^`key` must be a str, got int$"):
+        throttler.should_process(0, "e", 42)
+    with pytest.raises(UnicodeEncodeError):
+        throttler.should_process(0, "e", "\udcff")
