@@ -2,14 +2,15 @@
 
 use std::sync::Arc;
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyInt, PyList, PyString, PyTuple};
-use tidegate_core::{Algorithm, CostError, Limiter as CoreLimiter, PolicySet};
+use pyo3::types::PyString;
+use tidegate_core::{Limiter as CoreLimiter, PolicySet};
 
+use crate::cost::to_cost;
 use crate::decision::Decision;
-use crate::errors::{limit_error, not_picklable, policy_error};
+use crate::errors::{limit_error, not_picklable};
 use crate::key::with_key;
+use crate::policy::parse_policy;
 use crate::seconds::to_micros;
 use crate::timeline::Timeline;
 
@@ -51,7 +52,7 @@ impl Limiter {
     /// Decides now for `key`, consuming `cost` if admitted.
     #[pyo3(signature = (key, cost = None))]
     fn check(&self, key: &Bound<'_, PyAny>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<Decision> {
-        let cost = cost.map_or(Ok(1), |c| self.cost(c))?;
+        let cost = to_cost(cost, self.inner.algorithm())?;
         self.timeline.live()?;
         with_key(key, |key| self.inner.check(key, cost)).and_then(decide)
     }
@@ -59,7 +60,7 @@ impl Limiter {
     /// The decision `check` would give now, consuming nothing.
     #[pyo3(signature = (key, cost = None))]
     fn peek(&self, key: &Bound<'_, PyAny>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<Decision> {
-        let cost = cost.map_or(Ok(1), |c| self.cost(c))?;
+        let cost = to_cost(cost, self.inner.algorithm())?;
         self.timeline.live()?;
         with_key(key, |key| self.inner.peek(key, cost)).and_then(decide)
     }
@@ -73,7 +74,7 @@ impl Limiter {
         cost: &Bound<'_, PyAny>,
         at_seconds: &Bound<'_, PyAny>,
     ) -> PyResult<Decision> {
-        let cost = self.cost(cost)?;
+        let cost = to_cost(Some(cost), self.inner.algorithm())?;
         let now = to_micros(at_seconds, "at_seconds")?;
         self.timeline.replay(now)?;
         with_key(key, |key| self.inner.check_at(key, cost, now)).and_then(decide)
@@ -86,7 +87,7 @@ impl Limiter {
         cost: &Bound<'_, PyAny>,
         at_seconds: &Bound<'_, PyAny>,
     ) -> PyResult<Decision> {
-        let cost = self.cost(cost)?;
+        let cost = to_cost(Some(cost), self.inner.algorithm())?;
         let now = to_micros(at_seconds, "at_seconds")?;
         self.timeline.replay(now)?;
         with_key(key, |key| self.inner.peek_at(key, cost, now)).and_then(decide)
@@ -114,45 +115,6 @@ impl Limiter {
     fn __reduce__(&self) -> PyResult<()> {
         Err(not_picklable("Limiter"))
     }
-}
-
-impl Limiter {
-    /// A cost: a positive int (what is above the policy's capacity is refused when
-    /// deciding, with the core's message).
-    fn cost(&self, cost: &Bound<'_, PyAny>) -> PyResult<u64> {
-        if cost.is_instance_of::<PyBool>() || !cost.is_instance_of::<PyInt>() {
-            return Err(PyTypeError::new_err(format!(
-                "`cost` must be an int, got {}",
-                cost.get_type().name()?
-            )));
-        }
-        match cost.extract::<u64>() {
-            Ok(c) => Ok(c),
-            Err(_) if cost.lt(1)? => Err(limit_error(CostError::Zero.into())),
-            Err(_) => Err(crate::errors::CostError::new_err(format!(
-                "cost {cost} can never be admitted: the policy admits at most {} at once",
-                self.inner.algorithm().capacity()
-            ))),
-        }
-    }
-}
-
-/// A short-form string, or a list (or tuple) of them, as one policy set.
-fn parse_policy(policy: &Bound<'_, PyAny>) -> PyResult<PolicySet> {
-    let text = if policy.is_instance_of::<PyString>() {
-        policy.extract::<String>()?
-    } else if policy.is_instance_of::<PyList>() || policy.is_instance_of::<PyTuple>() {
-        let parts: Vec<String> = policy
-            .extract()
-            .map_err(|_| PyTypeError::new_err("`policy` must be a string or a list of strings"))?;
-        // As `tidegate replay --policy A --policy B` does.
-        parts.join(";")
-    } else {
-        return Err(PyTypeError::new_err(
-            "`policy` must be a string or a list of strings, e.g. \"token_bucket:100/1m,burst=20\"",
-        ));
-    };
-    text.parse::<PolicySet>().map_err(policy_error)
 }
 
 fn decide(

@@ -3,7 +3,9 @@
 - ``EventThrottler``: the first event per key per window (a drop-in for the
   per-key ``EventThrottler`` with ``should_process(timestamp, event_id, key)``).
 - ``Limiter``: any tidegate policy (or several on one key) in memory.
-- ``Decision``: what ``Limiter.check`` answers.
+- ``RedisLimiter``: the same policies shared through Redis with other processes and
+  ``tidegate serve``, blocking ``check`` or ``await acquire``.
+- ``Decision``: what ``check`` answers.
 - ``PolicyError`` and ``CostError``: a policy or a cost that cannot be used.
 """
 
@@ -24,3 +26,10 @@ __all__ = [
     "PolicyError",
     "__version__",
 ]
+
+try:
+    from tidegate._tidegate import RedisLimiter  # noqa: F401
+except ImportError:  # built without the `redis` cargo feature
+    pass
+else:
+    __all__.append("RedisLimiter")

@@ -1,6 +1,6 @@
 """Type stubs of the tidegate package."""
 
-from typing import List, Optional, Sequence, Union
+from typing import Awaitable, List, Literal, Optional, Sequence, Union
 
 __version__: str
 __all__: List[str]
@@ -99,3 +99,42 @@ class Limiter:
     def key_count(self) -> int:
         """Number of keys held (expired ones are removed in the background)."""
 
+
+class RedisLimiter:
+    """Decides per key through Redis, sharing each key's quota exactly with every
+    limiter of the same ``name`` and policies on the same Redis and ``namespace``:
+    other processes, other machines, ``tidegate serve`` (whose policy names are the
+    ``name``). Safe to share between threads.
+
+    ``url``: ``redis://host:port`` (``rediss://`` for TLS; several comma-separated URLs
+    of cluster nodes for Redis Cluster). A single node that cannot be reached yet is not
+    an error: decisions follow ``on_error`` until it answers. ``on_error``: what decides
+    when Redis does not answer within ``timeout`` seconds (default 0.05): ``"local"``
+    (an in-memory limiter with the same policies, in this process), ``"fail_open"``
+    (admit) or ``"fail_closed"`` (deny). Blocking calls release the GIL while they wait.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        policy: Union[str, Sequence[str]],
+        *,
+        on_error: Literal["local", "fail_open", "fail_closed"] = "local",
+        timeout: Optional[Seconds] = None,
+        namespace: str = "tidegate",
+    ) -> None: ...
+    @property
+    def policy(self) -> str:
+        """The policies, in short form."""
+    @property
+    def name(self) -> str:
+        """The limiter's name (its keys are ``<namespace>:<name>:{=<key>}:...``)."""
+    def check(self, key: str, cost: int = 1) -> Decision:
+        """Decides now for ``key`` through Redis, consuming ``cost`` if admitted."""
+    def peek(self, key: str, cost: int = 1) -> Decision:
+        """The decision ``check`` would give now, consuming nothing."""
+    def acquire(self, key: str, cost: int = 1) -> Awaitable[Decision]:
+        """``await limiter.acquire(key)``: the decision of ``check``, for asyncio."""
+    def reset(self, key: str) -> bool:
+        """Forgets ``key``'s state in Redis; returns whether there was one."""
