@@ -12,10 +12,10 @@ REPO = Path(__file__).resolve().parents[3]
 
 @pytest.fixture(scope="session")
 def tidegate_cli():
-    """The command line of the real `tidegate` binary: $TIDEGATE_BIN, the workspace's
+    """The command line of the real `tidegate` binary: $PYTEST_TIDEGATE_BIN, the workspace's
     target/debug/tidegate, `tidegate` on PATH, or `cargo run` as a last resort."""
-    if os.environ.get("TIDEGATE_BIN"):
-        return [os.environ["TIDEGATE_BIN"]]
+    if os.environ.get("PYTEST_TIDEGATE_BIN"):
+        return [os.environ["PYTEST_TIDEGATE_BIN"]]
     built = REPO / "target" / "debug" / "tidegate"
     if built.exists():
         return [str(built)]

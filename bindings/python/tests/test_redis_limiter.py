@@ -3,6 +3,7 @@ processes, with asyncio, and with `tidegate serve`; the failure policies."""
 
 import asyncio
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -104,6 +105,8 @@ def test_a_redis_limiter_shares_limits_with_tidegate_serve(redis_url, name, tide
         [*tidegate_cli, "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        # The server reads TIDEGATE_* variables as configuration: give it none.
+        env={k: v for k, v in os.environ.items() if not k.startswith("TIDEGATE_")},
     )
     try:
         deadline = time.monotonic() + 60
