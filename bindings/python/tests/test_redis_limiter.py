@@ -4,10 +4,13 @@ processes, with asyncio, and with `tidegate serve`; the failure policies."""
 import asyncio
 import json
 import os
+import pickle
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -24,12 +27,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
+def start_redis(directory):
+    """A redis-server on a free loopback port, once it answers PING: (process, url)."""
     port = free_port()
     server = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path_factory.mktemp("redis"))],
+         "--dir", str(directory)],
         stdout=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
@@ -38,12 +41,17 @@ def redis_url(tmp_path_factory):
             with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
                 s.sendall(b"PING\r\n")
                 if s.recv(16).startswith(b"+PONG"):
-                    break
+                    return server, f"redis://127.0.0.1:{port}"
         except OSError:
             pass
         assert time.monotonic() < deadline, "redis-server did not start"
         time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    server, url = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
     server.terminate()
     server.wait(timeout=10)
 
@@ -95,6 +103,9 @@ def test_peek_and_reset_go_through_redis(redis_url, name):
     assert not other.check("k"), "a second limiter of the same name sees the same state"
     assert limiter.reset("k") is True
     assert other.check("k")
+    assert repr(limiter) == f"RedisLimiter({redis_url!r}, {name!r}, 'gcra:3/1m')"
+    with pytest.raises(TypeError, match="tidegate.RedisLimiter cannot be pickled or copied"):
+        pickle.dumps(limiter)
 
 
 def test_a_redis_limiter_shares_limits_with_tidegate_serve(redis_url, name, tidegate_cli, tmp_path):
@@ -170,3 +181,31 @@ def test_bad_arguments_name_the_field():
         tidegate.RedisLimiter("redis://127.0.0.1:1", "n", "gcra:0/1s")
     with pytest.raises(tidegate.CostError, match="the policy admits at most 1 at once"):
         tidegate.RedisLimiter("redis://127.0.0.1:1", "n", "gcra:1/1s").check("k", 2)
+
+
+def test_a_check_waiting_on_a_stalled_redis_releases_the_gil_and_keeps_to_its_timeout(tmp_path):
+    server, url = start_redis(tmp_path)
+    try:
+        limiter = tidegate.RedisLimiter(url, "stalled", "fixed_window:1/1h", on_error="local", timeout=0.5)
+        assert limiter.check("warm-up") and not limiter.check("warm-up")
+        server.send_signal(signal.SIGSTOP)
+        result = {}
+
+        def blocked():
+            started = time.monotonic()
+            result["decision"] = limiter.check("k")
+            result["waited"] = time.monotonic() - started
+
+        thread = threading.Thread(target=blocked)
+        thread.start()
+        spins = 0
+        while thread.is_alive():
+            spins += 1
+        thread.join()
+        assert 0.4 <= result["waited"] < 2.0, result
+        assert result["decision"].allowed, "the local limiter answered"
+        assert spins > 10_000, "this thread ran while the other one waited on Redis"
+    finally:
+        server.send_signal(signal.SIGCONT)
+        server.terminate()
+        server.wait(timeout=10)
