@@ -39,7 +39,7 @@ fn without_apt_get_and_redis_it_names_what_to_install_and_stops() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.starts_with(
-            "scripts/test: missing redis-server redis-cli openssl (the tests start their own"
+            "scripts/test: missing redis-server redis-cli openssl python3 (the tests start their own"
         ),
         "{stderr}"
     );
@@ -47,7 +47,14 @@ fn without_apt_get_and_redis_it_names_what_to_install_and_stops() {
         stderr.contains("apt-get cannot install them here"),
         "{stderr}"
     );
-    assert!(stderr.contains("brew install redis openssl"), "{stderr}");
+    assert!(
+        stderr.contains("brew install redis openssl python3"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("sudo apt-get install redis-server redis-tools openssl python3-venv"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("sudo dnf install redis openssl"),
         "{stderr}"
