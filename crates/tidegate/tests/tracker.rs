@@ -16,6 +16,78 @@ use tidegate::tracker::{
 
 const MS: u64 = 1_000;
 
+/// Where a test's tracker keeps its records: memory, or a real redis-server of its own.
+enum Store {
+    Memory,
+    #[cfg(feature = "redis")]
+    Redis {
+        /// Kept so the server lives as long as the test.
+        _server: redis_test_server::RedisServer,
+        store: tidegate::store::redis::RedisStore,
+    },
+}
+
+impl Store {
+    #[cfg(feature = "redis")]
+    async fn redis() -> Self {
+        let server = redis_test_server::RedisServer::start();
+        let options = tidegate::store::redis::RedisOptions {
+            timeout: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let store = tidegate::store::redis::RedisStore::connect(&[server.url()], options)
+            .await
+            .unwrap();
+        Store::Redis {
+            _server: server,
+            store,
+        }
+    }
+
+    fn apply(&self, builder: TrackerBuilder) -> TrackerBuilder {
+        match self {
+            Store::Memory => builder,
+            #[cfg(feature = "redis")]
+            Store::Redis { store, .. } => builder.store(tidegate::tracker::TrackerStore::redis(
+                store.clone(),
+                "test",
+            )),
+        }
+    }
+}
+
+/// Each test runs twice: on the memory store and on Redis, with the same assertions.
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        $(mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                super::$name(&super::Store::Memory).await
+            }
+
+            #[cfg(feature = "redis")]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$name(&super::Store::redis().await).await
+            }
+        })*
+    };
+}
+
+on_every_store!(
+    simple_counter_defers_after_limit_and_starts_again_after_processing,
+    token_bucket_defers_until_the_next_token_and_admits_while_a_batch_waits,
+    sliding_window_uses_the_window_estimate_and_the_defer_interval,
+    failed_calls_are_retried_with_exponential_backoff,
+    a_failed_round_defers_the_records_again_and_they_are_delivered_later,
+    batches_that_keep_failing_go_to_the_dead_letter_sink,
+    update_config_changes_one_record_and_rejects_invalid_values,
+    a_later_patch_keeps_the_strategy_set_by_an_earlier_one,
+    a_new_key_beyond_max_keys_is_ignored_counted_and_emitted,
+    invalid_arguments_and_settings_are_clear_errors,
+    a_deferred_record_outlives_an_expire_time_shorter_than_its_deferral,
+);
+
 /// Collects every batch the processor receives; fails the first `fail_first` calls.
 #[derive(Clone, Default)]
 struct Sink {
@@ -24,9 +96,10 @@ struct Sink {
 }
 
 impl Sink {
-    fn builder(&self, fail_first: u32) -> TrackerBuilder {
+    fn builder(&self, store: &Store, fail_first: u32) -> TrackerBuilder {
         let sink = self.clone();
-        EventTracker::builder()
+        store
+            .apply(EventTracker::builder())
             .manual_ticks()
             .clock(ManualClock::new(0))
             .processor(move |batch| {
@@ -74,11 +147,10 @@ fn drain(rx: &mut tokio::sync::broadcast::Receiver<TrackerEvent>) -> Vec<Tracker
     out
 }
 
-#[tokio::test]
-async fn simple_counter_defers_after_limit_and_starts_again_after_processing() {
+async fn simple_counter_defers_after_limit_and_starts_again_after_processing(store: &Store) {
     let sink = Sink::default();
     let t = sink
-        .builder(0)
+        .builder(store, 0)
         .limit(2)
         .defer_interval(Duration::from_millis(100))
         .build()
@@ -121,21 +193,24 @@ async fn simple_counter_defers_after_limit_and_starts_again_after_processing() {
     assert_eq!(o.record().total, 6);
 }
 
-#[tokio::test]
-async fn token_bucket_defers_until_the_next_token_and_admits_while_a_batch_waits() {
+async fn token_bucket_defers_until_the_next_token_and_admits_while_a_batch_waits(store: &Store) {
     let sink = Sink::default();
     let t = sink
-        .builder(0)
+        .builder(store, 0)
         .strategy(Strategy::TokenBucket {
             bucket_size: 2,
             refill_rate: 1.0,
         })
         .build()
         .unwrap();
-    let out: Vec<_> = [0, 0, 0, 500]
-        .into_iter()
-        .map(|ms| ready(t.track_event_at("api", "k", json!(ms), ms * MS)).unwrap())
-        .collect();
+    let mut out = Vec::new();
+    for ms in [0, 0, 0, 500] {
+        out.push(
+            t.track_event_at("api", "k", json!(ms), ms * MS)
+                .await
+                .unwrap(),
+        );
+    }
     assert_eq!(
         out.iter().map(kind).collect::<Vec<_>>(),
         ["immediate", "immediate", "deferred", "deferred"]
@@ -154,11 +229,10 @@ async fn token_bucket_defers_until_the_next_token_and_admits_while_a_batch_waits
     assert_eq!(sink.delivered()[0].count, 2);
 }
 
-#[tokio::test]
-async fn sliding_window_uses_the_window_estimate_and_the_defer_interval() {
+async fn sliding_window_uses_the_window_estimate_and_the_defer_interval(store: &Store) {
     let sink = Sink::default();
     let t = sink
-        .builder(0)
+        .builder(store, 0)
         .limit(3)
         .defer_interval(Duration::from_millis(100))
         .strategy(Strategy::SlidingWindow {
@@ -166,10 +240,11 @@ async fn sliding_window_uses_the_window_estimate_and_the_defer_interval() {
         })
         .build()
         .unwrap();
-    let kinds: Vec<_> = [0, 0, 0, 0, 50]
-        .into_iter()
-        .map(|ms| kind(&ready(t.track_event_at("log", "svc", json!(null), ms * MS)).unwrap()))
-        .collect();
+    let mut kinds = Vec::new();
+    for ms in [0, 0, 0, 0, 50] {
+        let o = t.track_event_at("log", "svc", json!(null), ms * MS).await;
+        kinds.push(kind(&o.unwrap()));
+    }
     assert_eq!(
         kinds,
         [
@@ -181,9 +256,13 @@ async fn sliding_window_uses_the_window_estimate_and_the_defer_interval() {
         ]
     );
     // At 1.5 s the previous window (3) weighs floor(3 × 0.5) = 1: two more are immediate.
-    let kinds: Vec<_> = (0..3)
-        .map(|_| kind(&ready(t.track_event_at("log", "svc", json!(null), 1_500 * MS)).unwrap()))
-        .collect();
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let o = t
+            .track_event_at("log", "svc", json!(null), 1_500 * MS)
+            .await;
+        kinds.push(kind(&o.unwrap()));
+    }
     assert_eq!(kinds, ["immediate", "immediate", "deferred"]);
     t.tick_at(100 * MS).await;
     assert_eq!(
@@ -193,11 +272,10 @@ async fn sliding_window_uses_the_window_estimate_and_the_defer_interval() {
     );
 }
 
-#[tokio::test]
-async fn failed_calls_are_retried_with_exponential_backoff() {
+async fn failed_calls_are_retried_with_exponential_backoff(store: &Store) {
     let sink = Sink::default();
     let t = sink
-        .builder(2)
+        .builder(store, 2)
         .limit(1)
         .defer_interval(Duration::from_millis(10))
         .max_retries(3)
@@ -236,11 +314,10 @@ async fn failed_calls_are_retried_with_exponential_backoff() {
     assert_eq!(sink.calls.load(Ordering::SeqCst), 3);
 }
 
-#[tokio::test]
-async fn a_failed_round_defers_the_records_again_and_they_are_delivered_later() {
+async fn a_failed_round_defers_the_records_again_and_they_are_delivered_later(store: &Store) {
     let sink = Sink::default();
     let t = sink
-        .builder(2)
+        .builder(store, 2)
         .limit(1)
         .defer_interval(Duration::from_millis(50))
         .max_retries(1)
@@ -276,13 +353,12 @@ async fn a_failed_round_defers_the_records_again_and_they_are_delivered_later() 
     assert_eq!(t.stats().failed_rounds, 1);
 }
 
-#[tokio::test]
-async fn batches_that_keep_failing_go_to_the_dead_letter_sink() {
+async fn batches_that_keep_failing_go_to_the_dead_letter_sink(store: &Store) {
     let letters: Arc<Mutex<Vec<DeadLetter>>> = Arc::default();
     let l = Arc::clone(&letters);
     let sink = Sink::default();
     let t = sink
-        .builder(u32::MAX)
+        .builder(store, u32::MAX)
         .limit(1)
         .defer_interval(Duration::from_millis(10))
         .max_retries(0)
@@ -309,10 +385,9 @@ async fn batches_that_keep_failing_go_to_the_dead_letter_sink() {
     assert!(!t.has_pending());
 }
 
-#[tokio::test]
-async fn update_config_changes_one_record_and_rejects_invalid_values() {
+async fn update_config_changes_one_record_and_rejects_invalid_values(store: &Store) {
     let sink = Sink::default();
-    let t = sink.builder(0).limit(1).build().unwrap();
+    let t = sink.builder(store, 0).limit(1).build().unwrap();
     assert_eq!(
         t.update_config("a", "missing", ConfigPatch::default())
             .await,
@@ -332,9 +407,12 @@ async fn update_config_changes_one_record_and_rejects_invalid_values() {
         drain(&mut rx)[..],
         [TrackerEvent::ConfigUpdated(_)]
     ));
-    let vip: Vec<_> = (0..3)
-        .map(|_| kind(&ready(t.track_event_at("a", "vip", json!(null), 0)).unwrap()))
-        .collect();
+    let mut vip = Vec::new();
+    for _ in 0..3 {
+        vip.push(kind(
+            &t.track_event_at("a", "vip", json!(null), 0).await.unwrap(),
+        ));
+    }
     assert_eq!(vip, ["immediate", "immediate", "deferred"]);
     assert_eq!(
         kind(
@@ -377,10 +455,9 @@ async fn update_config_changes_one_record_and_rejects_invalid_values() {
     );
 }
 
-#[tokio::test]
-async fn a_later_patch_keeps_the_strategy_set_by_an_earlier_one() {
+async fn a_later_patch_keeps_the_strategy_set_by_an_earlier_one(store: &Store) {
     let sink = Sink::default();
-    let t = sink.builder(0).limit(1).build().unwrap();
+    let t = sink.builder(store, 0).limit(1).build().unwrap();
     t.track_event_at("a", "k", json!(null), 0).await.unwrap();
     let bucket = ConfigPatch {
         strategy: Some(Strategy::TokenBucket {
@@ -405,10 +482,9 @@ async fn a_later_patch_keeps_the_strategy_set_by_an_earlier_one() {
     assert_eq!(kinds, ["immediate", "immediate", "immediate", "deferred"]);
 }
 
-#[tokio::test]
-async fn a_new_key_beyond_max_keys_is_ignored_counted_and_emitted() {
+async fn a_new_key_beyond_max_keys_is_ignored_counted_and_emitted(store: &Store) {
     let sink = Sink::default();
-    let t = sink.builder(0).max_keys(2).build().unwrap();
+    let t = sink.builder(store, 0).max_keys(2).build().unwrap();
     let mut rx = t.subscribe();
     t.track_event_at("c", "1", json!(null), 0).await.unwrap();
     t.track_event_at("c", "2", json!(null), 0).await.unwrap();
@@ -425,6 +501,8 @@ async fn a_new_key_beyond_max_keys_is_ignored_counted_and_emitted() {
         "immediate"
     );
     assert_eq!(t.stats().ignored, 1);
+    // The gauges of a Redis tracker are read by each tick.
+    t.tick_at(0).await;
     assert_eq!(t.stats().records, 2);
     assert!(
         drain(&mut rx)
@@ -433,18 +511,17 @@ async fn a_new_key_beyond_max_keys_is_ignored_counted_and_emitted() {
     );
 }
 
-#[tokio::test]
-async fn invalid_arguments_and_settings_are_clear_errors() {
+async fn invalid_arguments_and_settings_are_clear_errors(store: &Store) {
     let sink = Sink::default();
-    let t = sink.builder(0).build().unwrap();
+    let t = sink.builder(store, 0).build().unwrap();
     let e = t.track_event("", "1", json!(null)).await.unwrap_err();
     assert_eq!(e.to_string(), "invalid category: must not be empty");
     let e = t.track_event("c", "", json!(null)).await.unwrap_err();
     assert_eq!(e.to_string(), "invalid id: must not be empty");
-    let e = sink.builder(0).limit(0).build().unwrap_err();
+    let e = sink.builder(store, 0).limit(0).build().unwrap_err();
     assert_eq!(e.to_string(), "invalid limit: must be at least 1");
     let e = sink
-        .builder(0)
+        .builder(store, 0)
         .strategy(Strategy::TokenBucket {
             bucket_size: 2,
             refill_rate: -0.5,
@@ -453,7 +530,7 @@ async fn invalid_arguments_and_settings_are_clear_errors() {
         .unwrap_err();
     assert!(e.to_string().starts_with("invalid refill_rate:"), "{e}");
     let e = sink
-        .builder(0)
+        .builder(store, 0)
         .defer_interval(Duration::ZERO)
         .build()
         .unwrap_err();
@@ -468,11 +545,10 @@ async fn invalid_arguments_and_settings_are_clear_errors() {
     );
 }
 
-#[tokio::test]
-async fn a_deferred_record_outlives_an_expire_time_shorter_than_its_deferral() {
+async fn a_deferred_record_outlives_an_expire_time_shorter_than_its_deferral(store: &Store) {
     let sink = Sink::default();
     let t = sink
-        .builder(0)
+        .builder(store, 0)
         .limit(1)
         .defer_interval(Duration::from_millis(100))
         .expire_time(Duration::from_millis(10))
@@ -496,7 +572,7 @@ async fn a_deferred_record_outlives_an_expire_time_shorter_than_its_deferral() {
 fn concurrent_producers_on_one_key_lose_no_count() {
     let sink = Sink::default();
     let t = sink
-        .builder(0)
+        .builder(&Store::Memory, 0)
         .limit(10)
         .defer_interval(Duration::from_secs(3_600))
         .build()
@@ -535,7 +611,12 @@ fn concurrent_producers_on_one_key_lose_no_count() {
 #[tokio::test]
 async fn shutdown_delivers_everything_pending_or_reports_it() {
     let sink = Sink::default();
-    let t = sink.builder(0).limit(1).max_batch_size(2).build().unwrap();
+    let t = sink
+        .builder(&Store::Memory, 0)
+        .limit(1)
+        .max_batch_size(2)
+        .build()
+        .unwrap();
     for id in ["a", "b", "c"] {
         t.track_event_at("x", id, json!(null), 0).await.unwrap();
         t.track_event_at("x", id, json!(id), 0).await.unwrap();
@@ -554,7 +635,7 @@ async fn shutdown_delivers_everything_pending_or_reports_it() {
 
     let failing = Sink::default();
     let t = failing
-        .builder(u32::MAX)
+        .builder(&Store::Memory, u32::MAX)
         .limit(1)
         .max_retries(1)
         .build()
