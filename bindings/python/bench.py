@@ -66,8 +66,8 @@ class CallFloor:
     should_process = slice
 
 
-def workload(keys, calls, seed=1):
-    rng = random.Random(seed)
+def workload(keys, calls, random_state=1):
+    rng = random.Random(random_state)
     names = [f"user{i}" for i in range(keys)]
     return [(i // keys, f"e{i}", names[rng.randrange(keys)]) for i in range(calls)]
 

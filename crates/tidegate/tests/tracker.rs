@@ -621,8 +621,19 @@ async fn shutdown_delivers_everything_pending_or_reports_it() {
         t.track_event_at("x", id, json!(null), 0).await.unwrap();
         t.track_event_at("x", id, json!(id), 0).await.unwrap();
     }
+    let mut rx = t.subscribe();
     let report = t.shutdown().await;
     assert_eq!((report.delivered, report.undelivered.len()), (3, 0));
+    // Delivered by shutdown exactly as by a tick: counted and emitted.
+    assert_eq!(
+        (t.stats().processed_records, t.stats().processed_events),
+        (3, 3)
+    );
+    let processed = drain(&mut rx)
+        .iter()
+        .filter(|e| matches!(e, TrackerEvent::Processed(_)))
+        .count();
+    assert_eq!(processed, 2);
     assert_eq!(
         sink.batches.lock().unwrap().len(),
         2,

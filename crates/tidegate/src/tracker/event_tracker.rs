@@ -337,17 +337,7 @@ impl EventTracker {
         let result = (inner.processor)(records.clone()).await;
         let events: Arc<[DeliveredRecord]> = records.clone().into();
         match result {
-            Ok(()) => {
-                if let Err(e) = inner.records.processed(&retry.batch).await {
-                    self.store_failed("settling a processed batch", &e);
-                }
-                let c = &inner.counters;
-                c.processed_records
-                    .fetch_add(records.len() as u64, Ordering::Relaxed);
-                c.processed_events
-                    .fetch_add(records.iter().map(|r| r.count).sum(), Ordering::Relaxed);
-                self.emit(|| TrackerEvent::Processed(events));
-            }
+            Ok(()) => self.delivered(&retry.batch, events).await,
             Err(_) if retry.attempts <= inner.max_retries => {
                 let delay = self.retry_delay(retry.attempts);
                 self.emit(|| TrackerEvent::Retry {
@@ -372,37 +362,62 @@ impl EventTracker {
                     .map(|r| r.failed_rounds + 1)
                     .max()
                     .unwrap_or(1);
-                if let Some(sink) = &inner.dead_letter
-                    && rounds >= inner.dead_letter_after
+                if rounds >= inner.dead_letter_after
+                    && self
+                        .dead_lettered(&retry.batch, error, retry.attempts)
+                        .await
                 {
-                    let letter = DeadLetter {
-                        records: records.clone(),
-                        error,
-                        attempts: retry.attempts,
-                    };
-                    match sink(letter).await {
-                        Ok(()) => {
-                            inner
-                                .counters
-                                .dead_lettered
-                                .fetch_add(records.len() as u64, Ordering::Relaxed);
-                            if let Err(e) = inner.records.dead_lettered(&retry.batch).await {
-                                self.store_failed("settling a dead-lettered batch", &e);
-                            }
-                            return;
-                        }
-                        Err(e) => {
-                            self.emit(|| {
-                                TrackerEvent::Error(format!("dead-letter sink failed: {e}"))
-                            });
-                        }
-                    }
+                    return;
                 }
                 if let Err(e) = inner.records.defer_again(retry.batch, now).await {
                     self.store_failed("deferring a failed batch again", &e);
                 }
             }
         }
+    }
+
+    /// A batch the processor took: settled in the store, counted, emitted. The one path
+    /// of every delivery, by a tick or by shutdown.
+    async fn delivered(&self, batch: &Claimed, events: Arc<[DeliveredRecord]>) {
+        let inner = &*self.inner;
+        if let Err(e) = inner.records.processed(batch).await {
+            self.store_failed("settling a processed batch", &e);
+        }
+        let c = &inner.counters;
+        c.processed_records
+            .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+        c.processed_events.fetch_add(
+            batch.records.iter().map(|r| r.count).sum(),
+            Ordering::Relaxed,
+        );
+        self.emit(|| TrackerEvent::Processed(events));
+    }
+
+    /// Hands a batch that kept failing to the dead-letter sink, if there is one; true
+    /// when the sink took it (then it is settled and counted). The one path of every
+    /// dead letter, by a tick or by shutdown.
+    async fn dead_lettered(&self, batch: &Claimed, error: String, attempts: u32) -> bool {
+        let inner = &*self.inner;
+        let Some(sink) = &inner.dead_letter else {
+            return false;
+        };
+        let letter = DeadLetter {
+            records: batch.records.clone(),
+            error,
+            attempts,
+        };
+        if let Err(e) = sink(letter).await {
+            self.emit(|| TrackerEvent::Error(format!("dead-letter sink failed: {e}")));
+            return false;
+        }
+        inner
+            .counters
+            .dead_lettered
+            .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+        if let Err(e) = inner.records.dead_lettered(batch).await {
+            self.store_failed("settling a dead-lettered batch", &e);
+        }
+        true
     }
 
     /// `retry_delay × 2^(attempt-1)` plus up to `jitter`.
@@ -463,27 +478,17 @@ impl EventTracker {
                 }
             }
             if delivered {
-                if let Err(e) = inner.records.processed(&batch).await {
-                    self.store_failed("settling a processed batch", &e);
-                }
                 report.delivered += batch.records.len();
-                let events: Arc<[DeliveredRecord]> = batch.records.into();
-                self.emit(|| TrackerEvent::Processed(events));
+                let events: Arc<[DeliveredRecord]> = batch.records.clone().into();
+                self.delivered(&batch, events).await;
                 continue;
             }
-            if let Some(sink) = &inner.dead_letter {
-                let letter = DeadLetter {
-                    records: batch.records.clone(),
-                    error: last_error.clone(),
-                    attempts: inner.max_retries + 1,
-                };
-                if sink(letter).await.is_ok() {
-                    report.dead_lettered += batch.records.len();
-                    if let Err(e) = inner.records.dead_lettered(&batch).await {
-                        self.store_failed("settling a dead-lettered batch", &e);
-                    }
-                    continue;
-                }
+            if self
+                .dead_lettered(&batch, last_error, inner.max_retries + 1)
+                .await
+            {
+                report.dead_lettered += batch.records.len();
+                continue;
             }
             if inner.records.is_shared() {
                 let n = batch.records.len();
