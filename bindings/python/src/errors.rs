@@ -19,6 +19,14 @@ pyo3::create_exception!(
     "A cost the policy can never admit: zero or less, or more than its full quota."
 );
 
+pyo3::create_exception!(
+    tidegate,
+    StoreFullError,
+    PyRuntimeError,
+    "A new key did not fit: the limiter already holds `max_keys` keys. It is refused \
+     rather than admitted unlimited; raise `max_keys` or let idle keys expire."
+);
+
 /// `tidegate.PolicyError` with the core's message.
 pub(crate) fn policy_error(e: tidegate_core::PolicyError) -> PyErr {
     PolicyError::new_err(e.to_string())
@@ -28,6 +36,7 @@ pub(crate) fn policy_error(e: tidegate_core::PolicyError) -> PyErr {
 pub(crate) fn limit_error(e: LimitError) -> PyErr {
     match e {
         LimitError::Cost(cost) => CostError::new_err(cost.to_string()),
+        e @ LimitError::StoreFull { .. } => StoreFullError::new_err(e.to_string()),
         other => PyRuntimeError::new_err(other.to_string()),
     }
 }

@@ -26,6 +26,7 @@ fn tidegate_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<redis_limiter::RedisLimiter>()?;
     m.add("PolicyError", py.get_type::<errors::PolicyError>())?;
     m.add("CostError", py.get_type::<errors::CostError>())?;
+    m.add("StoreFullError", py.get_type::<errors::StoreFullError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

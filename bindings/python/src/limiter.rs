@@ -18,8 +18,8 @@ use crate::timeline::Timeline;
 ///
 /// `policy` is the short form (`"token_bucket:100/1m,burst=20"`,
 /// `"gcra:10/1s;fixed_window:1000/1d"`) or a list of them. `max_keys` bounds the keys
-/// held in memory (default 10 million); at the bound, a new key is admitted without
-/// being tracked. Safe to share between threads.
+/// held in memory (default 10 million); at the bound, a new key is refused with
+/// `StoreFullError`. Safe to share between threads.
 #[pyclass(module = "tidegate", frozen)]
 pub(crate) struct Limiter {
     inner: CoreLimiter<PolicySet, String, Arc<Timeline>>,

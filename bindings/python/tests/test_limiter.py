@@ -78,12 +78,16 @@ def test_weighted_costs_are_all_or_nothing():
     assert limiter.check_at("k", 1, 0).remaining == 0
 
 
-def test_max_keys_bounds_the_keys_held_and_admits_new_keys_untracked():
+def test_max_keys_refuses_a_new_key_instead_of_admitting_it_unlimited():
     limiter = Limiter("fixed_window:1/1h", max_keys=10)
-    for i in range(50):
+    for i in range(10):
         assert limiter.check_at(f"user{i}", 1, 0)
-    assert limiter.key_count() <= 10
-    assert all(limiter.check_at("user49", 1, 0) for _ in range(3)), "an untracked key is not limited"
+    with pytest.raises(tidegate.StoreFullError, match="maximum of 10 keys"):
+        limiter.check_at("user10", 1, 0)
+    assert isinstance(tidegate.StoreFullError("x"), RuntimeError)
+    # Known keys are still limited exactly.
+    assert not limiter.check_at("user0", 1, 0)
+    assert limiter.key_count() == 10
 
 
 def test_the_decision_repr_names_every_field():

@@ -6,11 +6,13 @@
 - ``RedisLimiter``: the same policies shared through Redis with other processes and
   ``tidegate serve``, blocking ``check`` or ``await acquire``.
 - ``Decision``: what ``check`` answers.
-- ``PolicyError`` and ``CostError``: a policy or a cost that cannot be used.
+- ``PolicyError`` and ``CostError``: a policy or a cost that cannot be used;
+  ``StoreFullError``: a new key beyond ``max_keys``.
 """
 
 from tidegate._tidegate import (
     CostError,
+    StoreFullError,
     Decision,
     EventThrottler,
     Limiter,
@@ -20,6 +22,7 @@ from tidegate._tidegate import (
 
 __all__ = [
     "CostError",
+    "StoreFullError",
     "Decision",
     "EventThrottler",
     "Limiter",

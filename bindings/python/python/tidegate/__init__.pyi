@@ -14,6 +14,10 @@ class PolicyError(ValueError):
 class CostError(ValueError):
     """A cost the policy can never admit: zero or less, or more than its full quota."""
 
+class StoreFullError(RuntimeError):
+    """A new key did not fit: the limiter already holds ``max_keys`` keys. It is
+    refused rather than admitted unlimited."""
+
 class EventThrottler:
     """Processes only the first event per key within a window of seconds.
 
@@ -71,7 +75,7 @@ class Limiter:
 
     ``policy`` is the short form (``"token_bucket:100/1m,burst=20"``,
     ``"gcra:10/1s;fixed_window:1000/1d"``) or a list of them. ``max_keys`` bounds the
-    keys held (default 10 million); at the bound a new key is admitted untracked.
+    keys held (default 10 million); at the bound a new key raises StoreFullError.
     Raises PolicyError for a policy that cannot be used.
     """
 
