@@ -79,6 +79,18 @@ impl Gcra {
         self.rate
     }
 
+    /// The emission interval in lowest terms, `(period, parts)`: `window / limit` is
+    /// `period / parts` µs.
+    pub fn interval(&self) -> (u64, u64) {
+        (self.period, self.parts)
+    }
+
+    /// The tolerance `burst × window / limit` as whole µs and a remainder in units of
+    /// `1 / parts` µs.
+    pub fn tolerance(&self) -> (u64, u64) {
+        (self.tolerance.us, self.tolerance.frac)
+    }
+
     #[inline]
     fn add(&self, a: Span, b: Span) -> Span {
         let frac = a.frac + b.frac;

@@ -229,15 +229,24 @@ local function ceil_span(us, frac)
   return us
 end
 
-local function gcra(key, now, cost, L, W, B, leaky)
+-- The constants of a GCRA policy: T = W / L in lowest terms (period / parts µs) and the
+-- tolerance B × T (tol_us + tol_frac / parts). The limiter's calls carry them (Gcra in
+-- Rust computes them once per policy); other scripts let gcra derive them here.
+local function gcra_params(L, W, B)
   local g = gcd(W, L)
   local period, parts = W / g, L / g
+  local tol_us, tol_frac = muldiv(B, period, 0, parts)
+  return period, parts, tol_us, tol_frac
+end
+
+local function gcra(key, now, cost, L, W, B, leaky, period, parts, tol_us, tol_frac)
+  if not period then period, parts, tol_us, tol_frac = gcra_params(L, W, B) end
   local v = call('GET', key)
   local tat, rem = 0, 0
   if v then tat, rem = unpack('<dd', v) end
   if parts == 1 then
     -- T is whole microseconds: every fraction is 0 (decide_whole in gcra.rs).
-    local tol = B * period
+    local tol = tol_us
     local ahead = max(tat + rem - now, 0)
     local needed = ahead + cost * period
     if needed <= tol then
@@ -248,7 +257,6 @@ local function gcra(key, now, cost, L, W, B, leaky)
     end
     return decided(0, L, idiv(max(tol - ahead, 0), period), needed - tol, ahead, -1)
   end
-  local tol_us, tol_frac = muldiv(B, period, 0, parts)
   if rem >= parts then
     local carry = idiv(rem, parts)
     tat, rem = tat + carry, rem - carry * parts
@@ -276,8 +284,8 @@ local function gcra(key, now, cost, L, W, B, leaky)
 end
 
 -- The token bucket is the GCRA schedule read as a level (token_bucket.rs).
-local function token_bucket(key, now, cost, L, W, B)
-  return gcra(key, now, cost, L, W, B, false)
+local function token_bucket(key, now, cost, L, W, B, period, parts, tol_us, tol_frac)
+  return gcra(key, now, cost, L, W, B, false, period, parts, tol_us, tol_frac)
 end
 
 local function throttle(key, now, W)

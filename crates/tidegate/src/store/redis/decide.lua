@@ -5,7 +5,8 @@
 -- followed by this file.
 --
 -- ARGV[1]  R, the number of requests; ARGV[2]  P, the number of policy sets; then
---          each policy set: N, then per policy: algorithm, limit, window µs, burst;
+--          each policy set: N, then per policy: algorithm, limit, window µs, burst,
+--          and the GCRA constants period, parts, tol_us, tol_frac (0s for others);
 --          then each request: its policy set (1..P), now in µs (or -1 to read the
 --          server's TIME), cost, "1" to consume when every policy admits ("0" to only
 --          look), extra TTL milliseconds (for explicit, virtual clocks)
@@ -18,21 +19,20 @@
 local reply, r = {}, 0
 local values, expiries = {}, {}
 
--- The policy sets, parsed once per call: sets[p] = {n, alg1, L1, W1, B1, alg2, ...}.
+-- The policy sets, parsed once per call: sets[p] = {n, then per policy its 8 values:
+-- alg, L, W, B and the GCRA constants period, parts, tol_us, tol_frac}.
 local sets = {}
 local a = 3
 for p = 1, tonumber(ARGV[2]) do
   local n = tonumber(ARGV[a])
   local set = {n}
   for i = 0, n - 1 do
-    local base = a + 1 + 4 * i
-    set[2 + 4 * i] = ARGV[base]
-    set[3 + 4 * i] = tonumber(ARGV[base + 1])
-    set[4 + 4 * i] = tonumber(ARGV[base + 2])
-    set[5 + 4 * i] = tonumber(ARGV[base + 3])
+    local base = a + 1 + 8 * i
+    set[2 + 8 * i] = ARGV[base]
+    for j = 1, 7 do set[2 + 8 * i + j] = tonumber(ARGV[base + j]) end
   end
   sets[p] = set
-  a = a + 1 + 4 * n
+  a = a + 1 + 8 * n
 end
 
 -- The server's time, read once per call and only if a request asks for it.
@@ -58,22 +58,19 @@ local function decide(k, a)
   reply[head], reply[head + 1] = 1, now
   r = head + 1
   for i = 1, n do
-    local base = 4 * i - 2
-    local alg, L, W, B = set[base], set[base + 1], set[base + 2], set[base + 3]
+    local b = 8 * i - 6
+    local alg, L, W, B = set[b], set[b + 1], set[b + 2], set[b + 3]
     local key = KEYS[k + i - 1]
     local d
-    if alg == 'gcra' then
-      d = gcra(key, now, cost, L, W, B, false)
-    elseif alg == 'token_bucket' then
-      d = token_bucket(key, now, cost, L, W, B)
+    if alg == 'gcra' or alg == 'leaky_bucket' or alg == 'token_bucket' then
+      d = gcra(key, now, cost, L, W, B, alg == 'leaky_bucket', set[b + 4], set[b + 5],
+        set[b + 6], set[b + 7])
     elseif alg == 'fixed_window' then
       d = fixed_window(key, now, cost, L, W)
     elseif alg == 'sliding_window' then
       d = sliding_window(key, now, cost, L, W)
     elseif alg == 'sliding_log' then
       d = sliding_log(key, now, cost, L, W)
-    elseif alg == 'leaky_bucket' then
-      d = gcra(key, now, cost, L, W, B, true)
     elseif alg == 'throttle' then
       d = throttle(key, now, W)
     else

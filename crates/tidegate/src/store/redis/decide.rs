@@ -14,7 +14,8 @@ use super::{Connection, RedisStoreError};
 pub(crate) struct Request {
     /// The state key of each policy.
     pub(crate) keys: Vec<String>,
-    /// The policy set: `N`, then per policy algorithm, limit, window µs, burst. Shared by
+    /// The policy set: `N`, then per policy algorithm, limit, window µs, burst and the
+    /// GCRA constants (see `decide.lua`). Shared by
     /// every request of a limiter, and sent once per script call.
     pub(crate) policies: Arc<[String]>,
     /// µs, or -1 for the server's `TIME`.

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use super::decide::Request;
 use super::{RedisStore, RedisStoreError};
 use crate::algorithm::Algorithm;
+use crate::algorithm::Gcra;
 use crate::decision::Decision;
 use crate::error::{LimitError, PolicyError};
 use crate::limiter::Limiter;
@@ -119,14 +120,28 @@ impl RedisLimiterBuilder {
     }
 }
 
-/// The script arguments describing one policy: algorithm, limit, window µs, burst.
-fn policy_args(p: &Policy) -> [String; 4] {
+/// The script arguments describing one policy: algorithm, limit, window µs, burst, and
+/// for the GCRA family its constants (`Gcra::interval` and `Gcra::tolerance`), so the
+/// script does not derive them on every call; 0s for the others.
+fn policy_args(p: &Policy) -> [String; 8] {
     let (limit, window, burst) = p.parts();
+    let burst = burst.unwrap_or(limit);
+    let ((period, parts), (tol_us, tol_frac)) = if p.kind().takes_burst() {
+        let gcra = Gcra::new(limit, std::time::Duration::from_micros(window), Some(burst))
+            .expect("the parameters of a valid policy");
+        (gcra.interval(), gcra.tolerance())
+    } else {
+        ((0, 0), (0, 0))
+    };
     [
         p.kind().to_string(),
         limit.to_string(),
         window.to_string(),
-        burst.unwrap_or(limit).to_string(),
+        burst.to_string(),
+        period.to_string(),
+        parts.to_string(),
+        tol_us.to_string(),
+        tol_frac.to_string(),
     ]
 }
 
