@@ -23,10 +23,10 @@ POLICIES = [
 ]
 
 
-def traffic(seed, costs):
+def traffic(random_state, costs):
     """A few thousand events on six keys: steady traffic, pauses, and bursts of 40 on one
     key; times in ms, non-decreasing."""
-    rng = random.Random(seed)
+    rng = random.Random(random_state)
     t_ms = 0
     events = []
     while len(events) < 3000:
@@ -65,7 +65,7 @@ def as_replay_line(t_ms, key, d, with_delay):
 @pytest.mark.parametrize("policy", POLICIES)
 def test_decisions_equal_tidegate_replay_on_the_same_traffic(policy, run_replay):
     costs = [1] if policy.startswith("throttle") else [1, 1, 1, 2, 3]
-    events = traffic(seed=zlib.crc32(policy.encode()), costs=costs)
+    events = traffic(random_state=zlib.crc32(policy.encode()), costs=costs)
     done = run_replay(policy, events)
     assert done.returncode == 0, done.stderr
     expected = [json.loads(line) for line in done.stdout.splitlines()]
@@ -82,7 +82,7 @@ def test_decisions_equal_tidegate_replay_on_the_same_traffic(policy, run_replay)
 
 
 def test_a_list_of_policies_decides_as_repeated_policy_flags(run_replay):
-    events = traffic(seed=7, costs=[1, 2])
+    events = traffic(random_state=7, costs=[1, 2])
     done = run_replay("gcra:10/1s;fixed_window:30/10s", events)
     expected = [json.loads(line)["allowed"] for line in done.stdout.splitlines()]
     limiter = tidegate.Limiter(["gcra:10/1s", "fixed_window:30/10s"])
