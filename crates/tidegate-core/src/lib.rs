@@ -8,9 +8,11 @@
 //!   or a TOML table; [`PolicySet`] guards one key with several policies atomically.
 //! - [`store::memory::MemoryStore`]: the concurrent in-memory store of per-key states.
 //! - [`Limiter`]: policy + store + clock, the thing applications call.
+//! - [`Backoff`]: the exponential backoff retries of the tracker and the queue share.
 //! - [`Throttler`]: first event per key per window, with the API of the Python throttler.
 #![warn(missing_docs)]
 pub mod algorithm;
+pub mod backoff;
 pub mod decision;
 pub mod error;
 pub mod limiter;
@@ -23,6 +25,7 @@ pub mod throttler;
 pub mod time;
 
 pub use algorithm::Algorithm;
+pub use backoff::Backoff;
 pub use decision::Decision;
 pub use error::{CostError, LimitError, PolicyError};
 pub use limiter::Limiter;

@@ -20,9 +20,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use tidegate_core::{
-    Algorithm, AlgorithmKind, Clock, CoarseClock, CostError, Decision, LimitError, Limiter,
-    ManualClock, MonotonicClock, Policy, PolicyError, PolicySet, PolicyState, SystemClock,
-    Throttler, algorithm, decision, error, limiter, policy, policy_set, rate, throttler, time,
+    Algorithm, AlgorithmKind, Backoff, Clock, CoarseClock, CostError, Decision, LimitError,
+    Limiter, ManualClock, MonotonicClock, Policy, PolicyError, PolicySet, PolicyState, SystemClock,
+    Throttler, algorithm, backoff, decision, error, limiter, policy, policy_set, rate, throttler,
+    time,
 };
 
 #[cfg(feature = "queue")]
