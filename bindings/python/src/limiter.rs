@@ -22,7 +22,7 @@ use crate::timeline::Timeline;
 /// `StoreFullError`. Safe to share between threads.
 #[pyclass(module = "tidegate", frozen)]
 pub(crate) struct Limiter {
-    inner: CoreLimiter<PolicySet, String, Arc<Timeline>>,
+    inner: Core,
     timeline: Arc<Timeline>,
 }
 
@@ -74,10 +74,7 @@ impl Limiter {
         cost: &Bound<'_, PyAny>,
         at_seconds: &Bound<'_, PyAny>,
     ) -> PyResult<Decision> {
-        let cost = to_cost(Some(cost), self.inner.algorithm())?;
-        let now = to_micros(at_seconds, "at_seconds")?;
-        self.timeline.replay(now)?;
-        with_key(key, |key| self.inner.check_at(key, cost, now)).and_then(decide)
+        self.at(key, cost, at_seconds, CoreLimiter::check_at)
     }
 
     /// The decision `check_at` would give, consuming nothing.
@@ -87,10 +84,7 @@ impl Limiter {
         cost: &Bound<'_, PyAny>,
         at_seconds: &Bound<'_, PyAny>,
     ) -> PyResult<Decision> {
-        let cost = to_cost(Some(cost), self.inner.algorithm())?;
-        let now = to_micros(at_seconds, "at_seconds")?;
-        self.timeline.replay(now)?;
-        with_key(key, |key| self.inner.peek_at(key, cost, now)).and_then(decide)
+        self.at(key, cost, at_seconds, CoreLimiter::peek_at)
     }
 
     /// Forgets `key`'s state; returns whether there was one.
@@ -116,6 +110,27 @@ impl Limiter {
         Err(not_picklable("Limiter"))
     }
 }
+
+type Core = CoreLimiter<PolicySet, String, Arc<Timeline>>;
+
+impl Limiter {
+    /// `check_at` or `peek_at`: the cost and the time checked, the timeline moved to
+    /// `at_seconds`, then `decide_at` on the core limiter.
+    fn at(
+        &self,
+        key: &Bound<'_, PyAny>,
+        cost: &Bound<'_, PyAny>,
+        at_seconds: &Bound<'_, PyAny>,
+        decide_at: impl FnOnce(&Core, &str, u64, u64) -> CoreResult,
+    ) -> PyResult<Decision> {
+        let cost = to_cost(Some(cost), self.inner.algorithm())?;
+        let now = to_micros(at_seconds, "at_seconds")?;
+        self.timeline.replay(now)?;
+        with_key(key, |key| decide_at(&self.inner, key, cost, now)).and_then(decide)
+    }
+}
+
+type CoreResult = Result<tidegate_core::Decision, tidegate_core::LimitError>;
 
 fn decide(
     result: Result<tidegate_core::Decision, tidegate_core::LimitError>,

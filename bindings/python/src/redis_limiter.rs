@@ -101,12 +101,7 @@ impl RedisLimiter {
         key: &Bound<'_, PyAny>,
         cost: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Decision> {
-        let cost = to_cost(cost, self.inner.policies())?;
-        let key = with_key(key, str::to_owned)?;
-        let limiter = &*self.inner;
-        py.detach(|| runtime().block_on(limiter.acquire(&key, cost, None)))
-            .map(Decision)
-            .map_err(limit_error)
+        self.blocking(py, key, cost, Consume::Yes)
     }
 
     /// The decision `check` would give now, consuming nothing (blocking).
@@ -117,12 +112,7 @@ impl RedisLimiter {
         key: &Bound<'_, PyAny>,
         cost: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Decision> {
-        let cost = to_cost(cost, self.inner.policies())?;
-        let key = with_key(key, str::to_owned)?;
-        let limiter = &*self.inner;
-        py.detach(|| runtime().block_on(limiter.peek(&key, cost, None)))
-            .map(Decision)
-            .map_err(limit_error)
+        self.blocking(py, key, cost, Consume::No)
     }
 
     /// `await limiter.acquire(key, cost=1)`: the decision of `check`, for asyncio.
@@ -164,6 +154,37 @@ impl RedisLimiter {
 
     fn __reduce__(&self) -> PyResult<()> {
         Err(not_picklable("RedisLimiter"))
+    }
+}
+
+/// Whether a blocking decision consumes the cost (`check`) or only looks (`peek`).
+enum Consume {
+    Yes,
+    No,
+}
+
+impl RedisLimiter {
+    /// `check` or `peek`, waiting on Redis with the GIL released.
+    fn blocking(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        cost: Option<&Bound<'_, PyAny>>,
+        consume: Consume,
+    ) -> PyResult<Decision> {
+        let cost = to_cost(cost, self.inner.policies())?;
+        let key = with_key(key, str::to_owned)?;
+        let limiter = &*self.inner;
+        py.detach(|| {
+            runtime().block_on(async {
+                match consume {
+                    Consume::Yes => limiter.acquire(&key, cost, None).await,
+                    Consume::No => limiter.peek(&key, cost, None).await,
+                }
+            })
+        })
+        .map(Decision)
+        .map_err(limit_error)
     }
 }
 

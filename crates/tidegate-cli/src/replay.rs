@@ -280,6 +280,17 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// Connects to the Redis of `--store URL`, with a timeout long enough for a replay.
+pub(crate) async fn connect(store: &str) -> Result<RedisStore> {
+    let options = RedisOptions {
+        timeout: std::time::Duration::from_secs(5),
+        ..RedisOptions::default()
+    };
+    RedisStore::connect_str(store, options)
+        .await
+        .with_context(|| format!("--store {store}"))
+}
+
 /// A name no other replay uses: `replay-<pid>-<µs since the epoch>`.
 pub(crate) fn unique_name() -> String {
     format!(
@@ -300,13 +311,7 @@ async fn backend(policies: &PolicySet, store: &str) -> Result<Backend> {
             .build::<String>();
         return Ok(Backend::Memory(limiter, clock));
     }
-    let options = RedisOptions {
-        timeout: std::time::Duration::from_secs(5),
-        ..RedisOptions::default()
-    };
-    let redis = RedisStore::connect_str(store, options)
-        .await
-        .with_context(|| format!("--store {store}"))?;
+    let redis = connect(store).await?;
     let name = unique_name();
     // A replay must not silently fall back: Redis errors end it.
     let limiter = redis

@@ -17,7 +17,6 @@ use crate::replay::{EventLines, Timed};
 use serde::Deserialize;
 use serde_json::json;
 use tidegate::ManualClock;
-use tidegate::store::redis::{RedisOptions, RedisStore};
 use tidegate::time::duration_to_micros;
 use tidegate::tracker::{
     Details, EventTracker, TrackOutcome, TrackerEvent, TrackerSpec, TrackerStore,
@@ -80,13 +79,7 @@ async fn tracker_store(store: &str) -> Result<TrackerStore> {
     if store == "memory" {
         return Ok(TrackerStore::Memory);
     }
-    let options = RedisOptions {
-        timeout: std::time::Duration::from_secs(5),
-        ..RedisOptions::default()
-    };
-    let redis = RedisStore::connect_str(store, options)
-        .await
-        .with_context(|| format!("--store {store}"))?;
+    let redis = crate::replay::connect(store).await?;
     Ok(TrackerStore::redis(redis, crate::replay::unique_name()))
 }
 

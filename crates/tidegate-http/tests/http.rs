@@ -363,34 +363,14 @@ async fn cloned_services_share_limits() {
     let peer = "192.0.2.1:1234";
     let status = |r: Response<Body>| r.status().as_u16();
     assert_eq!(
-        status(
-            one.ready()
-                .await
-                .unwrap()
-                .call(with_peer(peer))
-                .await
-                .unwrap()
-        ),
+        status((&mut one).oneshot(with_peer(peer)).await.unwrap()),
         200
     );
     assert_eq!(
-        status(
-            two.ready()
-                .await
-                .unwrap()
-                .call(with_peer(peer))
-                .await
-                .unwrap()
-        ),
+        status((&mut two).oneshot(with_peer(peer)).await.unwrap()),
         200
     );
-    let third = three
-        .ready()
-        .await
-        .unwrap()
-        .call(with_peer(peer))
-        .await
-        .unwrap();
+    let third = (&mut three).oneshot(with_peer(peer)).await.unwrap();
     assert_eq!(third.headers()["ratelimit"], r#""api";r=0;t=60"#);
     assert_eq!(status(one.oneshot(with_peer(peer)).await.unwrap()), 429);
     assert_eq!(

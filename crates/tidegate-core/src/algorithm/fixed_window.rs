@@ -92,16 +92,13 @@ impl Algorithm for FixedWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const S: u64 = 1_000_000;
+    use crate::algorithm::test_support::*;
 
     #[test]
     fn fixed_window_three_per_twenty_seconds_resets_at_the_window_end() {
         let fw = FixedWindow::new(3, Duration::from_secs(20)).unwrap();
         let mut s = fw.fresh();
-        for _ in 0..3 {
-            assert!(fw.acquire(&mut s, 0, 1).allowed);
-        }
+        assert_eq!(admitted_in_a_row(&fw, &mut s, 0, 1), 3);
         let d = fw.acquire(&mut s, 0, 1);
         assert!(!d.allowed);
         assert_eq!(d.retry_after_us, Some(20 * S));

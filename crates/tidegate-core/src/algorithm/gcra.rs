@@ -254,8 +254,7 @@ impl Algorithm for Gcra {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const S: u64 = 1_000_000;
+    use crate::algorithm::test_support::*;
 
     #[test]
     fn gcra_five_per_minute_spaces_tokens_twelve_seconds_apart() {

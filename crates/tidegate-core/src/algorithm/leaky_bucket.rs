@@ -67,8 +67,7 @@ impl Algorithm for LeakyBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const S: u64 = 1_000_000;
+    use crate::algorithm::test_support::*;
 
     #[test]
     fn leaky_bucket_twenty_per_minute_spaces_departures_three_seconds_apart() {

@@ -9,6 +9,8 @@ pub mod gcra;
 pub mod leaky_bucket;
 pub mod sliding_log;
 pub mod sliding_window;
+#[cfg(test)]
+mod test_support;
 pub mod throttle;
 pub mod token_bucket;
 mod wide;

@@ -170,8 +170,7 @@ impl Algorithm for SlidingLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const S: u64 = 1_000_000;
+    use crate::algorithm::test_support::*;
 
     #[test]
     fn sliding_log_admits_exactly_limit_in_any_window() {

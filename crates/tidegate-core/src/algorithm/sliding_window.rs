@@ -149,22 +149,15 @@ impl Algorithm for SlidingWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const S: u64 = 1_000_000;
+    use crate::algorithm::test_support::*;
 
     #[test]
     fn sliding_window_weights_the_previous_sub_window_by_its_overlap() {
         let sw = SlidingWindow::new(10, Duration::from_secs(10)).unwrap();
         let mut s = sw.fresh();
-        for _ in 0..10 {
-            assert!(sw.acquire(&mut s, 0, 1).allowed);
-        }
+        assert_eq!(admitted_in_a_row(&sw, &mut s, 0, 1), 10);
         // At t=15 s: previous = 10 weighted by (10-5)/10 -> 5; current 0: 5 more fit.
-        let mut admitted = 0;
-        while sw.acquire(&mut s, 15 * S, 1).allowed {
-            admitted += 1;
-        }
-        assert_eq!(admitted, 5);
+        assert_eq!(admitted_in_a_row(&sw, &mut s, 15 * S, 1), 5);
     }
 
     #[test]

@@ -84,8 +84,7 @@ impl Algorithm for Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const S: u64 = 1_000_000;
+    use crate::algorithm::test_support::*;
 
     #[test]
     fn throttle_ten_seconds_admits_the_first_event_per_key_per_window() {
