@@ -168,6 +168,15 @@ fn cluster_serves_and_redirects() {
     }
 }
 
+/// Runs the ignored test `name` of this binary in a child process with `env` set.
+fn run_helper(name: &str, env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--ignored", "--nocapture"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
 /// Helper run in a child process by `servers_die_with_the_test_process`.
 #[test]
 #[ignore = "helper: only meaningful when spawned by another test"]
@@ -183,16 +192,7 @@ fn helper_exit_without_drop() {
 
 #[test]
 fn servers_die_with_the_test_process() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "helper_exit_without_drop",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("RTS_HELPER_EXIT", "1")
-        .output()
-        .unwrap();
+    let out = run_helper("helper_exit_without_drop", &[("RTS_HELPER_EXIT", "1")]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
         .lines()
@@ -219,17 +219,13 @@ fn helper_missing_binary() {
 
 #[test]
 fn missing_binary_panics_clearly() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "helper_missing_binary",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("RTS_HELPER_MISSING", "1")
-        .env("REDIS_SERVER_BIN", "/nonexistent/redis-server")
-        .output()
-        .unwrap();
+    let out = run_helper(
+        "helper_missing_binary",
+        &[
+            ("RTS_HELPER_MISSING", "1"),
+            ("REDIS_SERVER_BIN", "/nonexistent/redis-server"),
+        ],
+    );
     assert!(!out.status.success());
     let all = format!(
         "{}{}",
