@@ -180,6 +180,33 @@ impl Policy {
         })
     }
 
+    /// Applies the `align` option: `Some("epoch")` aligns a `fixed_window` to the epoch
+    /// (see [`FixedWindow::epoch_aligned`]); any other value, or `align` on another
+    /// algorithm, is an error.
+    pub fn aligned(self, align: Option<&str>) -> Result<Self, PolicyError> {
+        match (align, self) {
+            (None, p) => Ok(p),
+            (Some("epoch"), Self::FixedWindow(a)) => {
+                let (limit, window) = a.params();
+                let window = Duration::from_micros(window);
+                Ok(Self::FixedWindow(FixedWindow::epoch_aligned(
+                    limit, window,
+                )?))
+            }
+            (Some("epoch"), p) => Err(PolicyError::new(
+                "align",
+                format!(
+                    "is not an option of {} (only fixed_window aligns to the epoch)",
+                    p.kind()
+                ),
+            )),
+            (Some(other), _) => Err(PolicyError::new(
+                "align",
+                format!("must be `epoch`, not `{other}`"),
+            )),
+        }
+    }
+
     /// The algorithm's name.
     pub fn kind(&self) -> AlgorithmKind {
         match self {
@@ -355,20 +382,21 @@ impl FromStr for Policy {
                 }
             };
             let window = parse_window(window)?;
-            let mut burst = None;
+            let (mut burst, mut align) = (None, None);
             for option in options {
                 let (key, value) = option.split_once('=').unwrap_or((option, ""));
                 match key.trim() {
                     "burst" => burst = Some(parse_count("burst", value)?),
+                    "align" => align = Some(value.trim()),
                     other => {
                         return Err(PolicyError::new(
                             other,
-                            "is not a policy option (the only option is `burst=N`)",
+                            "is not a policy option (the options are `burst=N` and `align=epoch`)",
                         ));
                     }
                 }
             }
-            Policy::new(kind, limit, window, burst)
+            Policy::new(kind, limit, window, burst)?.aligned(align)
         };
         parse().map_err(|e| e.in_policy(text.trim()))
     }
@@ -383,10 +411,15 @@ impl fmt::Display for Policy {
             Self::Throttle(_) => write!(f, "throttle:{window}"),
             _ => {
                 write!(f, "{}:{limit}/{window}", self.kind())?;
-                match burst {
-                    Some(b) if b != limit => write!(f, ",burst={b}"),
-                    _ => Ok(()),
+                if let Some(b) = burst.filter(|&b| b != limit) {
+                    write!(f, ",burst={b}")?;
                 }
+                if let Self::FixedWindow(a) = self
+                    && a.is_epoch_aligned()
+                {
+                    f.write_str(",align=epoch")?;
+                }
+                Ok(())
             }
         }
     }
@@ -423,16 +456,18 @@ impl<'de> Visitor<'de> for PolicyVisitor {
 
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Policy, M::Error> {
         let (mut algorithm, mut limit, mut window, mut burst) = (None, None, None, None);
+        let mut align = None;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "algorithm" => algorithm = Some(map.next_value::<String>()?),
                 "limit" => limit = Some(map.next_value::<u64>()?),
                 "window" => window = Some(map.next_value::<String>()?),
                 "burst" => burst = Some(map.next_value::<u64>()?),
+                "align" => align = Some(map.next_value::<String>()?),
                 other => {
                     return Err(de::Error::custom(PolicyError::new(
                         other,
-                        "is not a policy field (expected algorithm, limit, window, burst)",
+                        "is not a policy field (expected algorithm, limit, window, burst, align)",
                     )));
                 }
             }
@@ -443,7 +478,7 @@ impl<'de> Visitor<'de> for PolicyVisitor {
                 .parse()?;
             let window =
                 parse_window(&window.ok_or_else(|| PolicyError::new("window", "is required"))?)?;
-            Policy::new(algorithm, limit, window, burst)
+            Policy::new(algorithm, limit, window, burst)?.aligned(align.as_deref())
         };
         build().map_err(de::Error::custom)
     }
@@ -469,6 +504,7 @@ mod tests {
             "throttle:10s",
             "gcra:7/1m30s",
             "fixed_window:1000/1day",
+            "fixed_window:100/1m,align=epoch",
         ] {
             let p: Policy = text.parse().unwrap();
             let again: Policy = p.to_string().parse().unwrap();
@@ -565,5 +601,30 @@ mod tests {
         // A state of another algorithm counts as fresh.
         let mut other = PolicyState::Throttle(ThrottleState { last: Some(0) });
         assert!(p.acquire(&mut other, 0, 5).allowed);
+    }
+
+    #[test]
+    fn align_epoch_is_an_option_of_fixed_window_only() {
+        let p: Policy = "fixed_window:100/1m,align=epoch".parse().unwrap();
+        assert!(matches!(p, Policy::FixedWindow(a) if a.is_epoch_aligned()));
+        assert_eq!(p.to_string(), "fixed_window:100/1m,align=epoch");
+        let plain: Policy = "fixed_window:100/1m".parse().unwrap();
+        assert_ne!(p, plain);
+        assert_eq!(
+            err("gcra:10/1s,align=epoch").to_string(),
+            "invalid policy `gcra:10/1s,align=epoch`: `align` is not an option of gcra \
+             (only fixed_window aligns to the epoch)"
+        );
+        assert_eq!(
+            err("fixed_window:1/1s,align=hour").to_string(),
+            "invalid policy `fixed_window:1/1s,align=hour`: `align` must be `epoch`, not `hour`"
+        );
+        let table: Policy = toml::from_str::<std::collections::BTreeMap<String, Policy>>(
+            "p = { algorithm = \"fixed_window\", limit = 5, window = \"1s\", align = \"epoch\" }",
+        )
+        .unwrap()
+        .remove("p")
+        .unwrap();
+        assert_eq!(table.to_string(), "fixed_window:5/1s,align=epoch");
     }
 }

@@ -44,20 +44,29 @@ impl<C: Clock + ?Sized> Clock for &C {
     }
 }
 
-/// The process-wide origin of the monotonic timeline (first use of any clock here).
-fn origin() -> Instant {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    *ORIGIN.get_or_init(Instant::now)
+/// The process-wide origin of the monotonic timeline (first use of any clock here): the
+/// `Instant` and the wall-clock time then, in µs since the Unix epoch.
+fn origin() -> &'static (Instant, u64) {
+    static ORIGIN: OnceLock<(Instant, u64)> = OnceLock::new();
+    ORIGIN.get_or_init(|| (Instant::now(), SystemClock.now_micros()))
 }
 
-/// Microseconds since the process-wide origin, read from the OS monotonic clock.
+/// The monotonic timeline: the Unix time of the origin plus the OS monotonic clock's
+/// reading since, so that times on it are Unix times (for windows aligned to the epoch)
+/// that never go backwards, however the wall clock is set later.
 #[inline]
 fn monotonic_micros() -> u64 {
-    // One microsecond after the origin at the earliest, so that 0 never means "now".
-    duration_to_micros(origin().elapsed()) + 1
+    let (instant, epoch) = origin();
+    // At least 1, so that 0 never means "now".
+    epoch
+        .saturating_add(duration_to_micros(instant.elapsed()))
+        .max(1)
 }
 
-/// The precise monotonic clock: reads the OS monotonic clock on every call.
+/// The precise monotonic clock: reads the OS monotonic clock on every call. Its times are
+/// Unix times in µs (the wall clock at the process's first reading plus the monotonic
+/// time since), so they never go backwards and epoch-aligned windows line up with other
+/// machines' to within the drift of this machine's clock since then.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MonotonicClock;
 

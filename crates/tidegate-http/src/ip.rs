@@ -116,6 +116,7 @@ fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
 
 /// Which forwarding header a trusted proxy writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ForwardedHeader {
     /// `X-Forwarded-For` when present, else `Forwarded` (default).
     #[default]

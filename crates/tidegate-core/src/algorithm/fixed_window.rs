@@ -1,5 +1,10 @@
 //! `fixed_window`: a window of length `window` opens at the key's first admitted hit;
 //! up to `limit` cost is admitted in it; the count resets when the window ends.
+//!
+//! With `align=epoch` the windows are instead the same for every key and every process:
+//! they start at multiples of `window` since the Unix epoch (`now - now % window`), the
+//! windows of envoyproxy/ratelimit and of most Redis counters, so that counts agree with
+//! them during a migration.
 
 use std::time::Duration;
 
@@ -8,11 +13,12 @@ use crate::decision::Decision;
 use crate::error::PolicyError;
 use crate::rate::{check_limit, window_micros};
 
-/// Fixed windows anchored at each key's first admitted hit.
+/// Fixed windows anchored at each key's first admitted hit, or aligned to the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FixedWindow {
     limit: u64,
     window: u64,
+    epoch_aligned: bool,
 }
 
 /// Per-key state of [`FixedWindow`]: the window's start and the cost admitted in it. 16 bytes.
@@ -29,12 +35,41 @@ impl FixedWindow {
     pub fn new(limit: u64, window: Duration) -> Result<Self, PolicyError> {
         let window = window_micros(window)?;
         check_limit("limit", limit)?;
-        Ok(Self { limit, window })
+        Ok(Self {
+            limit,
+            window,
+            epoch_aligned: false,
+        })
+    }
+
+    /// Up to `limit` cost per `window`, the windows starting at multiples of `window`
+    /// since the Unix epoch (the clock must give Unix times, as every tidegate clock
+    /// but a [`ManualClock`](crate::ManualClock) set otherwise does).
+    pub fn epoch_aligned(limit: u64, window: Duration) -> Result<Self, PolicyError> {
+        Ok(Self {
+            epoch_aligned: true,
+            ..Self::new(limit, window)?
+        })
     }
 
     /// `(limit, window µs)`.
     pub fn params(&self) -> (u64, u64) {
         (self.limit, self.window)
+    }
+
+    /// Whether the windows are aligned to the epoch rather than to each key's first hit.
+    pub fn is_epoch_aligned(&self) -> bool {
+        self.epoch_aligned
+    }
+
+    /// The start of a window opened by an admitted hit at `now`.
+    #[inline]
+    fn window_start(&self, now: u64) -> u64 {
+        if self.epoch_aligned {
+            now - now % self.window
+        } else {
+            now
+        }
     }
 }
 
@@ -52,7 +87,7 @@ impl Algorithm for FixedWindow {
         }
         if s.count + cost <= self.limit {
             if s.count == 0 {
-                s.start = now;
+                s.start = self.window_start(now);
             }
             s.count += cost;
             Decision {
@@ -117,5 +152,27 @@ mod tests {
         assert!(fw.acquire(&mut s, 7 * S, 1).allowed);
         assert!(!fw.acquire(&mut s, 16 * S, 1).allowed);
         assert!(fw.acquire(&mut s, 17 * S, 1).allowed);
+    }
+
+    #[test]
+    fn epoch_aligned_windows_start_at_multiples_of_the_window() {
+        let fw = FixedWindow::epoch_aligned(2, Duration::from_secs(60)).unwrap();
+        let mut s = fw.fresh();
+        // A first hit at 1 min 50 s opens the window [1 min, 2 min): 10 s are left.
+        let d = fw.acquire(&mut s, 110 * S, 1);
+        assert!(d.allowed);
+        assert_eq!((s.start, d.reset_after_us), (60 * S, 10 * S));
+        assert!(fw.acquire(&mut s, 115 * S, 1).allowed);
+        let d = fw.acquire(&mut s, 119 * S, 1);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after_us, Some(S));
+        // At 2 min exactly the next window opens, whatever the first hit's offset was.
+        let d = fw.acquire(&mut s, 120 * S, 1);
+        assert!(d.allowed);
+        assert_eq!((s.start, d.reset_after_us), (120 * S, 60 * S));
+        // A key first seen late in a window gets only what is left of it.
+        let mut late = fw.fresh();
+        assert_eq!(fw.acquire(&mut late, 179 * S, 2).reset_after_us, S);
+        assert!(fw.acquire(&mut late, 180 * S, 2).allowed);
     }
 }

@@ -38,8 +38,10 @@ pub enum OnFull {
     AdmitUntracked,
 }
 
-/// Settings of a [`MemoryStore`].
+/// Settings of a [`MemoryStore`]: start from `MemoryConfig::default()` and set the
+/// fields you need (more may come, so the struct cannot be written out in full).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MemoryConfig {
     /// Most keys held at once.
     pub max_keys: usize,
