@@ -74,7 +74,8 @@ fn limit_of(config: &Config, domain: &str, entries: &[(&str, &str)]) -> Option<(
 #[test]
 fn each_descriptor_gets_the_most_specific_rule_at_its_depth() {
     let c = shop();
-    let table: &[(&[(&str, &str)], Option<(u32, Unit)>)] = &[
+    type Case = (&'static [(&'static str, &'static str)], Option<(u32, Unit)>);
+    let table: &[Case] = &[
         // Unknown domain, or a value with no rule.
         (&[("tenant", "other")], None),
         // A node without a rate limit of its own gives none.
@@ -219,7 +220,7 @@ fn load_errors_name_the_file_the_field_and_the_line() {
         ),
         (
             "domain: d\ndescriptors:\n  - key: k\n    value: exact\n    share_threshold: true\n    rate_limit: { unit: second, requests_per_unit: 1 }\n",
-            "share_threshold can only be used with wildcard values",
+            "can only be used with wildcard values",
             "share_threshold",
             Some(3),
         ),
