@@ -15,6 +15,7 @@ use tidegate::queue::{
     WorkerOptions, parse_rate,
 };
 use tidegate::rate::Rate;
+use tidegate::time::{Clock, SystemClock};
 use tokio::io::AsyncWriteExt;
 
 use super::duration;
@@ -25,7 +26,8 @@ use crate::serve::webhook::{Webhook, check_url};
 pub struct WorkArgs {
     /// Shell command run per job (`sh -c CMD`), the job's payload (one JSON line) on its
     /// standard input and TIDEGATE_JOB_QUEUE, TIDEGATE_JOB_ID, TIDEGATE_JOB_ATTEMPT,
-    /// TIDEGATE_JOB_GROUP, TIDEGATE_JOB_PRIORITY in its environment. Exit code 0: done;
+    /// TIDEGATE_JOB_GROUP, TIDEGATE_JOB_PRIORITY and TIDEGATE_JOB_CLAIMED_AT (Unix time in
+    /// seconds with microseconds, when this worker got the job) in its environment. Exit code 0: done;
     /// `--fatal-exit-code` (65): failed without retry; any other: retried. Its standard
     /// output goes to this command's standard error.
     #[arg(long, required_unless_present = "webhook", conflicts_with = "webhook")]
@@ -355,9 +357,14 @@ async fn exec(
         .as_fd()
         .try_clone_to_owned()
         .map_or_else(|_| Stdio::null(), Stdio::from);
+    let claimed_at = SystemClock.now_micros();
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(cmd)
+        .env(
+            "TIDEGATE_JOB_CLAIMED_AT",
+            format!("{}.{:06}", claimed_at / 1_000_000, claimed_at % 1_000_000),
+        )
         .env("TIDEGATE_JOB_QUEUE", queue)
         .env("TIDEGATE_JOB_ID", job.id.to_string())
         .env("TIDEGATE_JOB_ATTEMPT", job.attempt.to_string())
