@@ -23,6 +23,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
 mod app;
 mod body;
 mod config;

@@ -62,7 +62,8 @@ impl Server {
     /// Opens what `config` names: the memory or Redis store of every policy (a single
     /// Redis node that is down is not an error: decisions follow `store.on_error` and
     /// `/readyz` answers 503 until it answers), the tracker and its sink, the process's
-    /// Prometheus recorder; then binds `listen`. Must run inside a Tokio runtime.
+    /// Prometheus recorder; then binds `listen`. Must run inside a Tokio runtime with its
+    /// time and I/O drivers enabled.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
         let metrics = telemetry::metrics_handle()?;
         let policies =
