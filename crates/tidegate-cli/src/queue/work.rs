@@ -19,7 +19,7 @@ use tidegate::time::{Clock, SystemClock};
 use tokio::io::AsyncWriteExt;
 
 use super::duration;
-use crate::serve::webhook::{Webhook, check_url};
+use tidegate_server::webhook::{Webhook, check_url};
 
 /// Arguments of `tidegate queue work`.
 #[derive(Debug, Args)]
@@ -209,9 +209,10 @@ pub async fn run(queue: WorkQueue, args: &WorkArgs) -> Result<ExitCode> {
                         "priority": job.priority,
                         "payload": job.payload,
                     });
-                    hook.post(body.to_string())
-                        .await
-                        .map_err(JobError::retryable)
+                    hook.post(body.to_string()).await.map_err(|e| {
+                        let e = anyhow::Error::new(e);
+                        JobError::retryable(format!("webhook {}: {e:#}", hook.url()))
+                    })
                 }
             };
             Worker::start(queue.clone(), options, handler)?
