@@ -16,7 +16,8 @@ use redis_test_server::RedisServer;
 use serde_json::json;
 use tidegate::tracker::core::{DetailLimits, GateState, Record, RecordSettings, Tracked};
 use tidegate::tracker::{
-    ConfigPatch, DeliveredRecord, Details, RecordKey, Strategy, TRACKER_LUA, settings_args,
+    ConfigPatch, DeliveredRecord, Details, RecordKey, Strategy as TrackStrategy, TRACKER_LUA,
+    settings_args,
 };
 
 const MS: u64 = 1_000;
@@ -61,22 +62,22 @@ struct Run {
     ops: Vec<Op>,
 }
 
-fn strategy() -> impl proptest::strategy::Strategy<Value = Strategy> {
+fn strategy() -> impl Strategy<Value = TrackStrategy> {
     prop_oneof![
-        Just(Strategy::SimpleCounter),
+        Just(TrackStrategy::SimpleCounter),
         (1u64..=3, prop::sample::select(vec![0.5, 2.0, 12.5])).prop_map(|(size, rate)| {
-            Strategy::TokenBucket {
+            TrackStrategy::TokenBucket {
                 bucket_size: size,
                 refill_rate: rate,
             }
         }),
-        prop::sample::select(vec![150u64, 400]).prop_map(|ms| Strategy::SlidingWindow {
+        prop::sample::select(vec![150u64, 400]).prop_map(|ms| TrackStrategy::SlidingWindow {
             window_size: Duration::from_millis(ms),
         }),
     ]
 }
 
-fn patch() -> impl proptest::strategy::Strategy<Value = ConfigPatch> {
+fn patch() -> impl Strategy<Value = ConfigPatch> {
     (
         prop::option::of(1u64..=3),
         prop::option::of(prop::sample::select(vec![60u64, 250, 900])),
@@ -89,7 +90,7 @@ fn patch() -> impl proptest::strategy::Strategy<Value = ConfigPatch> {
         })
 }
 
-fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0u64..400).prop_map(|ms| Op::Advance(ms * MS)),
         8 => (0..KEYS.len(), 0u8..3).prop_map(|(key, detail)| Op::Track { key, detail }),
@@ -101,7 +102,7 @@ fn op() -> impl proptest::strategy::Strategy<Value = Op> {
     ]
 }
 
-fn run() -> impl proptest::strategy::Strategy<Value = Run> {
+fn run() -> impl Strategy<Value = Run> {
     (
         strategy(),
         1u64..=3,
@@ -410,16 +411,14 @@ fn check(run: Run, lua: &mut Lua<'_>) -> Result<(), TestCaseError> {
             &Op::Track { key, detail: kind } => {
                 let d = detail(kind, step);
                 let got = lua.track(now, key, &script_detail(&d));
-                let want = match m.records.get_mut(&key) {
-                    None if m.records.len() >= MAX_KEYS => vec![2, 1, 0, -1, now as i64, now as i64],
-                    found => {
-                        let (r, seq) = match found {
-                            Some(e) => e,
-                            None => m
-                                .records
-                                .entry(key)
-                                .or_insert((Record::new(run.defaults, now), 0)),
-                        };
+                let refused = !m.records.contains_key(&key) && m.records.len() >= MAX_KEYS;
+                let want = match refused {
+                    true => vec![2, 1, 0, -1, now as i64, now as i64],
+                    false => {
+                        let (r, seq) = m
+                            .records
+                            .entry(key)
+                            .or_insert((Record::new(run.defaults, now), 0));
                         let tracked = r.track(now, d, &m.limits, |_| true);
                         match tracked {
                             Tracked::Immediate => view_tuple(0, r),
@@ -566,9 +565,9 @@ fn check(run: Run, lua: &mut Lua<'_>) -> Result<(), TestCaseError> {
 fn the_core_and_the_lua_script_agree_on_every_step_of_random_operations() {
     let server = RedisServer::start();
     let client = redis::Client::open(server.url()).unwrap();
-    let mut con = client.get_connection().unwrap();
+    let con = std::cell::RefCell::new(client.get_connection().unwrap());
     let script = Script::new(TRACKER_LUA);
-    let mut case = 0u64;
+    let case = std::cell::Cell::new(0u64);
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -579,7 +578,8 @@ fn the_core_and_the_lua_script_agree_on_every_step_of_random_operations() {
     });
     runner
         .run(&run(), |run| {
-            case += 1;
+            case.set(case.get() + 1);
+            let mut con = con.borrow_mut();
             let mut head = vec![
                 "track".to_string(),
                 MAX_KEYS.to_string(),
@@ -589,7 +589,7 @@ fn the_core_and_the_lua_script_agree_on_every_step_of_random_operations() {
             let mut lua = Lua {
                 con: &mut con,
                 script: &script,
-                prefix: format!("tidegate:tracker:{{core{case}}}:"),
+                prefix: format!("tidegate:tracker:{{core{}}}:", case.get()),
                 head,
                 max_details: run.max_details,
             };
