@@ -301,7 +301,13 @@ fn same_state(step: usize, m: &Model, lua: &mut Lua<'_>) -> Result<(), TestCaseE
         let rec = rec_of(k);
         let raw = lua.get(&format!("r:{rec}"));
         let model = m.records.get(&k).map(|(r, _)| r);
-        prop_assert_eq!(raw.is_some(), model.is_some(), "step {}: record {} exists", step, k);
+        prop_assert_eq!(
+            raw.is_some(),
+            model.is_some(),
+            "step {}: record {} exists",
+            step,
+            k
+        );
         let (Some(raw), Some(r)) = (raw, model) else {
             continue;
         };
@@ -382,7 +388,9 @@ fn same_state(step: usize, m: &Model, lua: &mut Lua<'_>) -> Result<(), TestCaseE
         .collect();
     idle.sort();
     prop_assert_eq!(seen, idle, "step {}: the idle index", step);
-    let n: Option<u64> = lua.get("n").map(|b| String::from_utf8(b).unwrap().parse().unwrap());
+    let n: Option<u64> = lua
+        .get("n")
+        .map(|b| String::from_utf8(b).unwrap().parse().unwrap());
     prop_assert_eq!(
         n.unwrap_or(0),
         m.records.len() as u64,

@@ -166,10 +166,9 @@ impl MemoryRecords {
                     .into_mut()
             }
         };
-        let tracked =
-            entry
-                .record
-                .track(now, details, &self.bounds.details, |n| self.budget.try_charge(n));
+        let tracked = entry.record.track(now, details, &self.bounds.details, |n| {
+            self.budget.try_charge(n)
+        });
         let view = entry.record.view(Arc::clone(&entry.key));
         match tracked {
             Tracked::Immediate => TrackOutcome::Immediate(view),
@@ -250,9 +249,9 @@ impl MemoryRecords {
                 continue;
             };
             let newer = e.record.pending.as_ref().map(|p| (p.due_at, e.seq));
-            let requeued =
-                e.record
-                    .defer_again(r, now, &self.bounds.details, |n| self.budget.release(n));
+            let requeued = e
+                .record
+                .defer_again(r, now, &self.bounds.details, |n| self.budget.release(n));
             let due_at = e.record.pending.as_ref().map_or(0, |p| p.due_at);
             let mut due = lock(&self.due);
             if let Some(slot) = newer {

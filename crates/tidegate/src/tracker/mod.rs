@@ -57,9 +57,9 @@ pub use redis::{TRACKER_LUA, settings_args};
 #[allow(unused_imports)]
 use {builder::*, config::*, error::*, event_tracker::*, stats::*};
 
+use self::core::{DetailLimits, RecordSettings};
 use crate::error::PolicyError;
 use crate::time::{Clock, SystemClock, duration_to_micros, micros_to_duration};
-use self::core::{DetailLimits, RecordSettings};
 use memory::{Bounds, MemoryRecords};
 use store::{Claimed, Reconfigured, Records};
 
