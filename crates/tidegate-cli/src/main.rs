@@ -1,7 +1,5 @@
 //! The `tidegate` command.
 
-mod env;
-mod json;
 mod lines;
 mod queue;
 mod replay;

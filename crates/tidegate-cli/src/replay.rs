@@ -23,8 +23,8 @@ use tidegate::store::LimitStore;
 use tidegate::store::redis::{RedisLimiter, RedisOptions, RedisStore};
 use tidegate::{Decision, LimitError, Limiter, ManualClock, PolicySet};
 
-use crate::json::ms;
 use crate::lines::BoundedLines;
+use tidegate_server::json::ms;
 
 /// Lines between two sweeps of expired keys, so long replays stay bounded in memory.
 const SWEEP_EVERY: u64 = 100_000;

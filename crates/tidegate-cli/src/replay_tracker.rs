@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
-use crate::json::{ms, record_json};
 use crate::replay::{EventLines, Timed};
 use serde::Deserialize;
 use serde_json::json;
@@ -21,6 +20,7 @@ use tidegate::time::duration_to_micros;
 use tidegate::tracker::{
     Details, EventTracker, TrackOutcome, TrackerEvent, TrackerSpec, TrackerStore,
 };
+use tidegate_server::json::{ms, record_json};
 use tokio::sync::broadcast::Receiver;
 
 /// One input line.

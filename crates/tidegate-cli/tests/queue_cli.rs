@@ -30,6 +30,11 @@ fn queue_cmd(url: &str, queue: &str, args: &[&str], stdin: &str, limit: Duration
     wait_output(common::spawn_with_stdin(&mut cmd, stdin), limit)
 }
 
+/// `tidegate queue ARGS` with nothing on standard input, killed after 10 s.
+fn run(url: &str, queue: &str, args: &[&str]) -> Output {
+    queue_cmd(url, queue, args, "", Duration::from_secs(10))
+}
+
 fn wait_output(mut child: Child, limit: Duration) -> Output {
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
@@ -55,13 +60,7 @@ fn stderr(o: &Output) -> String {
 }
 
 fn stats_json(url: &str, queue: &str) -> serde_json::Value {
-    let out = queue_cmd(
-        url,
-        queue,
-        &["stats", "--json"],
-        "",
-        Duration::from_secs(10),
-    );
+    let out = run(url, queue, &["stats", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_str(&stdout(&out)).unwrap()
 }
@@ -87,7 +86,7 @@ fn write_script(dir: &Path, name: &str, body: &str) -> String {
 fn push_then_stats_counts_the_jobs_by_state() {
     let server = RedisServer::start();
     let url = server.url();
-    let out = queue_cmd(
+    let out = run(
         &url,
         "audit",
         &[
@@ -97,8 +96,6 @@ fn push_then_stats_counts_the_jobs_by_state() {
             "--priority",
             "5",
         ],
-        "",
-        Duration::from_secs(10),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "pushed 2 jobs to audit (ids 1..2)");
@@ -115,7 +112,7 @@ fn push_then_stats_counts_the_jobs_by_state() {
     assert_eq!(s["waiting"], 2);
     assert_eq!(s["delayed"], 2);
     assert_eq!(s["pushed"], 4);
-    let table = queue_cmd(&url, "audit", &["stats"], "", Duration::from_secs(10));
+    let table = run(&url, "audit", &["stats"]);
     assert!(
         stdout(&table).contains("waiting    2\n"),
         "{}",
@@ -184,7 +181,7 @@ fn work_on_an_unknown_queue_fails_naming_it_and_creates_nothing() {
 fn work_with_create_starts_on_a_queue_nothing_was_pushed_to() {
     let server = RedisServer::start();
     let url = server.url();
-    let out = queue_cmd(
+    let out = run(
         &url,
         "fresh",
         &[
@@ -195,8 +192,6 @@ fn work_with_create_starts_on_a_queue_nothing_was_pushed_to() {
             "--until-empty",
             "--json",
         ],
-        "",
-        Duration::from_secs(10),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
@@ -314,7 +309,7 @@ fn three_worker_processes_share_one_rate_of_ten_per_second() {
         &dir,
         "handler.sh",
         &format!(
-            "echo \"$EPOCHREALTIME $TIDEGATE_JOB_ID\" >> {}\n",
+            "echo \"$TIDEGATE_JOB_CLAIMED_AT $TIDEGATE_JOB_ID\" >> {}\n",
             starts.display()
         ),
     );
@@ -354,10 +349,11 @@ fn three_worker_processes_share_one_rate_of_ten_per_second() {
     times.sort_by(f64::total_cmp);
     let gaps: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]) * 1000.0).collect();
     let smallest = gaps.iter().copied().fold(f64::INFINITY, f64::min);
-    // 10/1s with burst 1: starts 100 ms apart. The handler reads its clock after its
-    // process started, so a slow spawn (tests run in parallel on 2 CPUs) lengthens one
-    // gap and shortens the next by as much: two starts in one slot would show a gap
-    // near 0, and any two consecutive gaps still span two slots.
+    // 10/1s with burst 1: claims 100 ms apart. Each worker notes the time it got the
+    // job, before starting the handler; a worker descheduled between the claim and that
+    // reading (tests run in parallel on 2 CPUs) lengthens one gap and shortens the next
+    // by as much: two claims in one slot would show a gap near 0, and any two
+    // consecutive gaps still span two slots.
     assert!(smallest >= 50.0, "smallest gap {smallest:.1} ms: {gaps:?}");
     let pairs = gaps.windows(2).map(|w| w[0] + w[1]);
     let tightest = pairs.fold(f64::INFINITY, f64::min);
@@ -464,12 +460,10 @@ fn failing_commands_are_retried_then_listed_as_failed_and_retry_failed_brings_th
     let server = RedisServer::start();
     let url = server.url();
     let dir = temp_dir("retry");
-    let out = queue_cmd(
+    let out = run(
         &url,
         "flaky",
         &["push", r#"{"kind":"retry"}"#, r#"{"kind":"fatal"}"#],
-        "",
-        Duration::from_secs(10),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let handler = write_script(
@@ -506,13 +500,7 @@ fn failing_commands_are_retried_then_listed_as_failed_and_retry_failed_brings_th
         (Some(0), Some(2))
     );
     assert_eq!(report["retried"], 2);
-    let out = queue_cmd(
-        &url,
-        "flaky",
-        &["failed", "--json"],
-        "",
-        Duration::from_secs(10),
-    );
+    let out = run(&url, "flaky", &["failed", "--json"]);
     let failed: Vec<serde_json::Value> = stdout(&out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -539,13 +527,7 @@ fn failing_commands_are_retried_then_listed_as_failed_and_retry_failed_brings_th
     assert_eq!(fatal["attempts"], 1);
     assert_eq!(fatal["error"], "exit code 65: bad wallet id");
 
-    let out = queue_cmd(
-        &url,
-        "flaky",
-        &["retry-failed"],
-        "",
-        Duration::from_secs(10),
-    );
+    let out = run(&url, "flaky", &["retry-failed"]);
     assert_eq!(
         stdout(&out).trim(),
         "2 failed job(s) of flaky moved back to waiting"
@@ -605,19 +587,11 @@ fn work_with_a_deadline_autoscales_and_reports_the_deadline_met() {
 fn monitor_prints_plain_lines_when_not_on_a_terminal() {
     let server = RedisServer::start();
     let url = server.url();
-    queue_cmd(
-        &url,
-        "watched",
-        &["push", "1", "2", "3"],
-        "",
-        Duration::from_secs(10),
-    );
-    let out = queue_cmd(
+    run(&url, "watched", &["push", "1", "2", "3"]);
+    let out = run(
         &url,
         "watched",
         &["monitor", "--interval", "100ms", "--count", "2"],
-        "",
-        Duration::from_secs(10),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -634,14 +608,8 @@ fn monitor_prints_plain_lines_when_not_on_a_terminal() {
 fn clear_removes_every_job() {
     let server = RedisServer::start();
     let url = server.url();
-    queue_cmd(
-        &url,
-        "tmp",
-        &["push", "1", "2"],
-        "",
-        Duration::from_secs(10),
-    );
-    let out = queue_cmd(&url, "tmp", &["clear"], "", Duration::from_secs(10));
+    run(&url, "tmp", &["push", "1", "2"]);
+    let out = run(&url, "tmp", &["clear"]);
     assert_eq!(
         stdout(&out).trim(),
         "cleared tmp: 2 job(s) removed, counters reset"
@@ -764,13 +732,7 @@ fn push_streams_standard_input_in_batches_and_says_what_a_late_bad_line_left_beh
         ),
         "{err}"
     );
-    let stats = queue_cmd(
-        &url,
-        "late",
-        &["stats", "--json"],
-        "",
-        Duration::from_secs(10),
-    );
+    let stats = run(&url, "late", &["stats", "--json"]);
     let s: serde_json::Value = serde_json::from_str(&stdout(&stats)).unwrap();
     assert_eq!(s["pushed"], 10_000);
 }

@@ -15,7 +15,7 @@ use tidegate::{Limiter, ManualClock, Policy};
 use tidegate_http::{
     ClientIp, Denied, KeyExtractor, MissingKey, RateLimitLayer, RateLimitLayerBuilder, Subject,
 };
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, ServiceExt};
 
 type TestLimiter = Limiter<Policy, String, ManualClock>;
 

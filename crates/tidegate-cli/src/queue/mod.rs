@@ -22,20 +22,20 @@ use tidegate::store::redis::{RedisOptions, RedisStore};
 pub struct QueueArgs {
     /// Redis URL (`redis://HOST:PORT`, `rediss://` for TLS; several comma-separated URLs
     /// select Redis Cluster); the same variable as `tidegate serve`'s `store.url`.
-    #[arg(long, env = crate::env::STORE_URL, global = true)]
+    #[arg(long, env = tidegate_server::env::STORE_URL, global = true)]
     redis: Option<String>,
 
     /// PEM file of the CA that signed the Redis server's certificate (`rediss://`);
     /// default: the system's roots.
-    #[arg(long, env = crate::env::STORE_TLS_CA_FILE, global = true)]
+    #[arg(long, env = tidegate_server::env::STORE_TLS_CA_FILE, global = true)]
     tls_ca_file: Option<PathBuf>,
 
     /// The queue's name (its keys are `tidegate:queue:{NAME}:...`).
-    #[arg(long, short, env = crate::env::QUEUE_NAME, global = true)]
+    #[arg(long, short, env = tidegate_server::env::QUEUE_NAME, global = true)]
     queue: Option<String>,
 
     /// Longest any Redis call may take, e.g. `2s`; connecting gets the same bound.
-    #[arg(long, env = crate::env::QUEUE_TIMEOUT, default_value = "2s", value_parser = duration, global = true)]
+    #[arg(long, env = tidegate_server::env::QUEUE_TIMEOUT, default_value = "2s", value_parser = duration, global = true)]
     timeout: Duration,
 
     #[command(subcommand)]
@@ -127,15 +127,18 @@ pub fn run(args: &QueueArgs) -> Result<ExitCode> {
 }
 
 async fn run_async(args: &QueueArgs) -> Result<ExitCode> {
-    crate::env::check(crate::env::tidegate_vars())?;
+    tidegate_server::env::check(tidegate_server::env::tidegate_vars())?;
     let Some(url) = args.redis.as_deref() else {
         bail!(
             "--redis URL (or {}) is required, e.g. --redis redis://127.0.0.1:6379",
-            crate::env::STORE_URL
+            tidegate_server::env::STORE_URL
         );
     };
     let Some(name) = args.queue.as_deref() else {
-        bail!("--queue NAME (or {}) is required", crate::env::QUEUE_NAME);
+        bail!(
+            "--queue NAME (or {}) is required",
+            tidegate_server::env::QUEUE_NAME
+        );
     };
     // Validate what can be validated before connecting.
     let jobs = match &args.command {

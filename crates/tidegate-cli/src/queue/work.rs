@@ -15,17 +15,19 @@ use tidegate::queue::{
     WorkerOptions, parse_rate,
 };
 use tidegate::rate::Rate;
+use tidegate::time::{Clock, SystemClock};
 use tokio::io::AsyncWriteExt;
 
 use super::duration;
-use crate::serve::webhook::{Webhook, check_url};
+use tidegate_server::webhook::{Webhook, check_url};
 
 /// Arguments of `tidegate queue work`.
 #[derive(Debug, Args)]
 pub struct WorkArgs {
     /// Shell command run per job (`sh -c CMD`), the job's payload (one JSON line) on its
     /// standard input and TIDEGATE_JOB_QUEUE, TIDEGATE_JOB_ID, TIDEGATE_JOB_ATTEMPT,
-    /// TIDEGATE_JOB_GROUP, TIDEGATE_JOB_PRIORITY in its environment. Exit code 0: done;
+    /// TIDEGATE_JOB_GROUP, TIDEGATE_JOB_PRIORITY and TIDEGATE_JOB_CLAIMED_AT (Unix time in
+    /// seconds with microseconds, when this worker got the job) in its environment. Exit code 0: done;
     /// `--fatal-exit-code` (65): failed without retry; any other: retried. Its standard
     /// output goes to this command's standard error.
     #[arg(long, required_unless_present = "webhook", conflicts_with = "webhook")]
@@ -207,9 +209,10 @@ pub async fn run(queue: WorkQueue, args: &WorkArgs) -> Result<ExitCode> {
                         "priority": job.priority,
                         "payload": job.payload,
                     });
-                    hook.post(body.to_string())
-                        .await
-                        .map_err(JobError::retryable)
+                    hook.post(body.to_string()).await.map_err(|e| {
+                        let e = anyhow::Error::new(e);
+                        JobError::retryable(format!("webhook {}: {e:#}", hook.url()))
+                    })
                 }
             };
             Worker::start(queue.clone(), options, handler)?
@@ -355,9 +358,14 @@ async fn exec(
         .as_fd()
         .try_clone_to_owned()
         .map_or_else(|_| Stdio::null(), Stdio::from);
+    let claimed_at = SystemClock.now_micros();
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(cmd)
+        .env(
+            "TIDEGATE_JOB_CLAIMED_AT",
+            format!("{}.{:06}", claimed_at / 1_000_000, claimed_at % 1_000_000),
+        )
         .env("TIDEGATE_JOB_QUEUE", queue)
         .env("TIDEGATE_JOB_ID", job.id.to_string())
         .env("TIDEGATE_JOB_ATTEMPT", job.attempt.to_string())

@@ -258,9 +258,11 @@ impl TrackerBuilder {
         let records = match self.store {
             TrackerStore::Memory => Records::Memory(MemoryRecords::new(Bounds {
                 max_keys: self.max_keys,
-                max_details: self.max_details,
-                max_detail_bytes: self.max_detail_bytes,
-                max_batch_bytes: self.max_batch_bytes,
+                details: DetailLimits {
+                    max_details: self.max_details,
+                    max_detail_bytes: self.max_detail_bytes,
+                    max_batch_bytes: self.max_batch_bytes,
+                },
                 max_memory_bytes: self.max_memory_bytes,
             })),
             #[cfg(feature = "redis")]

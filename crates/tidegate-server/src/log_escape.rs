@@ -9,7 +9,7 @@ use tracing_subscriber::fmt::MakeWriter;
 
 /// Wraps a [`MakeWriter`]; its writers escape control characters.
 #[derive(Debug)]
-pub struct EscapeControls<M>(pub M);
+pub(crate) struct EscapeControls<M>(pub M);
 
 impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for EscapeControls<M> {
     type Writer = Escaping<M::Writer>;
@@ -21,10 +21,10 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for EscapeControls<M> {
 
 /// A writer that escapes control characters (each `write` is one formatted line).
 #[derive(Debug)]
-pub struct Escaping<W>(W);
+pub(crate) struct Escaping<W>(W);
 
 /// `text` with every control character but a final newline escaped.
-pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
     let body = text.strip_suffix('\n').unwrap_or(text);
     if !body.chars().any(char::is_control) {
         return std::borrow::Cow::Borrowed(text);

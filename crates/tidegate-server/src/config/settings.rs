@@ -1,10 +1,10 @@
-//! The checked configuration the server runs on.
+//! The checked configuration the server runs on: [`Config`] and its sections.
 
 use super::*;
 
 /// Where limits live.
 #[derive(Debug, Clone, PartialEq)]
-pub enum StoreSettings {
+pub(crate) enum StoreSettings {
     /// In memory, per process.
     Memory {
         /// Most keys per policy; `None`: sized from `max_memory_bytes`.
@@ -31,7 +31,7 @@ pub enum StoreSettings {
 
 /// Where the tracker's deferred batches go.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkSettings {
+pub(crate) enum SinkSettings {
     /// JSON lines appended to a file (`None`: standard output).
     Jsonl {
         /// The file.
@@ -59,38 +59,38 @@ pub enum SinkSettings {
 
 /// The tracker's settings.
 #[derive(Debug, Clone)]
-pub struct TrackerSettings {
+pub(crate) struct TrackerSettings {
     /// The strategy and its options.
-    pub spec: TrackerSpec,
+    pub(crate) spec: TrackerSpec,
     /// The spec as written.
-    pub spec_text: String,
+    pub(crate) spec_text: String,
     /// Details kept per deferred batch.
-    pub max_details: Option<usize>,
+    pub(crate) max_details: Option<usize>,
     /// Byte bounds of details and of the in-memory tracker.
-    pub bytes: TrackerBytes,
+    pub(crate) bytes: TrackerBytes,
     /// The sink.
-    pub sink: SinkSettings,
+    pub(crate) sink: SinkSettings,
     /// Share records through the server's Redis store under this tracker name
     /// (`store = "redis"`); `None` keeps them in this process.
-    pub shared: Option<String>,
+    pub(crate) shared: Option<String>,
     /// Lease of a batch claimed from Redis.
-    pub lease: Option<std::time::Duration>,
+    pub(crate) lease: Option<std::time::Duration>,
 }
 
 /// The tracker's byte bounds; `None` keeps the library's default.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TrackerBytes {
+pub(crate) struct TrackerBytes {
     /// Largest detail kept.
-    pub max_detail_bytes: Option<usize>,
+    pub(crate) max_detail_bytes: Option<usize>,
     /// Most detail bytes kept per deferred batch.
-    pub max_batch_bytes: Option<usize>,
+    pub(crate) max_batch_bytes: Option<usize>,
     /// Memory budget of the in-memory tracker.
-    pub max_memory_bytes: Option<usize>,
+    pub(crate) max_memory_bytes: Option<usize>,
 }
 
 impl TrackerBytes {
     /// Sets the bounds that are given on `b`.
-    pub fn apply(&self, mut b: TrackerBuilder) -> TrackerBuilder {
+    pub(crate) fn apply(&self, mut b: TrackerBuilder) -> TrackerBuilder {
         if let Some(n) = self.max_detail_bytes {
             b = b.max_detail_bytes(n);
         }
@@ -106,7 +106,7 @@ impl TrackerBytes {
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line.
@@ -115,44 +115,63 @@ pub enum LogFormat {
 
 /// Logging settings.
 #[derive(Debug, Clone)]
-pub struct LogSettings {
+pub(crate) struct LogSettings {
     /// The filter (`info`, `tidegate=debug,warn`); `RUST_LOG` replaces it when set.
-    pub filter: Targets,
+    pub(crate) filter: Targets,
     /// The text of the filter, for the startup log line.
-    pub level: String,
+    pub(crate) level: String,
     /// Output format.
-    pub format: LogFormat,
+    pub(crate) format: LogFormat,
     /// Also append logs to this file.
-    pub file: Option<PathBuf>,
+    pub(crate) file: Option<PathBuf>,
     /// Log to standard error.
-    pub console: bool,
+    pub(crate) console: bool,
 }
 
-/// A checked configuration.
+/// A checked configuration, ready for [`Server::bind`](crate::Server::bind): read by
+/// [`Config::load`], [`Config::from_toml`] or [`Config::embedded_default`].
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct Config {
     /// Where the config came from.
-    pub origin: String,
+    pub(crate) origin: String,
     /// Listening address.
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Largest request body.
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// Longest key (and tracker category / id).
-    pub max_key_bytes: usize,
+    pub(crate) max_key_bytes: usize,
     /// Send `X-RateLimit-*` too.
-    pub legacy_headers: bool,
+    pub(crate) legacy_headers: bool,
     /// Longest wait for in-flight requests at shutdown.
-    pub shutdown_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
     /// Connections: timeouts and their cap.
-    pub server: ServerSettings,
+    pub(crate) server: ServerSettings,
     /// The store.
-    pub store: StoreSettings,
+    pub(crate) store: StoreSettings,
     /// The admin token; admin routes exist only with one.
-    pub admin_token: Option<String>,
+    pub(crate) admin_token: Option<String>,
     /// The policies, by name.
-    pub policies: Vec<(String, PolicySet)>,
+    pub(crate) policies: Vec<(String, PolicySet)>,
     /// The tracker, if configured.
-    pub tracker: Option<TrackerSettings>,
+    pub(crate) tracker: Option<TrackerSettings>,
     /// Logging.
-    pub log: LogSettings,
+    pub(crate) log: LogSettings,
+}
+
+impl Config {
+    /// Where the configuration came from: the file's path, or `embedded default`.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The address the HTTP server listens on (`listen`).
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Listens on `addr` instead (port 0 picks a free port: see
+    /// [`Server::local_addrs`](crate::Server::local_addrs)).
+    pub fn set_listen(&mut self, addr: SocketAddr) {
+        self.listen = addr;
+    }
 }

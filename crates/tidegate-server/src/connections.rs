@@ -21,8 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceExt;
 
-use super::config::ServerSettings;
-use super::log_every::LogEvery;
+use crate::config::ServerSettings;
+use crate::log_every::LogEvery;
 
 /// The answer to a connection over `max_connections`, written once and closed.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
@@ -199,7 +199,7 @@ impl AsyncWrite for Watched {
 
 /// The connection cap actually applied: `max_connections`, lowered to fit the process's
 /// open-file limit (leaving room for the store, the sink and log files).
-pub fn effective_max_connections(configured: usize) -> usize {
+pub(crate) fn effective_max_connections(configured: usize) -> usize {
     match open_file_limit() {
         Some(limit) if limit < configured as u64 + 128 => {
             let fit = limit.saturating_sub(128).max(16) as usize;
@@ -225,7 +225,7 @@ fn open_file_limit() -> Option<u64> {
 /// Serves `router` on `listener` until `stop` turns true, then lets the requests in
 /// progress finish (at most `shutdown_timeout`); connections without one are dropped at
 /// once. Returns whether every connection closed within the timeout.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     settings: ServerSettings,

@@ -1,6 +1,6 @@
-//! The `TIDEGATE_*` environment variables: one naming scheme for every subcommand, so
-//! servers and queue workers can share one environment (a shell, a compose or
-//! Kubernetes env file).
+//! The `TIDEGATE_*` environment variables: one naming scheme for the server and every
+//! `tidegate` subcommand, so servers and queue workers can share one environment (a
+//! shell, a compose or Kubernetes env file).
 //!
 //! A variable is `TIDEGATE_` followed by a key path in capitals, `__` (two underscores)
 //! between levels: `TIDEGATE_STORE__URL` is `store.url`, for `tidegate serve` (its
@@ -9,7 +9,10 @@
 //! belonging to other subcommands, which it ignores; `queue` reads the few it needs.
 //! `docs/CONFIGURATION.md` has the table.
 
-use std::fmt;
+use thiserror::Error;
+
+/// What every variable of the scheme starts with.
+pub const PREFIX: &str = "TIDEGATE_";
 
 /// The Redis URL: `store.url` of `serve`, the Redis of `queue`.
 pub const STORE_URL: &str = "TIDEGATE_STORE__URL";
@@ -38,9 +41,14 @@ pub const RENAMED: &[(&str, &str)] = &[
 ];
 
 /// A `TIDEGATE_*` variable that no subcommand reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum EnvError {
     /// An old name: the message says the new one.
+    #[error(
+        "environment variable {old} is no longer read: set {new} instead \
+         (every subcommand reads the same names, see docs/CONFIGURATION.md)"
+    )]
     Renamed {
         /// The variable as set.
         old: &'static str,
@@ -48,30 +56,12 @@ pub enum EnvError {
         new: &'static str,
     },
     /// A variable of the `queue` section that the queue does not read.
+    #[error("unknown environment variable {var}: the queue reads {}", QUEUE_VARS.join(", "))]
     UnknownQueueVar {
         /// The variable as set.
         var: String,
     },
 }
-
-impl fmt::Display for EnvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EnvError::Renamed { old, new } => write!(
-                f,
-                "environment variable {old} is no longer read: set {new} instead \
-                 (every subcommand reads the same names, see docs/CONFIGURATION.md)"
-            ),
-            EnvError::UnknownQueueVar { var } => write!(
-                f,
-                "unknown environment variable {var}: the queue reads {}",
-                QUEUE_VARS.join(", ")
-            ),
-        }
-    }
-}
-
-impl std::error::Error for EnvError {}
 
 /// Whether `serve` leaves `var` to another subcommand (and so ignores it). An unknown
 /// variable of the `queue` section is not left: [`check`] refuses it.
@@ -100,7 +90,7 @@ pub fn check<K: AsRef<str>>(vars: impl IntoIterator<Item = K>) -> Result<(), Env
 pub fn tidegate_vars() -> Vec<String> {
     let mut vars: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
-        .filter(|k| k.starts_with("TIDEGATE_"))
+        .filter(|k| k.starts_with(PREFIX))
         .collect();
     vars.sort();
     vars

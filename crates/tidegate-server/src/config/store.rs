@@ -3,10 +3,10 @@
 use super::*;
 
 /// Longest `store.timeout`: a decision never waits longer for Redis.
-pub const MAX_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const MAX_STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Default memory budget of the memory store (all policies together).
-pub const DEFAULT_STORE_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
+pub(crate) const DEFAULT_STORE_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 
 pub(super) fn memory_store(s: &RawStore) -> Result<StoreSettings, Invalid> {
     let max_keys = match s.max_keys {

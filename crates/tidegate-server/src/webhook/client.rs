@@ -1,5 +1,4 @@
-//! A minimal webhook client: one `POST` per delivery over HTTP/1.1, plain or TLS
-//! (rustls with ring and the system's root certificates).
+//! The client itself: [`Webhook`].
 //!
 //! Not reqwest: its rustls features, once enabled for this crate, would apply to every
 //! reqwest client built in the same workspace build and make those without a crypto
@@ -9,10 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
 use axum::body::Bytes;
 use axum::http::header::{CONNECTION, CONTENT_TYPE, HOST, USER_AGENT};
-use axum::http::{HeaderName, HeaderValue, Request, Uri};
+use axum::http::{HeaderName, HeaderValue, Request};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -20,6 +18,8 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+use super::{WebhookError, check_url};
 
 /// Where and how to `POST`.
 pub struct Webhook {
@@ -39,22 +39,6 @@ impl std::fmt::Debug for Webhook {
     }
 }
 
-/// Checks `url`: `http://` or `https://` with a host.
-pub fn check_url(url: &str) -> Result<Uri> {
-    let uri: Uri = url.parse().context("not a URL")?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => bail!("must start with http:// or https://"),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        bail!("has no host");
-    }
-    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-        bail!("must not contain credentials: send them in `headers`");
-    }
-    Ok(uri)
-}
-
 impl Webhook {
     /// A client for `url`, sending `headers` with every request; HTTPS trusts the
     /// system's roots, or only the CA certificates of `ca_file` (PEM) when given.
@@ -63,7 +47,7 @@ impl Webhook {
         headers: &[(String, String)],
         timeout: Duration,
         ca_file: Option<&Path>,
-    ) -> Result<Self> {
+    ) -> Result<Self, WebhookError> {
         let uri = check_url(url)?;
         let https = uri.scheme_str() == Some("https");
         let host = uri
@@ -84,23 +68,36 @@ impl Webhook {
             .iter()
             .map(|(k, v)| {
                 Ok((
-                    HeaderName::try_from(k.as_str())
-                        .with_context(|| format!("`{k}` is not a header name"))?,
-                    HeaderValue::try_from(v.as_str())
-                        .with_context(|| format!("the value of `{k}` is not a header value"))?,
+                    HeaderName::try_from(k.as_str()).map_err(|source| {
+                        WebhookError::HeaderName {
+                            name: k.clone(),
+                            source,
+                        }
+                    })?,
+                    HeaderValue::try_from(v.as_str()).map_err(|source| {
+                        WebhookError::HeaderValue {
+                            name: k.clone(),
+                            source,
+                        }
+                    })?,
                 ))
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, WebhookError>>()?;
         let tls = if https {
             let mut roots = RootCertStore::empty();
             match ca_file {
                 Some(path) => {
                     let certs = CertificateDer::pem_file_iter(path)
                         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                        .with_context(|| format!("reading the CA file {}", path.display()))?;
+                        .map_err(|source| WebhookError::CaFile {
+                            path: path.to_path_buf(),
+                            source,
+                        })?;
                     let (added, _) = roots.add_parsable_certificates(certs);
                     if added == 0 {
-                        bail!("no CA certificate in {}", path.display());
+                        return Err(WebhookError::NoCaCertificate {
+                            path: path.to_path_buf(),
+                        });
                     }
                 }
                 None => {
@@ -117,7 +114,7 @@ impl Webhook {
             let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
             let config = ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
-                .context("TLS settings")?
+                .map_err(WebhookError::Tls)?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
             Some(TlsConnector::from(Arc::new(config)))
@@ -136,60 +133,69 @@ impl Webhook {
         })
     }
 
-    /// `POST`s `body` (JSON); any 2xx answer is success.
-    pub async fn post(&self, body: String) -> Result<(), String> {
+    /// The URL posted to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `POST`s `body` (JSON) on a fresh connection; any 2xx answer is success.
+    pub async fn post(&self, body: String) -> Result<(), WebhookError> {
         match tokio::time::timeout(self.timeout, self.send(body)).await {
-            Ok(result) => result.map_err(|e| format!("webhook {}: {e:#}", self.url)),
-            Err(_) => Err(format!(
-                "webhook {}: no answer within {:?}",
-                self.url, self.timeout
-            )),
+            Ok(result) => result,
+            Err(_) => Err(WebhookError::Timeout(self.timeout)),
         }
     }
 
-    async fn send(&self, body: String) -> Result<()> {
+    async fn send(&self, body: String) -> Result<(), WebhookError> {
         let mut req = Request::post(self.path.as_str())
             .header(HOST, self.authority.as_str())
             .header(CONTENT_TYPE, "application/json")
             .header(USER_AGENT, concat!("tidegate/", env!("CARGO_PKG_VERSION")))
             .header(CONNECTION, "close")
             .body(Full::new(Bytes::from(body)))
-            .context("building the request")?;
+            .map_err(WebhookError::Request)?;
         for (k, v) in &self.headers {
             req.headers_mut().insert(k.clone(), v.clone());
         }
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
-            .context("connecting")?;
+            .map_err(WebhookError::Connect)?;
         let _ = tcp.set_nodelay(true);
         let status = match &self.tls {
             None => exchange(TokioIo::new(tcp), req).await?,
             Some(tls) => {
-                let name = ServerName::try_from(self.host.clone()).context("TLS server name")?;
-                let stream = tls.connect(name, tcp).await.context("TLS handshake")?;
+                let name =
+                    ServerName::try_from(self.host.clone()).map_err(WebhookError::ServerName)?;
+                let stream = tls
+                    .connect(name, tcp)
+                    .await
+                    .map_err(WebhookError::TlsHandshake)?;
                 exchange(TokioIo::new(stream), req).await?
             }
         };
         if status.is_success() {
             Ok(())
         } else {
-            bail!("answered {status}")
+            Err(WebhookError::Status(status))
         }
     }
 }
 
 /// One request on a fresh connection; the response status.
-async fn exchange<I>(io: I, req: Request<Full<Bytes>>) -> Result<axum::http::StatusCode>
+async fn exchange<I>(
+    io: I,
+    req: Request<Full<Bytes>>,
+) -> Result<axum::http::StatusCode, WebhookError>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
-        .context("HTTP handshake")?;
+        .map_err(WebhookError::HttpHandshake)?;
     let driver = tokio::spawn(async move {
         let _ = conn.await;
     });
-    let result = sender.send_request(req).await.context("sending");
+    let result = sender.send_request(req).await.map_err(WebhookError::Send);
     drop(sender);
     let status = result?.status();
     driver.abort();

@@ -4,15 +4,15 @@ use super::*;
 
 /// How connections are served (`[server]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerSettings {
+pub(crate) struct ServerSettings {
     /// Longest wait for a request's complete headers.
-    pub header_timeout: Duration,
+    pub(crate) header_timeout: Duration,
     /// Longest wait for a request's complete body.
-    pub body_timeout: Duration,
+    pub(crate) body_timeout: Duration,
     /// A connection without a request in progress is closed after this long.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Most open connections.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
 }
 
 pub(super) fn server_settings(raw: &RawServer) -> Result<ServerSettings, Invalid> {

@@ -1,4 +1,6 @@
-//! JSON shapes the command prints and serves: times in whole milliseconds, delivered records.
+//! The JSON shapes tidegate writes: times in whole milliseconds (rounded up), and
+//! delivered records as the tracker's sinks write them (so that other tools, like
+//! `tidegate replay`, print the very same shape).
 
 use serde::Serialize;
 use serde_json::Value;

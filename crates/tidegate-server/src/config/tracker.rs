@@ -1,6 +1,7 @@
 //! `[tracker]`: the event tracker behind `POST /v1/events`.
 
 use super::*;
+use crate::error_text::chain;
 
 /// `[tracker]`: its spec, byte bounds, sink and store (a Redis sink or store needs the
 /// server's Redis `store`).
@@ -62,8 +63,8 @@ pub(super) fn tracker_settings(
                     ca_file,
                 })) => {
                     let url = url.trim().to_string();
-                    crate::serve::webhook::check_url(&url)
-                        .map_err(|e| bad("tracker.sink.url", format!("`{url}` {e:#}")))?;
+                    crate::webhook::check_url(&url)
+                        .map_err(|e| bad("tracker.sink.url", format!("`{url}` {}", chain(&e))))?;
                     let timeout = match timeout {
                         Some(t) => duration("tracker.sink.timeout", &t)?,
                         None => Duration::from_secs(5),

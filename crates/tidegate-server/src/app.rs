@@ -26,11 +26,11 @@ use tidegate_http::headers::{
     push_limit_member, retry_after_secs, secs_ceil,
 };
 
-use super::limits::{NamedPolicy, Outcome, Policies};
 use crate::json::ms;
+use crate::limits::{NamedPolicy, Outcome, Policies};
 
 /// Most keys `GET /admin/keys/{policy}` lists at once.
-pub const MAX_KEY_LISTING: usize = 10_000;
+pub(crate) const MAX_KEY_LISTING: usize = 10_000;
 
 /// Longest `/readyz` waits for Redis to answer `PING`.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -39,29 +39,29 @@ const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 const STORE_LOG_EVERY_SECS: u64 = 10;
 
 /// Everything the handlers share.
-pub struct App {
+pub(crate) struct App {
     /// The named policies.
-    pub policies: Policies,
+    pub(crate) policies: Policies,
     /// The event tracker, if configured.
-    pub tracker: Option<EventTracker>,
+    pub(crate) tracker: Option<EventTracker>,
     /// The admin token; `None`: no admin routes.
-    pub admin_token: Option<String>,
+    pub(crate) admin_token: Option<String>,
     /// Longest key, category or id.
-    pub max_key_bytes: usize,
+    pub(crate) max_key_bytes: usize,
     /// Largest body.
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// Send `X-RateLimit-*`.
-    pub legacy_headers: bool,
+    pub(crate) legacy_headers: bool,
     /// Prometheus.
-    pub metrics: PrometheusHandle,
+    pub(crate) metrics: PrometheusHandle,
     /// Set when shutdown begins: `/readyz` answers 503.
-    pub draining: AtomicBool,
+    pub(crate) draining: AtomicBool,
     /// Turns true when shutdown begins (bodies still arriving are given up).
-    pub stop: tokio::sync::watch::Receiver<bool>,
+    pub(crate) stop: tokio::sync::watch::Receiver<bool>,
     /// Longest wait for a request's body.
-    pub body_timeout: std::time::Duration,
+    pub(crate) body_timeout: std::time::Duration,
     /// When the server started.
-    pub started: Instant,
+    pub(crate) started: Instant,
     /// Last store-error log line (Unix seconds).
     last_store_log: AtomicU64,
 }
@@ -69,7 +69,7 @@ pub struct App {
 impl App {
     /// The shared state.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         policies: Policies,
         tracker: Option<EventTracker>,
         admin_token: Option<String>,
@@ -99,7 +99,7 @@ impl App {
 type Shared = State<Arc<App>>;
 
 /// The router: public routes, and the admin routes when a token is configured.
-pub fn router(app: Arc<App>) -> Router {
+pub(crate) fn router(app: Arc<App>) -> Router {
     let mut router = Router::new()
         .route("/v1/check", post(check))
         .route("/v1/events", post(track))
@@ -126,13 +126,13 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(DefaultBodyLimit::max(app.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&app),
-            super::body::read_body,
+            crate::body::read_body,
         ))
         .with_state(app)
 }
 
 /// `{"error": <reason phrase>, "message": ...}` with `status`.
-pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     let body = json!({
         "error": status.canonical_reason().unwrap_or("Error"),
         "message": message.into(),
@@ -149,7 +149,7 @@ fn json_body(v: &Value) -> ([(axum::http::HeaderName, HeaderValue); 1], String) 
 
 /// An error answer (status and message), rendered as [`error`] JSON.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(StatusCode, String);
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, Result};
 use axum::http::HeaderValue;
 use metrics::{Counter, Histogram};
 use serde_json::{Value, json};
@@ -13,10 +12,11 @@ use tidegate::store::redis::{RedisLimiter, RedisStore};
 use tidegate::{Decision, LimitError, Limiter, PolicySet};
 use tidegate_http::headers::{duration_secs_ceil, push_policy_member};
 
-use super::config::StoreSettings;
+use crate::ServeError;
+use crate::config::StoreSettings;
 
 /// Where one policy's states live.
-pub enum Backend {
+pub(crate) enum Backend {
     /// This process's memory.
     Memory(Limiter<PolicySet>),
     /// Redis, shared by every instance.
@@ -25,7 +25,7 @@ pub enum Backend {
 
 impl Backend {
     /// Decides for `key`, consuming `cost` if admitted.
-    pub async fn acquire(&self, key: &str, cost: u64) -> Result<Decision, LimitError> {
+    pub(crate) async fn acquire(&self, key: &str, cost: u64) -> Result<Decision, LimitError> {
         match self {
             Backend::Memory(l) => l.check(key, cost),
             Backend::Redis(l) => l.acquire(key, cost, None).await,
@@ -33,7 +33,7 @@ impl Backend {
     }
 
     /// What a request of `cost` would get now, consuming nothing.
-    pub async fn peek(&self, key: &str, cost: u64) -> Result<Decision, LimitError> {
+    pub(crate) async fn peek(&self, key: &str, cost: u64) -> Result<Decision, LimitError> {
         match self {
             Backend::Memory(l) => l.peek(key, cost),
             Backend::Redis(l) => l.peek(key, cost, None).await,
@@ -41,7 +41,7 @@ impl Backend {
     }
 
     /// Forgets `key`; whether it had state.
-    pub async fn reset(&self, key: &str) -> Result<bool, LimitError> {
+    pub(crate) async fn reset(&self, key: &str) -> Result<bool, LimitError> {
         match self {
             Backend::Memory(l) => Ok(l.reset(key)),
             Backend::Redis(l) => LimitStore::reset(&**l, key).await,
@@ -49,7 +49,7 @@ impl Backend {
     }
 
     /// Whether `key` has state (memory only; `None` for Redis).
-    pub fn tracked(&self, key: &str) -> Option<bool> {
+    pub(crate) fn tracked(&self, key: &str) -> Option<bool> {
         match self {
             Backend::Memory(l) => Some(l.state(key).is_some()),
             Backend::Redis(_) => None,
@@ -57,7 +57,7 @@ impl Backend {
     }
 
     /// Up to `limit` keys with state, and whether there were more. Redis: SCAN.
-    pub async fn keys(&self, limit: usize) -> Result<(Vec<String>, bool), LimitError> {
+    pub(crate) async fn keys(&self, limit: usize) -> Result<(Vec<String>, bool), LimitError> {
         match self {
             Backend::Memory(l) => {
                 let mut keys = Vec::new();
@@ -81,7 +81,7 @@ impl Backend {
     }
 
     /// Store counters for `/admin/stats`.
-    pub fn stats(&self) -> Value {
+    pub(crate) fn stats(&self) -> Value {
         match self {
             Backend::Memory(l) => json!({ "memory": l.stats() }),
             Backend::Redis(l) => json!({ "redis": l.stats() }),
@@ -90,28 +90,28 @@ impl Backend {
 }
 
 /// One named policy.
-pub struct NamedPolicy {
+pub(crate) struct NamedPolicy {
     /// Its name.
-    pub name: String,
+    pub(crate) name: String,
     /// Its policies (one or several).
-    pub policies: PolicySet,
+    pub(crate) policies: PolicySet,
     /// Where its states live.
-    pub backend: Backend,
+    pub(crate) backend: Backend,
     /// `RateLimit-Policy` (the first policy of a list is advertised).
-    pub policy_header: HeaderValue,
+    pub(crate) policy_header: HeaderValue,
     allowed: Counter,
     denied: Counter,
     errors: Counter,
     /// Decision latency.
-    pub latency: Histogram,
+    pub(crate) latency: Histogram,
     /// Warnings about a full memory store refusing keys (one per 10 s).
-    pub full_log: super::log_every::LogEvery,
+    pub(crate) full_log: crate::log_every::LogEvery,
     counts: [AtomicU64; 3],
 }
 
 /// Which way a decision went.
 #[derive(Debug, Clone, Copy)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Admitted.
     Allowed = 0,
     /// Refused.
@@ -137,9 +137,9 @@ impl NamedPolicy {
             allowed: counter("allowed"),
             denied: counter("denied"),
             errors: counter("error"),
-            latency: metrics::histogram!(super::telemetry::DECISION_SECONDS, "policy" => name.clone()),
+            latency: metrics::histogram!(crate::telemetry::DECISION_SECONDS, "policy" => name.clone()),
             counts: Default::default(),
-            full_log: super::log_every::LogEvery::new(std::time::Duration::from_secs(10)),
+            full_log: crate::log_every::LogEvery::new(std::time::Duration::from_secs(10)),
             name,
             policies,
             backend,
@@ -147,7 +147,7 @@ impl NamedPolicy {
     }
 
     /// Counts a decision.
-    pub fn count(&self, outcome: Outcome) {
+    pub(crate) fn count(&self, outcome: Outcome) {
         match outcome {
             Outcome::Allowed => self.allowed.increment(1),
             Outcome::Denied => self.denied.increment(1),
@@ -157,7 +157,7 @@ impl NamedPolicy {
     }
 
     /// Counters for `/admin/stats`.
-    pub fn stats(&self) -> Value {
+    pub(crate) fn stats(&self) -> Value {
         let n = |o: Outcome| self.counts[o as usize].load(Ordering::Relaxed);
         let mut v = json!({
             "policy": self.policies.to_string(),
@@ -172,7 +172,7 @@ impl NamedPolicy {
     }
 
     /// Refreshes the gauges and counters read from the store (before a scrape).
-    pub fn publish(&self) {
+    pub(crate) fn publish(&self) {
         let policy = self.name.clone();
         match &self.backend {
             Backend::Memory(l) => {
@@ -201,7 +201,7 @@ impl NamedPolicy {
 /// Keys a memory store of `set` can hold in `budget` bytes, each key up to
 /// `max_key_bytes` long: the table entry (key and state headers, with hashbrown's free
 /// buckets and control byte), the states, the key's text and both allocations' overhead.
-pub fn keys_in_budget(set: &PolicySet, budget: usize, max_key_bytes: usize) -> usize {
+pub(crate) fn keys_in_budget(set: &PolicySet, budget: usize, max_key_bytes: usize) -> usize {
     let entry = 2 * (size_of::<String>() + size_of::<Vec<u64>>() + 1);
     let states = 32 * set.policies().len() + 16;
     let key = max_key_bytes + 16;
@@ -210,7 +210,7 @@ pub fn keys_in_budget(set: &PolicySet, budget: usize, max_key_bytes: usize) -> u
 
 /// What is new about full memory stores since the last call, per policy.
 #[derive(Debug, Default)]
-pub struct FullWatch {
+pub(crate) struct FullWatch {
     seen: HashMap<String, (u64, u64)>,
 }
 
@@ -218,7 +218,7 @@ impl FullWatch {
     /// Logs a warning for each policy whose memory store evicted live states or admitted
     /// untracked new keys since its last warning, at most one per policy per 10 s (the
     /// caller calls this every second; refusals are logged where they are answered).
-    pub fn check(&mut self, policies: &Policies) {
+    pub(crate) fn check(&mut self, policies: &Policies) {
         for p in policies.by_name.values() {
             let Backend::Memory(l) = &p.backend else {
                 continue;
@@ -243,20 +243,20 @@ impl FullWatch {
 }
 
 /// Every policy, by name, and the Redis store if there is one.
-pub struct Policies {
+pub(crate) struct Policies {
     /// By name.
-    pub by_name: HashMap<String, NamedPolicy>,
+    pub(crate) by_name: HashMap<String, NamedPolicy>,
     /// The shared Redis connection.
-    pub redis: Option<RedisStore>,
+    pub(crate) redis: Option<RedisStore>,
 }
 
 impl Policies {
     /// Builds the limiters (connecting to Redis when configured).
-    pub async fn build(
+    pub(crate) async fn build(
         store: &StoreSettings,
         policies: &[(String, PolicySet)],
         max_key_bytes: usize,
-    ) -> Result<Self> {
+    ) -> Result<Self, ServeError> {
         let mut by_name = HashMap::with_capacity(policies.len());
         let redis = match store {
             StoreSettings::Memory {
@@ -290,8 +290,9 @@ impl Policies {
                 // `on_error` and `/readyz` answers 503 until it answers.
                 let store = RedisStore::open(urls, options.clone())
                     .await
-                    .with_context(|| {
-                        format!("`store.url`: cannot connect to {}", urls.join(","))
+                    .map_err(|source| ServeError::Redis {
+                        urls: urls.join(","),
+                        source,
                     })?;
                 if let Err(e) = store.ping().await {
                     tracing::warn!(error = %e, ?on_error, "Redis does not answer yet; decisions follow on_error until it does");
@@ -303,7 +304,10 @@ impl Policies {
                         .on_error(*on_error)
                         .deny_cache(*deny_cache)
                         .build()
-                        .with_context(|| format!("`policies.{name}`"))?;
+                        .map_err(|source| ServeError::Policy {
+                            policy: name.clone(),
+                            source,
+                        })?;
                     by_name.insert(
                         name.clone(),
                         NamedPolicy::new(
@@ -320,7 +324,7 @@ impl Policies {
     }
 
     /// Publishes the store's own counters as metrics.
-    pub fn publish(&self) {
+    pub(crate) fn publish(&self) {
         for p in self.by_name.values() {
             p.publish();
         }

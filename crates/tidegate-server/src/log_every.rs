@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 /// Allows one log line per `every`; counts the occasions in between.
 #[derive(Debug)]
-pub struct LogEvery {
+pub(crate) struct LogEvery {
     every_ms: u64,
     epoch: Instant,
     /// When the last line was allowed (ms since `epoch`, +1 so that 0 means never).
@@ -14,7 +14,7 @@ pub struct LogEvery {
 }
 
 impl LogEvery {
-    pub fn new(every: Duration) -> Self {
+    pub(crate) fn new(every: Duration) -> Self {
         Self {
             every_ms: every.as_millis() as u64,
             epoch: Instant::now(),
@@ -24,12 +24,12 @@ impl LogEvery {
     }
 
     /// Whether a line may be logged now.
-    pub fn ready(&self) -> bool {
+    pub(crate) fn ready(&self) -> bool {
         self.ready_with_count().is_some()
     }
 
     /// `Some(occasions skipped since the last line)` when a line may be logged now.
-    pub fn ready_with_count(&self) -> Option<u64> {
+    pub(crate) fn ready_with_count(&self) -> Option<u64> {
         let now = self.epoch.elapsed().as_millis() as u64 + 1;
         let last = self.last_ms.load(Ordering::Relaxed);
         if last != 0 && now < last + self.every_ms

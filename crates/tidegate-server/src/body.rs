@@ -14,11 +14,11 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use super::app::{App, error};
+use crate::app::{App, error};
 
 /// Buffers the request body (at most `max_body_bytes`, within `body_timeout`) before the
 /// route runs; answers `413`, `408` or `503` (shutting down) as JSON otherwise.
-pub async fn read_body(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+pub(crate) async fn read_body(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     if parts.method == Method::POST && !is_json(parts.headers.get(CONTENT_TYPE)) {
         let got = parts

@@ -7,15 +7,16 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use tidegate::store::redis::RedisOptions;
 use tidegate::tracker::DeliveredRecord;
 
 use crate::json::record_text;
 
-use super::config::SinkSettings;
-use super::webhook::Webhook;
+use crate::ServeError;
+use crate::config::SinkSettings;
+use crate::error_text::chain;
+use crate::webhook::Webhook;
 
 #[derive(Clone)]
 enum Conn {
@@ -38,7 +39,7 @@ enum Target {
 
 /// A configured sink; cheap to clone.
 #[derive(Clone)]
-pub struct Sink {
+pub(crate) struct Sink {
     target: Arc<Target>,
     label: &'static str,
 }
@@ -52,10 +53,10 @@ impl std::fmt::Debug for Sink {
 impl Sink {
     /// Opens the sink: the file, the HTTP client, or the Redis connection (`redis` is
     /// the store's URLs and options, required by `redis_stream`).
-    pub async fn open(
+    pub(crate) async fn open(
         settings: &SinkSettings,
         redis: Option<(&[String], &RedisOptions)>,
-    ) -> Result<Self> {
+    ) -> Result<Self, ServeError> {
         let (target, label) = match settings {
             SinkSettings::Jsonl { path } => {
                 let out: Box<dyn Write + Send> = match path {
@@ -65,8 +66,9 @@ impl Sink {
                             .create(true)
                             .append(true)
                             .open(p)
-                            .with_context(|| {
-                                format!("`tracker.sink.path`: cannot open {}", p.display())
+                            .map_err(|source| ServeError::SinkFile {
+                                path: p.clone(),
+                                source,
                             })?,
                     ),
                 };
@@ -80,18 +82,20 @@ impl Sink {
             } => (
                 Target::Webhook(
                     Webhook::new(url, headers, *timeout, ca_file.as_deref())
-                        .context("`tracker.sink`: the webhook")?,
+                        .map_err(ServeError::Webhook)?,
                 ),
                 "webhook",
             ),
             SinkSettings::RedisStream { key, maxlen } => {
-                let (urls, options) =
-                    redis.context("`tracker.sink`: redis_stream needs a Redis store")?;
+                // The configuration allows a `redis_stream` sink only with a Redis store.
+                let (urls, options) = redis
+                    .map(|(urls, options)| (urls.to_vec(), options.clone()))
+                    .unwrap_or_default();
                 (
                     Target::RedisStream {
                         conn: tokio::sync::Mutex::new(None),
-                        urls: urls.to_vec(),
-                        options: options.clone(),
+                        urls,
+                        options,
                         key: key.clone(),
                         maxlen: *maxlen,
                     },
@@ -106,12 +110,12 @@ impl Sink {
     }
 
     /// The sink's type (`jsonl`, `webhook`, `redis_stream`).
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         self.label
     }
 
     /// Delivers one batch; `Err` makes the tracker retry it.
-    pub async fn deliver(&self, records: Vec<DeliveredRecord>) -> Result<(), String> {
+    pub(crate) async fn deliver(&self, records: Vec<DeliveredRecord>) -> Result<(), String> {
         let result = self.send(&records).await;
         if let Err(e) = &result {
             metrics::counter!("tidegate_sink_errors_total", "sink" => self.label).increment(1);
@@ -142,7 +146,9 @@ impl Sink {
                     body.push_str(&record_text(r));
                 }
                 body.push_str("]}");
-                hook.post(body).await
+                hook.post(body)
+                    .await
+                    .map_err(|e| format!("webhook {}: {}", hook.url(), chain(&e)))
             }
             Target::RedisStream {
                 conn,
@@ -158,7 +164,7 @@ impl Sink {
                         None => {
                             let c = connect(urls, options)
                                 .await
-                                .map_err(|e| format!("redis stream {key}: {e:#}"))?;
+                                .map_err(|e| format!("redis stream {key}: {e}"))?;
                             *slot = Some(c.clone());
                             c
                         }
@@ -186,14 +192,14 @@ async fn query(pipe: &redis::Pipeline, c: &mut impl ConnectionLike) -> redis::Re
     pipe.query_async::<()>(c).await
 }
 
-/// A connection of its own to the store's Redis, for the stream.
-async fn connect(urls: &[String], options: &RedisOptions) -> Result<Conn> {
+/// A connection of its own to the store's Redis, for the stream; the error as text.
+async fn connect(urls: &[String], options: &RedisOptions) -> Result<Conn, String> {
     let certs = match &options.tls_ca_file {
         Some(path) => Some(redis::TlsCertificates {
             client_tls: None,
             root_cert: Some(
                 std::fs::read(path)
-                    .with_context(|| format!("reading the CA file {}", path.display()))?,
+                    .map_err(|e| format!("reading the CA file {}: {e}", path.display()))?,
             ),
         }),
         None => None,
@@ -227,6 +233,6 @@ async fn connect(urls: &[String], options: &RedisOptions) -> Result<Conn> {
     };
     tokio::time::timeout(options.connect_timeout * 2, connecting)
         .await
-        .context("timed out")?
-        .map_err(Into::into)
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| chain(&e))
 }

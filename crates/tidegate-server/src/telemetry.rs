@@ -2,20 +2,20 @@
 //! recorder behind `GET /metrics`.
 
 use std::fs::OpenOptions;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
-use anyhow::{Context, Result};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
-use super::config::{LogFormat, LogSettings};
-use super::log_escape::EscapeControls;
+use crate::ServeError;
+use crate::config::{Config, LogFormat};
+use crate::log_escape::EscapeControls;
 
 /// The decision latency histogram.
-pub const DECISION_SECONDS: &str = "tidegate_decision_duration_seconds";
+pub(crate) const DECISION_SECONDS: &str = "tidegate_decision_duration_seconds";
 
 /// Buckets of the decision latency histogram, in seconds (10 µs to 1 s).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -25,13 +25,17 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
-/// Installs the global subscriber: `RUST_LOG` (as `target=level,...`) when set, else
-/// `log.level`.
-pub fn init_logs(log: &LogSettings) -> Result<()> {
+/// Installs the process's global `tracing` subscriber as `[log]` says (format, file,
+/// console), filtered by `RUST_LOG` (as `target=level,...`) when set, else by
+/// `log.level`. Log lines never carry raw control characters. Call it once, before
+/// [`Server::bind`](crate::Server::bind), unless the program installs a subscriber of
+/// its own.
+pub fn init_logs(config: &Config) -> Result<(), ServeError> {
+    let log = &config.log;
     let filter: Targets = match std::env::var("RUST_LOG") {
-        Ok(text) if !text.trim().is_empty() => text.parse().with_context(|| {
-            format!("RUST_LOG `{text}` is not a filter like `info` or `tidegate=debug,warn`")
-        })?,
+        Ok(text) if !text.trim().is_empty() => text
+            .parse()
+            .map_err(|source| ServeError::LogFilter { text, source })?,
         _ => log.filter.clone(),
     };
     let mut layers: Vec<BoxedLayer> = Vec::new();
@@ -43,14 +47,17 @@ pub fn init_logs(log: &LogSettings) -> Result<()> {
             .create(true)
             .append(true)
             .open(path)
-            .with_context(|| format!("`log.file`: cannot open {}", path.display()))?;
+            .map_err(|source| ServeError::LogFile {
+                path: path.clone(),
+                source,
+            })?;
         layers.push(fmt_layer(log.format, Mutex::new(file)));
     }
     tracing_subscriber::registry()
         .with(layers)
         .with(filter)
         .try_init()
-        .context("installing the log subscriber")?;
+        .map_err(ServeError::LogInit)?;
     Ok(())
 }
 
@@ -65,19 +72,22 @@ where
     }
 }
 
-/// The process-wide Prometheus recorder (installed on first use).
-pub fn metrics_handle() -> Result<PrometheusHandle> {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    if let Some(h) = HANDLE.get() {
+/// The process-wide Prometheus recorder, installed by the first caller (servers bound
+/// at the same time share it).
+pub(crate) fn metrics_handle() -> Result<PrometheusHandle, ServeError> {
+    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut slot = HANDLE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(h) = &*slot {
         return Ok(h.clone());
     }
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(DECISION_SECONDS.into()), LATENCY_BUCKETS)
-        .context("metrics buckets")?
+        .map_err(ServeError::Metrics)?
         .install_recorder()
-        .context("installing the metrics recorder")?;
+        .map_err(ServeError::Metrics)?;
     describe();
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    *slot = Some(handle.clone());
+    Ok(handle)
 }
 
 fn describe() {

@@ -1,0 +1,66 @@
+//! The summary `tidegate serve --check` prints.
+
+use super::*;
+
+impl Config {
+    /// What the configuration sets up, for a person to read: where it came from, the
+    /// listening address, the store (with the key capacity of each memory policy), one
+    /// line per policy, the tracker and its sink, whether the admin routes are on.
+    pub fn summary(&self) -> String {
+        let s = self;
+        let mut out = format!(
+            "configuration {} is valid\nlisten: {}\n",
+            s.origin, s.listen
+        );
+        match &s.store {
+            StoreSettings::Memory {
+                max_keys,
+                max_memory_bytes,
+                on_full,
+            } => {
+                let share = max_memory_bytes / s.policies.len().max(1);
+                let keys: Vec<String> = s
+                    .policies
+                    .iter()
+                    .map(|(name, set)| {
+                        let n = max_keys.unwrap_or_else(|| {
+                            crate::limits::keys_in_budget(set, share, s.max_key_bytes)
+                        });
+                        format!("{name} {n}")
+                    })
+                    .collect();
+                out.push_str(&format!(
+                "store: memory (max_memory_bytes {max_memory_bytes}, on_full {on_full:?}, max_keys per policy: {})\n",
+                keys.join(", ")
+            ));
+            }
+            StoreSettings::Redis {
+                urls,
+                on_error,
+                options,
+                ..
+            } => out.push_str(&format!(
+                "store: redis {} (on_error {on_error:?}, timeout {:?})\n",
+                urls.join(","),
+                options.timeout
+            )),
+        }
+        for (name, set) in &s.policies {
+            out.push_str(&format!("policy {name}: {set}\n"));
+        }
+        if let Some(t) = &s.tracker {
+            let sink = match &t.sink {
+                SinkSettings::Jsonl { path: None } => "jsonl to standard output".to_string(),
+                SinkSettings::Jsonl { path: Some(p) } => format!("jsonl to {}", p.display()),
+                SinkSettings::Webhook { url, .. } => format!("webhook {url}"),
+                SinkSettings::RedisStream { key, .. } => format!("redis stream {key}"),
+            };
+            out.push_str(&format!("tracker: {} -> {sink}\n", t.spec_text));
+        }
+        out.push_str(&format!(
+            "admin: {}",
+            if s.admin_token.is_some() { "on" } else { "off" }
+        ));
+        out
+    }
+}
