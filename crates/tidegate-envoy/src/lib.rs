@@ -32,6 +32,7 @@ pub mod error;
 pub mod grpc;
 pub mod headers;
 pub mod http;
+mod join;
 pub mod json;
 mod metrics;
 pub mod request;

@@ -17,6 +17,7 @@ use crate::config::rule::units_policy;
 use crate::config::{Config, RuleLimit, RuleRef};
 use crate::error::{BuildError, ConfigError};
 use crate::headers::{self, HeaderOptions};
+use crate::join::join_all;
 use crate::metrics::{self, NEAR_LIMIT_PERCENT, Outcome};
 use crate::request::{self, Descriptor, InvalidRequest};
 use crate::unit::Unit;
@@ -418,21 +419,23 @@ impl RateLimiter {
         let domain = request.domain.as_str();
         let targets = self.targets(&snapshot, domain, &descriptors)?;
         let at = self.inner.explicit_clock.then(|| self.now());
-        let mut answers = Vec::with_capacity(targets.len());
+        let mut answers: Vec<Answer> = Vec::new();
         let mut commit = true;
+        let all = |commit: bool| {
+            join_all(
+                targets
+                    .iter()
+                    .zip(&descriptors)
+                    .map(|(t, d)| self.answer(t, d.hits, at, commit))
+                    .collect(),
+            )
+        };
         if self.inner.options.all_or_nothing {
-            for (t, d) in targets.iter().zip(&descriptors) {
-                answers.push(self.answer(t, d.hits, at, false).await?);
-            }
+            answers = all(false).await.into_iter().collect::<Result<_, _>>()?;
             commit = !answers.iter().any(|a| a.over && !a.shadow);
-            if commit {
-                answers.clear();
-            }
         }
         if commit {
-            for (t, d) in targets.iter().zip(&descriptors) {
-                answers.push(self.answer(t, d.hits, at, true).await?);
-            }
+            answers = all(true).await.into_iter().collect::<Result<_, _>>()?;
         }
         for ((t, d), a) in targets.iter().zip(&descriptors).zip(&answers) {
             if let Target::Limited { stat_key, .. } = t {

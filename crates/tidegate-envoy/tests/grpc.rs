@@ -462,9 +462,12 @@ async fn with_redis_stopped_answers_come_within_the_timeout_by_the_failure_polic
     use tidegate::store::FailurePolicy;
     let server = RedisServer::start();
     let timeout = Duration::from_millis(100);
-    let options = RedisOptions {
-        timeout,
-        ..RedisOptions::default()
+    // Set field by field: the options may gain fields (non-exhaustive).
+    #[allow(clippy::field_reassign_with_default)]
+    let options = {
+        let mut options = RedisOptions::default();
+        options.timeout = timeout;
+        options
     };
     let mut clients = Vec::new();
     for on_error in [
