@@ -364,7 +364,18 @@ impl RateLimiter {
             replaced.extend(m.rule.replaces.iter().map(String::as_str));
         }
         for (d, m) in descriptors.iter().zip(&matches) {
-            let key = request::counter_key(domain, &d.entries);
+            let key = match m {
+                Some(m) if m.shared_values.iter().any(Option::is_some) => {
+                    let entries: Vec<(&str, &str)> = d
+                        .entries
+                        .iter()
+                        .zip(&m.shared_values)
+                        .map(|(&(k, v), shared)| (k, shared.as_deref().unwrap_or(v)))
+                        .collect();
+                    request::counter_key(domain, &entries)
+                }
+                _ => request::counter_key(domain, &d.entries),
+            };
             let target = match (d.limit, m) {
                 (Some((rpu, unit)), _) if known => Target::Limited {
                     rule: None,

@@ -26,6 +26,10 @@ descriptors:
     rate_limit: { unit: hour, requests_per_unit: 2 }
   - key: path
     rate_limit: { unit: hour, requests_per_unit: 100 }
+  - key: file
+    value: /img/*
+    share_threshold: true
+    rate_limit: { unit: hour, requests_per_unit: 2 }
   - key: trial
     shadow_mode: true
     rate_limit: { unit: minute, requests_per_unit: 1 }
@@ -265,7 +269,7 @@ async fn shadow_mode_answers_ok_over_the_limit_and_unlimited_answers_max_remaini
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wildcard_value_beats_the_key_alone_and_counts_per_value() {
+async fn a_wildcard_value_beats_the_key_alone_and_counts_per_value_unless_share_threshold() {
     on_both(|store| async move {
         let clock = ManualClock::new(DAY_START_US);
         let mut c = serve_and_connect(&limiter(&store, &clock).await).await;

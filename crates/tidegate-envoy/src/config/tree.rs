@@ -29,6 +29,10 @@ pub struct Matched {
     /// The statistics key: the rule's path, or with `detailed_metric` / `value_to_metric`
     /// the request's values.
     pub stat_key: String,
+    /// Per entry, the wildcard pattern that stands for its value in the counter key: set
+    /// for entries matched by a wildcard with `share_threshold`, so that every value
+    /// matching the pattern shares one counter.
+    pub shared_values: Vec<Option<String>>,
 }
 
 impl Node {
@@ -127,8 +131,14 @@ impl Node {
         let mut found = None;
         let mut metric = String::from(domain);
         let mut detailed = String::from(domain);
+        let mut shared_values = vec![None; entries.len()];
         for (i, &(key, value)) in entries.iter().enumerate() {
             let next = level.child(key, value);
+            if let Some((node, How::Wildcard(pattern))) = &next
+                && node.share_threshold
+            {
+                shared_values[i] = Some(pattern.to_string());
+            }
             detailed.push('.');
             detailed.push_str(key);
             if let Some((node, how)) = &next {
@@ -172,6 +182,7 @@ impl Node {
                 metric
             },
             rule,
+            shared_values,
         })
     }
 }
