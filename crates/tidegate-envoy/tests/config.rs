@@ -121,6 +121,36 @@ fn each_descriptor_gets_the_most_specific_rule_at_its_depth() {
 }
 
 #[test]
+fn value_to_metric_puts_request_values_in_statistics_keys() {
+    let c = Config::from_yaml(
+        "v.yaml",
+        "domain: d\ndescriptors:\n  - key: route\n    value_to_metric: true\n    descriptors:\n      - key: method\n        rate_limit: { unit: second, requests_per_unit: 1 }\n  - key: host\n    value: api*\n    value_to_metric: true\n    rate_limit: { unit: second, requests_per_unit: 1 }\n",
+    )
+    .unwrap();
+    let key = |e: &[(&str, &str)]| c.find("d", e).unwrap().stat_key;
+    assert_eq!(
+        key(&[("route", "/a"), ("method", "GET")]),
+        "d.route_/a.method"
+    );
+    assert_eq!(key(&[("host", "api.example")]), "d.host_api.example");
+}
+
+#[test]
+fn an_error_reads_as_file_field_reason_and_position() {
+    let e = Config::from_yaml(
+        "bad.yaml",
+        "domain: d\ndescriptors:\n  - key: k\n    rate_limit:\n      unit: fortnight\n      requests_per_unit: 1\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        // The position is the descriptor's (`- key: k`).
+        "bad.yaml: descriptors: `rate_limit.unit`: invalid rate limit unit 'fortnight' \
+         (valid: second, minute, hour, day, week, month, year) at line 3 column 3"
+    );
+}
+
+#[test]
 fn a_policy_descriptor_carries_a_tidegate_policy_set() {
     let c = shop();
     let m = c.find("shop", &[("burst", "k")]).unwrap();
