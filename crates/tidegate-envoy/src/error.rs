@@ -1,6 +1,11 @@
-//! The errors of this crate: loading a configuration, and building a limiter.
+//! The errors of this crate: loading a configuration, building a limiter, answering a
+//! request.
 
 use std::path::PathBuf;
+
+use tidegate::LimitError;
+
+use crate::request::InvalidRequest;
 
 /// A configuration that cannot be loaded; names the file, and where known the line and
 /// the field.
@@ -76,4 +81,30 @@ pub enum BuildError {
         #[source]
         source: tidegate::PolicyError,
     },
+}
+
+/// A request the service cannot answer: invalid (`INVALID_ARGUMENT`) or the store failed
+/// (`UNAVAILABLE`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The request breaks the protocol's rules (empty domain, no descriptors, empty key).
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
+    /// The store could not decide (e.g. the memory store is full).
+    #[error("cannot decide: {0}")]
+    Store(#[source] LimitError),
+    /// A descriptor's `limit` override gives no valid policy.
+    #[error("invalid limit override: {0}")]
+    Override(#[source] tidegate::PolicyError),
+}
+
+impl From<RequestError> for tonic::Status {
+    fn from(e: RequestError) -> tonic::Status {
+        match e {
+            RequestError::Invalid(e) => tonic::Status::invalid_argument(e.0),
+            RequestError::Store(e) => tonic::Status::unavailable(e.to_string()),
+            RequestError::Override(e) => tonic::Status::invalid_argument(e.to_string()),
+        }
+    }
 }

@@ -10,8 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
 
+use crate::error::RequestError;
 use crate::json;
-use crate::service::{RateLimiter, RequestError};
+use crate::service::RateLimiter;
 
 impl RateLimiter {
     /// `POST /json` and `GET /healthcheck`, to merge into an axum server.

@@ -41,11 +41,11 @@ pub mod unit;
 
 pub use backend::Backend;
 pub use config::{Config, LoadOptions, Rule, RuleLimit};
-pub use error::{BuildError, ConfigError};
+pub use error::{BuildError, ConfigError, RequestError};
 pub use grpc::GrpcService;
 pub use headers::HeaderOptions;
 pub use request::InvalidRequest;
-pub use service::{RateLimiter, RateLimiterBuilder, RequestError, ServiceOptions};
+pub use service::{RateLimiter, RateLimiterBuilder, ServiceOptions};
 pub use unit::Unit;
 
 /// The protocol's types (envoy-types), re-exported for clients and tests.
