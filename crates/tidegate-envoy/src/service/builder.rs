@@ -97,6 +97,7 @@ impl RateLimiterBuilder {
                 explicit_clock,
                 options: self.options,
                 overrides: Mutex::new(HashMap::new()),
+                reloading: Mutex::new(()),
             }),
         })
     }

@@ -47,6 +47,8 @@ struct Inner {
     explicit_clock: bool,
     options: ServiceOptions,
     overrides: Mutex<HashMap<(u32, Unit), Arc<RuleLimiter>>>,
+    /// Held while a configuration is swapped in, so that two reloads do not interleave.
+    reloading: Mutex<()>,
 }
 
 /// Envoy's rate limit service on tidegate. Cheap to clone; clones share everything.
@@ -114,6 +116,11 @@ impl RateLimiter {
 
     /// Swaps in `config` atomically (kept as is on an error).
     pub fn replace_config(&self, config: Config) -> Result<(), BuildError> {
+        let _one_at_a_time = self
+            .inner
+            .reloading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let current = self.snapshot();
         let limiters = build_limiters(
             &config,
