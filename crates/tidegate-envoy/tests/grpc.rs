@@ -426,14 +426,13 @@ async fn bad_requests_are_invalid_argument_and_unknown_ones_ok_without_a_limit()
     assert_eq!(summary(&r.statuses[0]), (Code::Ok, None, 0, None));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_services_on_one_redis_share_a_descriptors_limit_exactly() {
-    let server = RedisServer::start();
+/// Two services on the Redis at `urls` (a node or a cluster) share a 10/s limit exactly.
+async fn two_services_share_a_limit(urls: Vec<String>) {
     let clock = ManualClock::new(DAY_START_US);
     let namespace = unique("shared");
     let mut clients = Vec::new();
     for _ in 0..2 {
-        let store = RedisStore::connect(&[server.url()], RedisOptions::default())
+        let store = RedisStore::connect(&urls, RedisOptions::default())
             .await
             .unwrap();
         let limiter = RateLimiter::builder(Config::from_yaml("edge.yaml", CONFIG).unwrap())
@@ -459,6 +458,18 @@ async fn two_services_on_one_redis_share_a_descriptors_limit_exactly() {
     }
     assert_eq!(admitted, 10);
     assert_eq!(remaining, (0..10).rev().collect::<Vec<u32>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_on_one_redis_share_a_descriptors_limit_exactly() {
+    let server = RedisServer::start();
+    two_services_share_a_limit(vec![server.url()]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_on_a_redis_cluster_share_a_descriptors_limit_exactly() {
+    let cluster = redis_test_server::RedisCluster::start();
+    two_services_share_a_limit(cluster.urls()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
