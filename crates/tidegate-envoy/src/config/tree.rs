@@ -23,6 +23,7 @@ pub(crate) struct Node {
 
 /// The rule a request descriptor matched, and the name its statistics go under.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Matched {
     /// The rule.
     pub rule: RuleRef,
