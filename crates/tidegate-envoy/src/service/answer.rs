@@ -39,7 +39,7 @@ pub(super) struct Answer {
     pub(super) over: bool,
     pub(super) shadow: bool,
     pub(super) quota: bool,
-    /// Remaining and limit, for the response headers.
+    /// `(remaining, limit, window, reset)` of a limited descriptor, for the headers.
     pub(super) limited: Option<(u64, u64, Duration, Duration)>,
 }
 
