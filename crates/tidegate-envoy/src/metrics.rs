@@ -7,7 +7,14 @@
 //! of series is bounded by the configuration otherwise).
 
 /// Fraction of the limit past which admitted hits count as `near_limit`, in percent.
-pub(crate) const NEAR_LIMIT_PERCENT: u64 = 80;
+const NEAR_LIMIT_PERCENT: u64 = 80;
+
+/// Of `hits` just admitted, leaving `used` of `limit` used, how many are past the
+/// near-limit threshold `⌊limit × 80 %⌋` (as envoyproxy/ratelimit counts them).
+pub(crate) fn near_hits(hits: u64, used: u64, limit: u64) -> u64 {
+    let threshold = limit.saturating_mul(NEAR_LIMIT_PERCENT) / 100;
+    used.saturating_sub(threshold).min(hits)
+}
 
 /// What happened to one descriptor's hits.
 #[derive(Debug, Clone, Copy)]
@@ -15,8 +22,8 @@ pub(crate) struct Outcome {
     pub hits: u64,
     pub over: bool,
     pub shadow: bool,
-    /// Admitted and past the near-limit threshold.
-    pub near: bool,
+    /// Of the admitted hits, those past the near-limit threshold.
+    pub near: u64,
 }
 
 /// Counts one descriptor's outcome.
@@ -33,8 +40,24 @@ pub(crate) fn record(domain: &str, descriptor: &str, o: Outcome) {
         }
     } else {
         metrics::counter!("tidegate_envoy_within_limit", &labels).increment(o.hits);
-        if o.near {
-            metrics::counter!("tidegate_envoy_near_limit", &labels).increment(o.hits);
+        if o.near > 0 {
+            metrics::counter!("tidegate_envoy_near_limit", &labels).increment(o.near);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::near_hits;
+
+    #[test]
+    fn near_limit_counts_the_admitted_hits_past_80_percent() {
+        // Limit 5: threshold 4.
+        assert_eq!(near_hits(1, 4, 5), 0);
+        assert_eq!(near_hits(1, 5, 5), 1);
+        assert_eq!(near_hits(3, 5, 5), 1);
+        // Limit 10: threshold 8; 7 -> 10 crosses it by 2.
+        assert_eq!(near_hits(3, 10, 10), 2);
+        assert_eq!(near_hits(2, 10, 10), 2);
     }
 }

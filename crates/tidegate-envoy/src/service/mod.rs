@@ -23,7 +23,7 @@ use crate::config::{Config, RuleLimit};
 use crate::error::{BuildError, ConfigError, RequestError};
 use crate::headers;
 use crate::join::join_all;
-use crate::metrics::{self, NEAR_LIMIT_PERCENT, Outcome};
+use crate::metrics::{self, Outcome};
 use crate::request::{self, Descriptor};
 use crate::unit::Unit;
 use answer::{Answer, Target};
@@ -288,9 +288,12 @@ impl RateLimiter {
         }
         for ((t, d), a) in targets.iter().zip(&descriptors).zip(&answers) {
             if let Target::Limited { stat_key, .. } = t {
-                let near = a.limited.is_some_and(|(remaining, limit, _, _)| {
-                    (limit - remaining.min(limit)) * 100 > limit * NEAR_LIMIT_PERCENT
-                });
+                let near = match a.limited {
+                    Some((remaining, limit, _, _)) if !a.over => {
+                        metrics::near_hits(d.hits, limit - remaining.min(limit), limit)
+                    }
+                    _ => 0,
+                };
                 metrics::record(
                     domain,
                     stat_key,
