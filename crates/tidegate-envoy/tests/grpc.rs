@@ -509,7 +509,9 @@ async fn with_redis_stopped_answers_come_within_the_timeout_by_the_failure_polic
             let started = std::time::Instant::now();
             let r = call(c, request("edge", vec![descriptor(&[("client", "z")])])).await;
             let took = started.elapsed();
-            assert!(took < timeout * 3, "{on_error:?} call {i} took {took:?}");
+            // Within the timeout, plus room for a loaded machine (without it a call would
+            // wait for reconnection: seconds).
+            assert!(took < timeout * 5, "{on_error:?} call {i} took {took:?}");
             let expected = match on_error {
                 FailurePolicy::FailOpen => Code::Ok,
                 FailurePolicy::FailClosed => Code::OverLimit,
