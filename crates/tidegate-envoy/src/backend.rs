@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use tidegate::store::memory::OnFull;
 use tidegate::store::redis::{RedisLimiter, RedisStore};
 use tidegate::store::{FailurePolicy, LimitStore};
 use tidegate::{
@@ -24,6 +25,11 @@ impl Backend {
     /// In memory, with the default settings.
     pub fn memory() -> Backend {
         Backend::Memory(MemoryBackend::default())
+    }
+
+    /// In memory, at most `max_keys` keys per rule, `on_full` deciding past that.
+    pub fn memory_with(max_keys: usize, on_full: OnFull) -> Backend {
+        Backend::Memory(MemoryBackend { max_keys, on_full })
     }
 
     /// In Redis through `store` (its `RedisOptions::timeout` bounds every answer), keys
@@ -59,12 +65,17 @@ impl Backend {
 pub struct MemoryBackend {
     /// Most keys each rule holds at once (default 1 million).
     pub max_keys: usize,
+    /// What a rule whose keys fill `max_keys` does with a new key (default
+    /// [`OnFull::Reject`]: the call fails with `UNAVAILABLE`, and Envoy's
+    /// `failure_mode_deny` decides).
+    pub on_full: OnFull,
 }
 
 impl Default for MemoryBackend {
     fn default() -> Self {
         Self {
             max_keys: 1_000_000,
+            on_full: OnFull::default(),
         }
     }
 }
@@ -110,6 +121,7 @@ impl RuleLimiter {
             Backend::Memory(m) => RuleLimiter::Memory(
                 Limiter::builder(policies)
                     .max_keys(m.max_keys)
+                    .on_full(m.on_full)
                     .clock(Arc::clone(clock))
                     .build(),
             ),

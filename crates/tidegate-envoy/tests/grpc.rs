@@ -523,3 +523,27 @@ async fn with_redis_stopped_answers_come_within_the_timeout_by_the_failure_polic
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_memory_store_answers_unavailable_by_default() {
+    use tidegate::store::memory::OnFull;
+    let clock = ManualClock::new(DAY_START_US);
+    let build = |on_full| {
+        RateLimiter::builder(Config::from_yaml("edge.yaml", CONFIG).unwrap())
+            .backend(Backend::memory_with(2, on_full))
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    };
+    let mut reject = serve_and_connect(&build(OnFull::Reject)).await;
+    let mut evict = serve_and_connect(&build(OnFull::Evict)).await;
+    for client in ["a", "b"] {
+        let req = request("edge", vec![descriptor(&[("client", client)])]);
+        assert_eq!(overall(&call(&mut reject, req.clone()).await), Code::Ok);
+        assert_eq!(overall(&call(&mut evict, req).await), Code::Ok);
+    }
+    let third = request("edge", vec![descriptor(&[("client", "c")])]);
+    let e = reject.should_rate_limit(third.clone()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable);
+    assert_eq!(overall(&call(&mut evict, third).await), Code::Ok);
+}
