@@ -7,7 +7,8 @@ use tidegate::store::memory::OnFull;
 use tidegate::store::redis::{RedisLimiter, RedisStore};
 use tidegate::store::{FailurePolicy, LimitStore};
 use tidegate::{
-    Algorithm, Clock, CoarseClock, Decision, LimitError, Limiter, PolicyError, PolicySet,
+    Algorithm, Clock, CoarseClock, Decision, LimitError, Limiter, Policy, PolicyError, PolicySet,
+    SystemClock,
 };
 
 /// The store of a [`RateLimiter`](crate::RateLimiter)'s counters.
@@ -98,14 +99,16 @@ pub(crate) type SharedClock = Arc<dyn Clock>;
 /// The limiter of one rule (or one override), in the backend's store.
 pub(crate) enum RuleLimiter {
     Memory(Limiter<PolicySet, String, SharedClock>),
-    Redis(RedisLimiter),
+    /// With the window (µs) of an epoch-aligned fixed window, the only policy: its
+    /// counters are keyed by window as well (see [`RuleLimiter::decide`]).
+    Redis(RedisLimiter, Option<u64>),
 }
 
 impl std::fmt::Debug for RuleLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RuleLimiter::Memory(_) => f.write_str("RuleLimiter::Memory"),
-            RuleLimiter::Redis(r) => write!(f, "RuleLimiter::Redis({r:?})"),
+            RuleLimiter::Redis(r, _) => write!(f, "RuleLimiter::Redis({r:?})"),
         }
     }
 }
@@ -125,13 +128,20 @@ impl RuleLimiter {
                     .clock(Arc::clone(clock))
                     .build(),
             ),
-            Backend::Redis(r) => RuleLimiter::Redis(
-                r.store
-                    .limiter("envoy", policies)
-                    .namespace(&r.namespace)
-                    .on_error(r.on_error)
-                    .build()?,
-            ),
+            Backend::Redis(r) => {
+                let epoch_window = match policies.policies() {
+                    [Policy::FixedWindow(w)] if w.is_epoch_aligned() => Some(w.params().1),
+                    _ => None,
+                };
+                RuleLimiter::Redis(
+                    r.store
+                        .limiter("envoy", policies)
+                        .namespace(&r.namespace)
+                        .on_error(r.on_error)
+                        .build()?,
+                    epoch_window,
+                )
+            }
         })
     }
 
@@ -139,7 +149,7 @@ impl RuleLimiter {
     pub(crate) fn capacity(&self) -> u64 {
         match self {
             RuleLimiter::Memory(l) => l.algorithm().capacity(),
-            RuleLimiter::Redis(r) => r.policies().capacity(),
+            RuleLimiter::Redis(r, _) => r.policies().capacity(),
         }
     }
 
@@ -147,7 +157,7 @@ impl RuleLimiter {
     pub(crate) fn policies(&self) -> &PolicySet {
         match self {
             RuleLimiter::Memory(l) => l.algorithm(),
-            RuleLimiter::Redis(r) => r.policies(),
+            RuleLimiter::Redis(r, _) => r.policies(),
         }
     }
 
@@ -169,12 +179,31 @@ impl RuleLimiter {
                     l.peek_at(key, cost, now)
                 }
             }
-            RuleLimiter::Redis(r) => {
+            RuleLimiter::Redis(r, None) => {
                 if commit {
                     r.acquire(key, cost, at).await
                 } else {
                     r.peek(key, cost, at).await
                 }
+            }
+            // An epoch-aligned fixed window: as envoyproxy/ratelimit keys its counters,
+            // the key names the window (`now / window`, on this process's clock), so a
+            // new window is a new counter at the boundary whatever the store's own
+            // window does; the reset is the time to that boundary.
+            RuleLimiter::Redis(r, Some(window)) => {
+                let now = at.unwrap_or_else(|| SystemClock.now_micros());
+                let key = format!("{key}|#{}", now / window);
+                let mut d = if commit {
+                    r.acquire(&key, cost, at).await
+                } else {
+                    r.peek(&key, cost, at).await
+                }?;
+                let to_boundary = window - now % window;
+                d.reset_after_us = to_boundary;
+                if !d.allowed {
+                    d.retry_after_us = Some(to_boundary);
+                }
+                Ok(d)
             }
         }
     }

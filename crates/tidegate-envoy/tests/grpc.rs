@@ -147,7 +147,6 @@ async fn n_hits_then_over_limit_with_the_reset_at_the_epoch_minute_boundary_in_m
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the Redis script's fixed_window align=epoch"]
 async fn n_hits_then_over_limit_with_the_reset_at_the_epoch_minute_boundary_on_redis() {
     n_hits_then_over_limit(Store::Redis(RedisServer::start())).await;
 }
