@@ -101,7 +101,7 @@ pub(crate) enum RuleLimiter {
     Memory(Limiter<PolicySet, String, SharedClock>),
     /// With the window (µs) of an epoch-aligned fixed window, the only policy: its
     /// counters are keyed by window as well (see [`RuleLimiter::decide`]).
-    Redis(RedisLimiter, Option<u64>),
+    Redis(Box<RedisLimiter>, Option<u64>),
 }
 
 impl std::fmt::Debug for RuleLimiter {
@@ -134,11 +134,13 @@ impl RuleLimiter {
                     _ => None,
                 };
                 RuleLimiter::Redis(
-                    r.store
-                        .limiter("envoy", policies)
-                        .namespace(&r.namespace)
-                        .on_error(r.on_error)
-                        .build()?,
+                    Box::new(
+                        r.store
+                            .limiter("envoy", policies)
+                            .namespace(&r.namespace)
+                            .on_error(r.on_error)
+                            .build()?,
+                    ),
                     epoch_window,
                 )
             }
