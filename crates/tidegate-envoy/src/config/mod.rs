@@ -116,10 +116,14 @@ impl Config {
             message: source.to_string(),
             source,
         })?;
+        let domain_line = text
+            .lines()
+            .position(|l| l.trim_end().starts_with("domain:"))
+            .map(|i| i + 1);
         if raw.domain.is_empty() {
             return Err(ConfigError::Invalid {
                 file: file.to_string(),
-                line: None,
+                line: domain_line,
                 field: "domain".into(),
                 message: "config file cannot have empty domain".into(),
             });
@@ -127,7 +131,7 @@ impl Config {
         if self.domains.contains_key(&raw.domain) && !self.options.merge_domains {
             return Err(ConfigError::Invalid {
                 file: file.to_string(),
-                line: None,
+                line: domain_line,
                 field: "domain".into(),
                 message: format!("duplicate domain '{}' in config file", raw.domain),
             });
