@@ -16,8 +16,7 @@ pub(super) struct Inner {
     pub(super) processing_interval: Duration,
     pub(super) max_batch_size: usize,
     pub(super) max_retries: u32,
-    pub(super) retry_delay: Duration,
-    pub(super) jitter: Duration,
+    pub(super) backoff: Backoff,
     pub(super) dead_letter_after: u32,
     pub(super) processor: Processor,
     pub(super) dead_letter: Option<DeadLetterSink>,
@@ -432,20 +431,15 @@ impl EventTracker {
         true
     }
 
-    /// `retry_delay × 2^(attempt-1)` plus up to `jitter`.
+    /// The retry schedule's delay after failed attempt `attempt`, its jitter drawn from
+    /// the retry sequence number.
     fn retry_delay(&self, attempt: u32) -> Duration {
         let inner = &*self.inner;
-        let base = inner.retry_delay.saturating_mul(
-            1u32.checked_shl(attempt.saturating_sub(1))
-                .unwrap_or(u32::MAX),
-        );
-        if inner.jitter.is_zero() {
-            return base;
-        }
         let seq = inner.retry_seq.load(Ordering::Relaxed);
-        let random = ahash::RandomState::new().hash_one(seq);
-        let jitter_us = duration_to_micros(inner.jitter);
-        base + micros_to_duration(random % (jitter_us + 1))
+        let random = ahash::RandomState::new().hash_one(seq) >> 11;
+        inner
+            .backoff
+            .delay(attempt, random as f64 / (1u64 << 53) as f64)
     }
 
     /// Stops the processing loop and processes what is pending now: each batch gets

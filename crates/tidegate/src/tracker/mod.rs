@@ -58,13 +58,17 @@ pub use redis::{TRACKER_LUA, settings_args};
 use {builder::*, config::*, error::*, event_tracker::*, stats::*};
 
 use self::core::{DetailLimits, RecordSettings};
+use crate::Backoff;
 use crate::error::PolicyError;
-use crate::time::{Clock, SystemClock, duration_to_micros, micros_to_duration};
+use crate::time::{Clock, SystemClock, duration_to_micros};
 use memory::{Bounds, MemoryRecords};
 use store::{Claimed, Reconfigured, Records};
 
 /// Compare-and-set attempts of `update_config` against concurrent updates of a record.
 pub(super) const UPDATE_ATTEMPTS: usize = 16;
+
+/// Default longest delay between retries of a failed processor call.
+pub const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
 /// Default most records of a tracker.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
