@@ -300,10 +300,7 @@ async fn backend(policies: &PolicySet, store: &str) -> Result<Backend> {
             .build::<String>();
         return Ok(Backend::Memory(limiter, clock));
     }
-    let options = RedisOptions {
-        timeout: std::time::Duration::from_secs(5),
-        ..RedisOptions::default()
-    };
+    let options = RedisOptions::default().with_timeout(std::time::Duration::from_secs(5));
     let redis = RedisStore::connect_str(store, options)
         .await
         .with_context(|| format!("--store {store}"))?;

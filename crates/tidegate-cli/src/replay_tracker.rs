@@ -80,10 +80,7 @@ async fn tracker_store(store: &str) -> Result<TrackerStore> {
     if store == "memory" {
         return Ok(TrackerStore::Memory);
     }
-    let options = RedisOptions {
-        timeout: std::time::Duration::from_secs(5),
-        ..RedisOptions::default()
-    };
+    let options = RedisOptions::default().with_timeout(std::time::Duration::from_secs(5));
     let redis = RedisStore::connect_str(store, options)
         .await
         .with_context(|| format!("--store {store}"))?;

@@ -194,10 +194,7 @@ fn main() {
     runtime.block_on(async {
         let store = RedisStore::connect_str(
             &url,
-            RedisOptions {
-                timeout: Duration::from_secs(2),
-                ..RedisOptions::default()
-            },
+            RedisOptions::default().with_timeout(Duration::from_secs(2)),
         )
         .await
         .expect("Redis must be reachable");
