@@ -464,6 +464,15 @@ impl RedisStore {
         .map(|_| ())
     }
 
+    /// The error of a call that got no answer within `timeout`.
+    #[cfg(feature = "queue")]
+    pub(crate) fn timeout_error(&self, timeout: Duration) -> RedisStoreError {
+        RedisStoreError::Timeout {
+            urls: self.inner.urls.clone(),
+            timeout,
+        }
+    }
+
     async fn bounded<T>(
         &self,
         timeout: Duration,
