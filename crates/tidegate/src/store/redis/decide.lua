@@ -16,13 +16,16 @@
 -- Reply: for each request { all_allowed, now, then per policy: allowed, limit,
 --        remaining, retry_after, reset_after, delay } with -1 for "none".
 
-local reply, r = {}, 0
-local values, expiries = {}, {}
+-- Tables are built with room for one request of one policy (a reply is never shorter
+-- than 8 values): the script, and these with it, is created anew on every call, and a
+-- table that grows is rebuilt at every power of two.
+local reply, r = {false, false, false, false, false, false, false, false}, 0
+local values, expiries = {false}, {false}
 
 -- The policy sets, parsed once per call: sets[p] = {n, then per policy its 8 values:
 -- alg, L, W, B and the GCRA constants period, parts, tol_us, tol_frac (read only for
 -- the GCRA family; the other algorithms get 0s and never look at them)}.
-local sets = {}
+local sets = {false}
 local a = 3
 for p = 1, tonumber(ARGV[2]) do
   local n = tonumber(ARGV[a])
