@@ -282,10 +282,7 @@ impl std::fmt::Display for Summary {
 
 /// Connects to the Redis of `--store URL`, with a timeout long enough for a replay.
 pub(crate) async fn connect(store: &str) -> Result<RedisStore> {
-    let options = RedisOptions {
-        timeout: std::time::Duration::from_secs(5),
-        ..RedisOptions::default()
-    };
+    let options = RedisOptions::default().with_timeout(std::time::Duration::from_secs(5));
     RedisStore::connect_str(store, options)
         .await
         .with_context(|| format!("--store {store}"))

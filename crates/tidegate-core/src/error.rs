@@ -1,5 +1,7 @@
 //! Errors of the library, each naming what was wrong and why.
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
 /// A policy that cannot be used: names the field and the reason.
@@ -58,7 +60,7 @@ pub enum CostError {
 }
 
 /// Why a limiter could not decide.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, Error)]
 #[non_exhaustive]
 pub enum LimitError {
     /// The cost can never be admitted by this limiter's policies.
@@ -73,10 +75,38 @@ pub enum LimitError {
     /// A remote store failed an operation that has no failure policy (reset, listing).
     #[error("store error: {message}")]
     Store {
-        /// What the store reported.
+        /// What the store reported (the source's own text).
         message: String,
+        /// The store's error itself, for callers that inspect or downcast it.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
     },
 }
+
+impl LimitError {
+    /// A [`LimitError::Store`] carrying `source` (its text becomes the message).
+    pub fn store(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Store {
+            message: source.to_string(),
+            source: Arc::new(source),
+        }
+    }
+}
+
+/// Errors are equal when they say the same; a store error's source is compared by its
+/// text, which is all two independent sources can share.
+impl PartialEq for LimitError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Cost(a), Self::Cost(b)) => a == b,
+            (Self::StoreFull { max_keys: a }, Self::StoreFull { max_keys: b }) => a == b,
+            (Self::Store { message: a, .. }, Self::Store { message: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for LimitError {}
 
 #[cfg(test)]
 mod tests {
@@ -89,6 +119,16 @@ mod tests {
             e.to_string(),
             "invalid policy `login`: `window` must be greater than zero"
         );
+    }
+
+    #[test]
+    fn store_error_keeps_its_source_and_its_text() {
+        let io = std::io::Error::other("connection reset");
+        let e = LimitError::store(io);
+        assert_eq!(e.to_string(), "store error: connection reset");
+        let source = std::error::Error::source(&e).expect("a source");
+        assert_eq!(source.to_string(), "connection reset");
+        assert_eq!(e.clone(), e);
     }
 
     #[test]

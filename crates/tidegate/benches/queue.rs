@@ -6,6 +6,9 @@
 //!   start until it completed them all).
 //! - `rate`: a `50/1s` (burst 1) rate over 10 s with 4 concurrent slots: starts counted
 //!   in each second after the first start (target: 50 +-1 in every second).
+//! - `push`: jobs/s of `push` (one job per call) by 1 and 64 concurrent producers, and
+//!   the jobs per script call (concurrent pushes share one; measured on the bench's own
+//!   server). Only with `--push-only`, which runs just this.
 //!
 //! Sizes: `JOBS_C1` (5000), `JOBS_C50` (20000), `RATE` (50) from the environment, as
 //! `scripts/bench-queue` sets them, or `--jobs-c1`, `--jobs`, `--rate`, `--rate-secs`.
@@ -13,7 +16,7 @@
 //! Starts its own redis-server (from `PATH`) unless `--redis URL` is given.
 //!
 //! Run: `cargo bench -p tidegate --features queue --bench queue [-- --redis URL]
-//! [--jobs N] [--rate-secs S]`
+//! [--jobs N] [--rate-secs S] [--push-only]`
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +34,7 @@ struct Args {
     jobs: u64,
     rate: u64,
     rate_secs: u64,
+    push_only: bool,
 }
 
 fn args() -> Args {
@@ -47,11 +51,13 @@ fn args() -> Args {
         jobs: env("JOBS_C50", 20_000),
         rate: env("RATE", 50),
         rate_secs: 10,
+        push_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--redis" => a.redis = it.next(),
+            "--push-only" => a.push_only = true,
             "--jobs" => a.jobs = it.next().and_then(|v| v.parse().ok()).expect("--jobs N"),
             "--jobs-c1" => a.jobs_c1 = it.next().and_then(|v| v.parse().ok()).expect("--jobs-c1 N"),
             "--rate" => a.rate = it.next().and_then(|v| v.parse().ok()).expect("--rate N"),
@@ -178,6 +184,52 @@ async fn rate(store: &RedisStore, per_s: u64, secs: u64) {
     q.clear().await.unwrap();
 }
 
+/// EVALSHA calls so far, from `INFO commandstats` (when the bench started the server).
+fn script_calls(server: Option<&RedisServer>) -> Option<u64> {
+    let info = server?.cli(&["INFO", "commandstats"]);
+    let line = info.lines().find(|l| l.starts_with("cmdstat_evalsha:"))?;
+    line.split(&[':', ','][..])
+        .find_map(|kv| kv.strip_prefix("calls="))
+        .and_then(|v| v.parse().ok())
+}
+
+/// `push` of one job at a time by `tasks` concurrent producers, `jobs` in all: jobs/s
+/// and, on the bench's own server, jobs per script call.
+async fn push_concurrent(store: &RedisStore, server: Option<&RedisServer>, tasks: u64, jobs: u64) {
+    let q = fresh_queue(store, &format!("bench-push-{tasks}")).await;
+    let calls_before = script_calls(server);
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let q = q.clone();
+        handles.push(tokio::spawn(async move {
+            for i in (t..jobs).step_by(tasks as usize) {
+                q.push(Job::new(json!({ "n": i }))).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let calls = script_calls(server)
+        .zip(calls_before)
+        .map(|(after, before)| after - before);
+    println!(
+        "{}",
+        json!({
+            "system": "tidegate",
+            "test": "push",
+            "concurrency": tasks,
+            "jobs": jobs,
+            "seconds": (secs * 1000.0).round() / 1000.0,
+            "jobs_per_s": (jobs as f64 / secs).round(),
+            "jobs_per_script_call": calls.map(|c| ((jobs as f64 / c.max(1) as f64) * 10.0).round() / 10.0),
+        })
+    );
+    q.clear().await.unwrap();
+}
+
 fn main() {
     let a = args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -194,16 +246,21 @@ fn main() {
     runtime.block_on(async {
         let store = RedisStore::connect_str(
             &url,
-            RedisOptions {
-                timeout: Duration::from_secs(2),
-                ..RedisOptions::default()
-            },
+            RedisOptions::default().with_timeout(Duration::from_secs(2)),
         )
         .await
         .expect("Redis must be reachable");
         noop(&store, 8, 500, false).await; // warm-up (script load, connections)
-        noop(&store, 1, a.jobs_c1.max(1), true).await;
-        noop(&store, 50, a.jobs.max(1), true).await;
+        if !a.push_only {
+            noop(&store, 1, a.jobs_c1.max(1), true).await;
+            noop(&store, 50, a.jobs.max(1), true).await;
+        }
+        if a.push_only {
+            for tasks in [1, 64] {
+                push_concurrent(&store, server.as_ref(), tasks, a.jobs.max(1)).await;
+            }
+            return;
+        }
         rate(&store, a.rate.max(1), a.rate_secs.max(1)).await;
     });
 }

@@ -288,10 +288,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let options = RedisOptions {
-            timeout: Duration::from_secs(2),
-            ..RedisOptions::default()
-        };
+        let options = RedisOptions::default().with_timeout(Duration::from_secs(2));
         let store = RedisStore::connect(&[server.url()], options).await.unwrap();
         for keys in [1u64, 10_000] {
             for tasks in [1usize, 64] {
@@ -312,11 +309,7 @@ fn main() {
             return;
         }
         for batch_max in [64, 1] {
-            let options = RedisOptions {
-                timeout: Duration::from_secs(2),
-                batch_max,
-                ..RedisOptions::default()
-            };
+            let options = RedisOptions::default().with_timeout(Duration::from_secs(2)).with_batch_max(batch_max);
             let store = RedisStore::connect(&[server.url()], options).await.unwrap();
             let label = if batch_max > 1 { "batched" } else { "unbatched" };
             for keys in [1u64, 10_000] {

@@ -124,10 +124,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let store = RedisStore::connect_str(
         &a.redis,
-        RedisOptions {
-            timeout: Duration::from_secs(2),
-            ..RedisOptions::default()
-        },
+        RedisOptions::default().with_timeout(Duration::from_secs(2)),
     )
     .await
     .map_err(|e| {

@@ -483,6 +483,45 @@ async fn stats_of_an_unknown_queue_is_an_error_and_clear_empties_a_queue() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_sharing_script_calls_each_get_the_ids_of_their_own_jobs() {
+    let server = RedisServer::start();
+    let q = queue(&server, "shared").await;
+    // 64 producers, each pushing single jobs and small batches at the same time.
+    let mut handles = Vec::new();
+    for p in 0..64u64 {
+        let q = q.clone();
+        handles.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in 0..5u64 {
+                let id = q.push(Job::new(json!([p, i, 0]))).await.unwrap();
+                mine.push((id, json!([p, i, 0])));
+                let jobs: Vec<Job> = (1..=3).map(|k| Job::new(json!([p, i, k]))).collect();
+                let ids = q.push_many(&jobs).await.unwrap();
+                assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order: {ids:?}");
+                for (k, id) in (1..=3).zip(ids) {
+                    mine.push((id, json!([p, i, k])));
+                }
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    assert_eq!(all.len(), 64 * 5 * 4);
+    let mut ids: Vec<_> = all.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all.len(), "every job has its own id");
+    for (id, payload) in &all {
+        let job = q.job(*id).await.unwrap().expect("the job exists");
+        assert_eq!(&job.payload, payload, "job {id}");
+    }
+    assert_eq!(q.stats().await.unwrap().pending(), all.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_job_in_a_batch_writes_nothing() {
     let server = RedisServer::start();
     let q = queue(&server, "batch").await;

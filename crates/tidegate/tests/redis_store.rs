@@ -201,10 +201,7 @@ fn lua_muldiv_is_exact_for_products_beyond_2_to_the_53() {
 
 /// Options for tests that need every decision answered by Redis, even on a busy machine.
 fn patient() -> RedisOptions {
-    RedisOptions {
-        timeout: Duration::from_secs(2),
-        ..RedisOptions::default()
-    }
+    RedisOptions::default().with_timeout(Duration::from_secs(2))
 }
 
 async fn connect(urls: &[String], options: RedisOptions) -> RedisStore {
@@ -242,10 +239,7 @@ async fn hammer_one_key(urls: Vec<String>) {
         // A separate connection per client, as separate instances would have.
         let store = connect(
             &urls,
-            RedisOptions {
-                timeout: Duration::from_secs(5),
-                ..RedisOptions::default()
-            },
+            RedisOptions::default().with_timeout(Duration::from_secs(5)),
         )
         .await;
         stores.push(store.clone());
@@ -289,13 +283,11 @@ fn clients_on_separate_connections_admit_exactly_the_limit_of_one_key() {
 }
 
 fn outage_options() -> RedisOptions {
-    RedisOptions {
-        timeout: Duration::from_millis(50),
-        connect_timeout: Duration::from_millis(500),
-        breaker_threshold: 3,
-        breaker_cooldown: Duration::from_millis(200),
-        ..RedisOptions::default()
-    }
+    RedisOptions::default()
+        .with_timeout(Duration::from_millis(50))
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_breaker_threshold(3)
+        .with_breaker_cooldown(Duration::from_millis(200))
 }
 
 /// Every decision in an outage comes back within the timeout (plus scheduling slack).
@@ -501,10 +493,7 @@ fn invalid_store_urls_and_names_are_clear_errors() {
     });
     let refused = runtime().block_on(RedisStore::connect(
         &["redis://127.0.0.1:1".to_string()],
-        RedisOptions {
-            connect_timeout: Duration::from_millis(300),
-            ..RedisOptions::default()
-        },
+        RedisOptions::default().with_connect_timeout(Duration::from_millis(300)),
     ));
     assert!(refused.is_err());
 }
@@ -626,11 +615,9 @@ fn rediss_urls_decide_over_tls() {
     ]);
     runtime().block_on(async {
         let url = format!("rediss://127.0.0.1:{tls_port}");
-        let options = RedisOptions {
-            tls_ca_file: Some(dir.join("ca.crt")),
-            timeout: Duration::from_secs(2),
-            ..RedisOptions::default()
-        };
+        let options = RedisOptions::default()
+            .with_tls_ca_file(Some(dir.join("ca.crt")))
+            .with_timeout(Duration::from_secs(2));
         let store = RedisStore::connect(std::slice::from_ref(&url), options)
             .await
             .unwrap();
@@ -649,10 +636,7 @@ fn rediss_urls_decide_over_tls() {
         // Without the CA the server's certificate is not trusted: a clear error.
         let untrusted = RedisStore::connect(
             &[url],
-            RedisOptions {
-                connect_timeout: Duration::from_millis(500),
-                ..RedisOptions::default()
-            },
+            RedisOptions::default().with_connect_timeout(Duration::from_millis(500)),
         )
         .await;
         assert!(untrusted.is_err());
@@ -666,12 +650,10 @@ fn a_store_opened_while_redis_is_down_follows_the_failure_policy_then_recovers()
     let server = RedisServer::start();
     server.kill();
     runtime().block_on(async {
-        let options = RedisOptions {
-            timeout: Duration::from_millis(100),
-            connect_timeout: Duration::from_millis(200),
-            breaker_cooldown: Duration::from_millis(100),
-            ..RedisOptions::default()
-        };
+        let options = RedisOptions::default()
+            .with_timeout(Duration::from_millis(100))
+            .with_connect_timeout(Duration::from_millis(200))
+            .with_breaker_cooldown(Duration::from_millis(100));
         assert!(
             RedisStore::connect(&[server.url()], options.clone())
                 .await

@@ -31,10 +31,8 @@ impl Store {
     #[cfg(feature = "redis")]
     async fn redis() -> Self {
         let server = redis_test_server::RedisServer::start();
-        let options = tidegate::store::redis::RedisOptions {
-            timeout: Duration::from_secs(2),
-            ..Default::default()
-        };
+        let options =
+            tidegate::store::redis::RedisOptions::default().with_timeout(Duration::from_secs(2));
         let store = tidegate::store::redis::RedisStore::connect(&[server.url()], options)
             .await
             .unwrap();

@@ -228,12 +228,10 @@ async fn open(
     name: &str,
     timeout: Duration,
 ) -> Result<WorkQueue> {
-    let options = RedisOptions {
-        timeout,
-        connect_timeout: timeout,
-        tls_ca_file: tls_ca_file.map(Path::to_path_buf),
-        ..RedisOptions::default()
-    };
+    let options = RedisOptions::default()
+        .with_timeout(timeout)
+        .with_connect_timeout(timeout)
+        .with_tls_ca_file(tls_ca_file.map(Path::to_path_buf));
     let store = RedisStore::connect_str(url, options)
         .await
         .with_context(|| format!("cannot reach Redis for queue `{name}`"))?;

@@ -37,6 +37,7 @@ pub trait LimitStore: Send + Sync {
 /// What a limiter backed by a remote store answers when the store cannot answer in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FailurePolicy {
     /// Admit every request (availability over protection).
     FailOpen,

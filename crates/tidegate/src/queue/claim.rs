@@ -29,6 +29,7 @@ pub struct ClaimedJob {
 
 /// What a claim got.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Claim {
     /// A job, now active under this worker's lease.
     Job(ClaimedJob),

@@ -1,16 +1,19 @@
 //! [`WorkQueue`]: the handle on one queue in Redis; every operation is one call of the
 //! queue script.
 
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use redis::{Script, Value};
+use tokio::sync::{mpsc, oneshot};
 
 use super::claim::claim_args;
 use super::job::check_name;
 use super::reply::{history_of, int, json_of, text};
 use super::*;
 use crate::store::redis::RedisStore;
+use crate::store::redis::batcher::{self, BatchCall, Counters, Queued};
 
 /// The queue script: the Lua algorithms (for GCRA), then the queue's operations.
 const QUEUE_LUA: &str = crate::store::redis::lua_script!("queue/queue.lua");
@@ -19,6 +22,91 @@ static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(QUEUE_LUA));
 
 /// Most jobs written by one script call of [`WorkQueue::push_many`].
 const PUSH_CHUNK: usize = 2_000;
+
+/// Most concurrent pushes of one queue sent in one script call.
+const PUSH_BATCH: usize = 64;
+
+/// Batched push calls of one queue under way at once.
+const PUSH_IN_FLIGHT: usize = 4;
+
+/// Pushes of at most this many jobs share script calls (so one call writes at most
+/// [`PUSH_CHUNK`] jobs); a larger push is a call of its own.
+const PUSH_SHARED_JOBS: usize = PUSH_CHUNK / PUSH_BATCH;
+
+/// One push's encoded jobs: payload, priority, group, delay ms each.
+type EncodedJobs = Vec<[String; 4]>;
+
+/// Concurrent pushes of one queue through the Redis batcher: their jobs go, in order,
+/// into one `push` call, and each caller gets the ids of its own jobs.
+#[derive(Debug)]
+struct PushCall {
+    store: RedisStore,
+    name: String,
+    meta: String,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl PushCall {
+    /// Writes `pushes` (each a caller's jobs, in order) in one script call; the ids of
+    /// every job, in the same order.
+    async fn push(&self, pushes: &[&[[String; 4]]]) -> Result<Vec<JobId>, QueueError> {
+        let jobs: usize = pushes.iter().map(|p| p.len()).sum();
+        let mut invocation = SCRIPT.key(&self.meta);
+        invocation.arg("push").arg(&self.prefix).arg(jobs);
+        for job in pushes.iter().flat_map(|p| p.iter()) {
+            for a in job {
+                invocation.arg(a);
+            }
+        }
+        let reply: Value = self.store.run_script(&invocation, self.timeout).await?;
+        let bad = |reason: String| QueueError::Reply {
+            name: self.name.clone(),
+            operation: "push",
+            reason,
+        };
+        let Value::Array(values) = reply else {
+            return Err(bad(format!("{reply:?}")));
+        };
+        if values.len() != jobs {
+            return Err(bad(format!("{} ids for {jobs} jobs", values.len())));
+        }
+        values
+            .iter()
+            .map(|v| {
+                int(v)
+                    .map(|id| id as u64)
+                    .ok_or_else(|| bad(format!("{v:?}")))
+            })
+            .collect()
+    }
+}
+
+impl BatchCall for PushCall {
+    type Request = EncodedJobs;
+    type Answer = Result<Vec<JobId>, QueueError>;
+    type Group = ();
+
+    fn group(&self, _request: &EncodedJobs) {}
+
+    async fn call(&self, requests: Vec<&EncodedJobs>) -> Vec<Self::Answer> {
+        let pushes: Vec<&[[String; 4]]> = requests.iter().map(|r| r.as_slice()).collect();
+        match self.push(&pushes).await {
+            Ok(ids) => {
+                let mut rest = ids.as_slice();
+                requests
+                    .iter()
+                    .map(|r| {
+                        let (mine, after) = rest.split_at(r.len());
+                        rest = after;
+                        Ok(mine.to_vec())
+                    })
+                    .collect()
+            }
+            Err(e) => requests.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+}
 
 /// Settings of a [`WorkQueue`] handle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +138,10 @@ pub struct WorkQueue {
     prefix: String,
     meta: String,
     options: QueueOptions,
+    /// The batching task of small pushes, shared by clones, started on first use.
+    pusher: Arc<OnceLock<mpsc::Sender<Queued<PushCall>>>>,
+    /// Small pushes under way through this handle and its clones.
+    pushing: Arc<AtomicUsize>,
 }
 
 impl WorkQueue {
@@ -73,6 +165,8 @@ impl WorkQueue {
             name: name.to_string(),
             store,
             options,
+            pusher: Arc::default(),
+            pushing: Arc::default(),
         })
     }
 
@@ -126,7 +220,9 @@ impl WorkQueue {
 
     /// Pushes several jobs, in order. Every job is validated before anything is written
     /// (an invalid one fails the whole call, naming its position and field); up to 2000
-    /// jobs are written atomically per script call.
+    /// jobs are written atomically per script call. Small pushes made at the same time
+    /// (of up to 31 jobs) share script calls: each still gets the ids of its own jobs,
+    /// in its order.
     pub async fn push_many(&self, jobs: &[Job]) -> Result<Vec<JobId>, QueueError> {
         let mut encoded = Vec::with_capacity(jobs.len());
         for (i, job) in jobs.iter().enumerate() {
@@ -151,22 +247,72 @@ impl WorkQueue {
                 (job.delay.as_millis() as u64).to_string(),
             ]);
         }
+        if encoded.is_empty() {
+            return Ok(Vec::new());
+        }
+        if encoded.len() <= PUSH_SHARED_JOBS {
+            return self.push_shared(encoded).await;
+        }
+        let call = self.push_call();
         let mut ids = Vec::with_capacity(jobs.len());
         for chunk in encoded.chunks(PUSH_CHUNK) {
-            let mut args = Vec::with_capacity(1 + 4 * chunk.len());
-            args.push(chunk.len().to_string());
-            for job in chunk {
-                args.extend(job.iter().cloned());
-            }
-            let reply = self.call("push", &args).await?;
-            let Value::Array(values) = reply else {
-                return Err(self.reply_error("push", format!("{reply:?}")));
-            };
-            for v in &values {
-                ids.push(int(v).ok_or_else(|| self.reply_error("push", format!("{v:?}")))? as u64);
-            }
+            ids.extend(call.push(&[chunk]).await?);
         }
         Ok(ids)
+    }
+
+    fn push_call(&self) -> PushCall {
+        PushCall {
+            store: self.store.clone(),
+            name: self.name.clone(),
+            meta: self.meta.clone(),
+            prefix: self.prefix.clone(),
+            timeout: self.options.timeout,
+        }
+    }
+
+    /// A small push: alone, it is its own call (no hand-over to the batching task); made
+    /// while another is under way, it goes through the batcher and shares a script call
+    /// with the pushes waiting at the same time.
+    async fn push_shared(&self, jobs: EncodedJobs) -> Result<Vec<JobId>, QueueError> {
+        struct Pushing<'a>(&'a AtomicUsize);
+        impl Drop for Pushing<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        let alone = self.pushing.fetch_add(1, Ordering::Relaxed) == 0;
+        let _pushing = Pushing(&self.pushing);
+        if alone {
+            return self.push_call().push(&[&jobs]).await;
+        }
+        self.push_batched(jobs).await
+    }
+
+    /// A push through the batcher. Bounded by the queue's timeout from the caller's side
+    /// too; a push still waiting to be sent when it gives up is never sent.
+    async fn push_batched(&self, jobs: EncodedJobs) -> Result<Vec<JobId>, QueueError> {
+        let pusher = self.pusher.get_or_init(|| {
+            batcher::spawn(
+                Arc::new(self.push_call()),
+                PUSH_BATCH,
+                PUSH_IN_FLIGHT,
+                Arc::new(Counters::default()),
+            )
+        });
+        let (reply, answer) = oneshot::channel();
+        let stopped = || self.reply_error("push", "the queue's batching task has stopped");
+        pusher
+            .send(Queued {
+                request: jobs,
+                reply,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        match tokio::time::timeout(self.options.timeout, answer).await {
+            Ok(answer) => answer.map_err(|_| stopped())?,
+            Err(_) => Err(self.store.timeout_error(self.options.timeout).into()),
+        }
     }
 
     /// Claims the next job, if the rates admit a start now. Stalled jobs (expired

@@ -16,23 +16,46 @@
 -- Reply: for each request { all_allowed, now, then per policy: allowed, limit,
 --        remaining, retry_after, reset_after, delay } with -1 for "none".
 
-local reply, r = {}, 0
-local values, expiries = {}, {}
+-- Tables are built with room for one request of one policy (a reply is never shorter
+-- than 8 values): the script, and these with it, is created anew on every call, and a
+-- table that grows is rebuilt at every power of two.
+local reply, r = {false, false, false, false, false, false, false, false}, 0
+local values, expiries = {false}, {false}
 
 -- The policy sets, parsed once per call: sets[p] = {n, then per policy its 8 values:
--- alg, L, W, B and the GCRA constants period, parts, tol_us, tol_frac}.
-local sets = {}
+-- alg, L, W, B and the GCRA constants period, parts, tol_us, tol_frac (read only for
+-- the GCRA family; the other algorithms get 0s and never look at them)}.
+local sets = {false}
 local a = 3
 for p = 1, tonumber(ARGV[2]) do
   local n = tonumber(ARGV[a])
-  local set = {n}
+  -- Room for one policy from the start (the usual case): filling it never grows it.
+  local set = {n, false, false, false, false, false, false, false, false}
   for i = 0, n - 1 do
-    local base = a + 1 + 8 * i
-    set[2 + 8 * i] = ARGV[base]
-    for j = 1, 7 do set[2 + 8 * i + j] = tonumber(ARGV[base + j]) end
+    local base, s = a + 1 + 8 * i, 2 + 8 * i
+    local alg = ARGV[base]
+    set[s], set[s + 1], set[s + 2], set[s + 3] =
+      alg, tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
+    if alg == 'gcra' or alg == 'leaky_bucket' or alg == 'token_bucket' then
+      set[s + 4], set[s + 5], set[s + 6], set[s + 7] = tonumber(ARGV[base + 4]),
+        tonumber(ARGV[base + 5]), tonumber(ARGV[base + 6]), tonumber(ARGV[base + 7])
+    end
   end
   sets[p] = set
   a = a + 1 + 8 * n
+end
+
+-- The requests' policy set, cost and extra TTL, parsed once per distinct string: a
+-- batch repeats the same few, and tonumber (strtod) is the dearest step of a request.
+-- Built with the usual ones, so a typical batch never grows it.
+local numbers = {['0'] = 0, ['1'] = 1, ['2'] = 2}
+local function number(s)
+  local x = numbers[s]
+  if not x then
+    x = tonumber(s)
+    numbers[s] = x
+  end
+  return x
 end
 
 -- The server's time, read once per call and only if a request asks for it.
@@ -41,8 +64,10 @@ local server_now = nil
 -- Decides the request whose keys start at KEYS[k] and arguments at ARGV[a]; appends its
 -- reply; returns its number of policies.
 local function decide(k, a)
-  local set = sets[tonumber(ARGV[a])]
-  local now = tonumber(ARGV[a + 1])
+  local set = sets[number(ARGV[a])]
+  local now_arg = ARGV[a + 1]
+  local now = -1
+  if now_arg ~= '-1' then now = tonumber(now_arg) end
   if now < 0 then
     if not server_now then
       local t = call('TIME')
@@ -50,9 +75,9 @@ local function decide(k, a)
     end
     now = server_now
   end
-  local cost = tonumber(ARGV[a + 2])
+  local cost = number(ARGV[a + 2])
   local commit = ARGV[a + 3] == '1'
-  local grace_ms = tonumber(ARGV[a + 4])
+  local grace_ms = number(ARGV[a + 4])
   local n = set[1]
   local head = r + 1
   reply[head], reply[head + 1] = 1, now

@@ -249,7 +249,13 @@ impl RedisLimiter {
         let now = at.unwrap_or_else(|| CoarseClock.now_micros());
         match self.on_error {
             FailurePolicy::FailOpen => Ok(self.policies.peek(&self.policies.fresh(), now, cost)),
-            FailurePolicy::FailClosed => {
+            FailurePolicy::Local => match &self.fallback {
+                Some(local) if commit => local.check_at(key, cost, now),
+                Some(local) => local.peek_at(key, cost, now),
+                None => unreachable!("a Local limiter is built with its fallback"),
+            },
+            // FailClosed, and any policy this code does not know: deny.
+            _ => {
                 let wait = duration_to_micros(self.store.options().breaker_cooldown).max(1);
                 let p = &self.policies.policies()[0];
                 Ok(Decision {
@@ -261,11 +267,6 @@ impl RedisLimiter {
                     delay_us: None,
                 })
             }
-            FailurePolicy::Local => match &self.fallback {
-                Some(local) if commit => local.check_at(key, cost, now),
-                Some(local) => local.peek_at(key, cost, now),
-                None => unreachable!("a Local limiter is built with its fallback"),
-            },
         }
     }
 
@@ -331,9 +332,7 @@ impl RedisLimiter {
 }
 
 fn store_error(e: RedisStoreError) -> LimitError {
-    LimitError::Store {
-        message: e.to_string(),
-    }
+    LimitError::store(e)
 }
 
 /// Turns the script's reply into the combined decision.

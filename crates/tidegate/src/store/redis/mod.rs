@@ -109,8 +109,11 @@ pub enum RedisStoreError {
     },
 }
 
-/// Settings of a [`RedisStore`] connection.
+/// Settings of a [`RedisStore`] connection. Start from [`RedisOptions::default`] and
+/// set fields (`options.timeout = ...`) or chain the `with_*` methods; more settings may
+/// come, so it cannot be written as a struct literal outside this crate.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RedisOptions {
     /// Longest a decision waits for Redis before the failure policy answers (default 50 ms).
     pub timeout: Duration,
@@ -142,6 +145,50 @@ impl Default for RedisOptions {
             batch_in_flight: 4,
             tls_ca_file: None,
         }
+    }
+}
+
+impl RedisOptions {
+    /// Sets [`timeout`](Self::timeout).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    pub fn with_connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// Sets [`breaker_threshold`](Self::breaker_threshold).
+    pub fn with_breaker_threshold(mut self, breaker_threshold: u32) -> Self {
+        self.breaker_threshold = breaker_threshold;
+        self
+    }
+
+    /// Sets [`breaker_cooldown`](Self::breaker_cooldown).
+    pub fn with_breaker_cooldown(mut self, breaker_cooldown: Duration) -> Self {
+        self.breaker_cooldown = breaker_cooldown;
+        self
+    }
+
+    /// Sets [`batch_max`](Self::batch_max).
+    pub fn with_batch_max(mut self, batch_max: usize) -> Self {
+        self.batch_max = batch_max;
+        self
+    }
+
+    /// Sets [`batch_in_flight`](Self::batch_in_flight).
+    pub fn with_batch_in_flight(mut self, batch_in_flight: usize) -> Self {
+        self.batch_in_flight = batch_in_flight;
+        self
+    }
+
+    /// Sets [`tls_ca_file`](Self::tls_ca_file).
+    pub fn with_tls_ca_file(mut self, tls_ca_file: Option<std::path::PathBuf>) -> Self {
+        self.tls_ca_file = tls_ca_file;
+        self
     }
 }
 
@@ -415,6 +462,15 @@ impl RedisStore {
         )
         .await
         .map(|_| ())
+    }
+
+    /// The error of a call that got no answer within `timeout`.
+    #[cfg(feature = "queue")]
+    pub(crate) fn timeout_error(&self, timeout: Duration) -> RedisStoreError {
+        RedisStoreError::Timeout {
+            urls: self.inner.urls.clone(),
+            timeout,
+        }
     }
 
     async fn bounded<T>(
