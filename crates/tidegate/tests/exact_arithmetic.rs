@@ -51,6 +51,8 @@ struct Reference {
     limit: u64,
     window: u64,
     burst: u64,
+    /// A fixed window aligned to the epoch.
+    epoch: bool,
     model: Model,
 }
 
@@ -78,6 +80,7 @@ impl Reference {
             limit,
             window,
             burst,
+            epoch: matches!(p, Policy::FixedWindow(a) if a.is_epoch_aligned()),
             model,
         }
     }
@@ -178,7 +181,11 @@ impl Reference {
         let (l, w) = (u128::from(self.limit), u128::from(self.window));
         self.model = match self.at(now) {
             Model::Fixed { start, count } => Model::Fixed {
-                start: if count == 0 { now } else { start },
+                start: match (count, self.epoch) {
+                    (0, true) => now - now % self.window,
+                    (0, false) => now,
+                    _ => start,
+                },
                 count: count + cost,
             },
             Model::Sliding {

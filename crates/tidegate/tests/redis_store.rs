@@ -29,11 +29,15 @@ fn policy() -> impl Strategy<Value = Policy> {
             Just(Duration::from_secs(1)),
         ],
         prop::option::of(1u64..=15),
+        any::<bool>(),
     )
-        .prop_map(|(kind, limit, window, burst)| {
+        .prop_map(|(kind, limit, window, burst, epoch)| {
             let burst = burst.filter(|_| kind.takes_burst());
             let limit = (kind != AlgorithmKind::Throttle).then_some(limit);
-            Policy::new(kind, limit, window, burst).unwrap()
+            let align = (epoch && kind == AlgorithmKind::FixedWindow).then_some("epoch");
+            Policy::new(kind, limit, window, burst)
+                .and_then(|p| p.aligned(align))
+                .unwrap()
         })
 }
 

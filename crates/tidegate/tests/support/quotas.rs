@@ -46,7 +46,8 @@ pub fn window_micros() -> impl Strategy<Value = u64> + Clone {
     ]
 }
 
-/// Any valid policy of any algorithm at these sizes (a burst the policy cannot take, or
+/// Any valid policy of any algorithm at these sizes (fixed windows first-hit or aligned to
+/// the epoch) (a burst the policy cannot take, or
 /// one that would take over 50 years to refill, is dropped).
 pub fn large_policy() -> impl Strategy<Value = Policy> {
     (
@@ -54,13 +55,16 @@ pub fn large_policy() -> impl Strategy<Value = Policy> {
         amount(),
         window_micros(),
         prop::option::of(amount()),
+        any::<bool>(),
     )
-        .prop_map(|(kind, limit, window, burst)| {
+        .prop_map(|(kind, limit, window, burst, epoch)| {
             let window = Duration::from_micros(window);
             let limit = (kind != AlgorithmKind::Throttle).then_some(limit);
             let burst = burst.filter(|_| kind.takes_burst());
+            let align = (epoch && kind == AlgorithmKind::FixedWindow).then_some("epoch");
             Policy::new(kind, limit, window, burst)
                 .or_else(|_| Policy::new(kind, limit, window, None))
+                .and_then(|p| p.aligned(align))
                 .unwrap()
         })
 }

@@ -114,13 +114,17 @@ local function store_string(key, value, expires_at, now, grace_ms)
   end
 end
 
-local function fixed_window(key, now, cost, L, W)
+-- `epoch`: windows start at multiples of W since the Unix epoch (align=epoch) instead of
+-- at the key's first admitted hit.
+local function fixed_window(key, now, cost, L, W, epoch)
   local v = call('GET', key)
   local start, count = 0, 0
   if v then start, count = unpack('<dd', v) end
   if count > 0 and now >= start + W then count = 0 end
   if count + cost <= L then
-    if count == 0 then start = now end
+    if count == 0 then
+      if epoch then start = idiv(now, W) * W else start = now end
+    end
     count = count + cost
     return decided(1, L, L - count, -1, start + W - now, -1, pack('<dd', start, count),
       start + W)

@@ -6,7 +6,8 @@
 --
 -- ARGV[1]  R, the number of requests; ARGV[2]  P, the number of policy sets; then
 --          each policy set: N, then per policy: algorithm, limit, window µs, burst,
---          and the GCRA constants period, parts, tol_us, tol_frac (0s for others);
+--          and the GCRA constants period, parts, tol_us, tol_frac (for fixed_window
+--          "1" then 0s when its windows align to the epoch; 0s for others);
 --          then each request: its policy set (1..P), now in µs (or -1 to read the
 --          server's TIME), cost, "1" to consume when every policy admits ("0" to only
 --          look), extra TTL milliseconds (for explicit, virtual clocks)
@@ -39,6 +40,8 @@ for p = 1, tonumber(ARGV[2]) do
     if alg == 'gcra' or alg == 'leaky_bucket' or alg == 'token_bucket' then
       set[s + 4], set[s + 5], set[s + 6], set[s + 7] = tonumber(ARGV[base + 4]),
         tonumber(ARGV[base + 5]), tonumber(ARGV[base + 6]), tonumber(ARGV[base + 7])
+    elseif alg == 'fixed_window' then
+      set[s + 4] = ARGV[base + 4] == '1'
     end
   end
   sets[p] = set
@@ -91,7 +94,7 @@ local function decide(k, a)
       d = gcra(key, now, cost, L, W, B, alg == 'leaky_bucket', set[b + 4], set[b + 5],
         set[b + 6], set[b + 7])
     elseif alg == 'fixed_window' then
-      d = fixed_window(key, now, cost, L, W)
+      d = fixed_window(key, now, cost, L, W, set[b + 4])
     elseif alg == 'sliding_window' then
       d = sliding_window(key, now, cost, L, W)
     elseif alg == 'sliding_log' then

@@ -122,16 +122,19 @@ impl RedisLimiterBuilder {
 
 /// The script arguments describing one policy: algorithm, limit, window µs, burst, and
 /// for the GCRA family its constants (`Gcra::interval` and `Gcra::tolerance`), so the
-/// script does not derive them on every call; 0s for the others.
+/// script does not derive them on every call; for an epoch-aligned fixed window a 1
+/// first; 0s otherwise.
 fn policy_args(p: &Policy) -> [String; 8] {
     let (limit, window, burst) = p.parts();
     let burst = burst.unwrap_or(limit);
-    let ((period, parts), (tol_us, tol_frac)) = if p.kind().takes_burst() {
-        let gcra = Gcra::new(limit, std::time::Duration::from_micros(window), Some(burst))
-            .expect("the parameters of a valid policy");
-        (gcra.interval(), gcra.tolerance())
-    } else {
-        ((0, 0), (0, 0))
+    let ((period, parts), (tol_us, tol_frac)) = match p {
+        _ if p.kind().takes_burst() => {
+            let gcra = Gcra::new(limit, std::time::Duration::from_micros(window), Some(burst))
+                .expect("the parameters of a valid policy");
+            (gcra.interval(), gcra.tolerance())
+        }
+        Policy::FixedWindow(fw) if fw.is_epoch_aligned() => ((1, 0), (0, 0)),
+        _ => ((0, 0), (0, 0)),
     };
     [
         p.kind().to_string(),
