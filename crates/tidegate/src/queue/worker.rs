@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{Claim, ClaimOptions, ClaimedJob, DeadlineInfo, FailOutcome, QueueError, WorkQueue};
+use crate::Backoff;
 use crate::rate::Rate;
 
 /// Why a job's handler failed, and whether another attempt may help.
@@ -107,6 +108,16 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The delays between attempts, as the one [`Backoff`] the tracker retries by too.
+    pub fn schedule(&self) -> Backoff {
+        Backoff {
+            base: self.base,
+            factor: self.factor,
+            max: self.max,
+            jitter: self.jitter,
+        }
+    }
+
     /// Checks the values; errors name the field.
     pub fn validate(&self) -> Result<(), QueueError> {
         let bad = |field: &str, reason: &str| QueueError::Option {
@@ -116,28 +127,15 @@ impl RetryPolicy {
         if self.max_attempts == 0 {
             return Err(bad("max_attempts", "must be at least 1"));
         }
-        if !(self.factor.is_finite() && self.factor >= 1.0) {
-            return Err(bad("factor", "must be a finite number of at least 1"));
-        }
-        if !(0.0..=1.0).contains(&self.jitter) {
-            return Err(bad("jitter", "must be between 0 and 1"));
-        }
-        if self.max < self.base {
-            return Err(bad("max", "must not be shorter than `base`"));
-        }
-        Ok(())
+        self.schedule()
+            .validate()
+            .map_err(|e| bad(e.field, e.reason))
     }
 
     /// The delay after failed attempt number `attempt` (1-based), with `random` in
     /// `0.0..1.0` choosing the jitter.
     pub fn backoff(&self, attempt: u32, random: f64) -> Duration {
-        let exp = self
-            .factor
-            .powi(attempt.saturating_sub(1).min(1_000) as i32);
-        let raw = self.base.as_secs_f64() * exp;
-        let capped = raw.min(self.max.as_secs_f64());
-        let jittered = capped * (1.0 - self.jitter * random.clamp(0.0, 1.0));
-        Duration::from_secs_f64(jittered.max(0.0))
+        self.schedule().delay(attempt, random)
     }
 }
 
