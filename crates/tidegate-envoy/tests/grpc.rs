@@ -6,11 +6,13 @@ mod support;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
 use redis_test_server::RedisServer;
 use support::*;
 use tidegate::ManualClock;
 use tidegate::store::redis::{RedisOptions, RedisStore};
 use tidegate_envoy::{Backend, Config, RateLimiter, Unit};
+use tonic::transport::Channel;
 
 const CONFIG: &str = r#"
 domain: edge
@@ -89,14 +91,18 @@ async fn limiter(store: &Store, clock: &ManualClock) -> RateLimiter {
         .unwrap()
 }
 
-/// Runs `check` on memory and on a real Redis.
+/// Runs `check` on memory and on a real Redis, each time with a manual clock at the start
+/// of a day and a client of a served limiter of CONFIG on that clock.
 async fn on_both<F, Fut>(check: F)
 where
-    F: Fn(Store) -> Fut,
+    F: Fn(ManualClock, RateLimitServiceClient<Channel>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    check(Store::Memory).await;
-    check(Store::Redis(RedisServer::start())).await;
+    for store in [Store::Memory, Store::Redis(RedisServer::start())] {
+        let clock = ManualClock::new(DAY_START_US);
+        let client = serve_and_connect(&limiter(&store, &clock).await).await;
+        check(clock, client).await;
+    }
 }
 
 /// Three hits, then over with the reset at the next epoch minute, then a new window.
@@ -153,9 +159,7 @@ async fn n_hits_then_over_limit_with_the_reset_at_the_epoch_minute_boundary_on_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hits_addend_charges_that_many_and_zero_per_descriptor_only_looks() {
-    on_both(|store| async move {
-        let clock = ManualClock::new(DAY_START_US);
-        let mut c = serve_and_connect(&limiter(&store, &clock).await).await;
+    on_both(|clock, mut c| async move {
         let mut req = request("edge", vec![descriptor(&[("upload", "u")])]);
         req.hits_addend = 4;
         let r = call(&mut c, req.clone()).await;
@@ -191,9 +195,7 @@ async fn hits_addend_charges_that_many_and_zero_per_descriptor_only_looks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limit_override_replaces_the_configured_limit() {
-    on_both(|store| async move {
-        let clock = ManualClock::new(DAY_START_US);
-        let mut c = serve_and_connect(&limiter(&store, &clock).await).await;
+    on_both(|clock, mut c| async move {
         let d = with_limit(descriptor(&[("client", "carol")]), 1, Unit::Second);
         let r = call(&mut c, request("edge", vec![d.clone()])).await;
         assert_eq!(summary(&r.statuses[0]), (Code::Ok, Some(1), 0, Some(1)));
@@ -219,9 +221,7 @@ async fn a_limit_override_replaces_the_configured_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaces_drops_the_replaced_rule_when_both_match() {
-    on_both(|store| async move {
-        let clock = ManualClock::new(DAY_START_US);
-        let mut c = serve_and_connect(&limiter(&store, &clock).await).await;
+    on_both(|clock, mut c| async move {
         let user = || descriptor(&[("tenant", "acme"), ("user", "dave")]);
         let gold = || descriptor(&[("plan", "gold")]);
         let r = call(&mut c, request("edge", vec![user(), gold()])).await;
@@ -245,9 +245,7 @@ async fn replaces_drops_the_replaced_rule_when_both_match() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_mode_answers_ok_over_the_limit_and_unlimited_answers_max_remaining() {
-    on_both(|store| async move {
-        let clock = ManualClock::new(DAY_START_US);
-        let mut c = serve_and_connect(&limiter(&store, &clock).await).await;
+    on_both(|clock, mut c| async move {
         let req = || {
             request(
                 "edge",
@@ -269,9 +267,7 @@ async fn shadow_mode_answers_ok_over_the_limit_and_unlimited_answers_max_remaini
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wildcard_value_beats_the_key_alone_and_counts_per_value_unless_share_threshold() {
-    on_both(|store| async move {
-        let clock = ManualClock::new(DAY_START_US);
-        let mut c = serve_and_connect(&limiter(&store, &clock).await).await;
+    on_both(|clock, mut c| async move {
         let path = |p: &str| request("edge", vec![descriptor(&[("path", p)])]);
         for _ in 0..2 {
             let r = call(&mut c, path("/api/orders")).await;
@@ -297,9 +293,7 @@ async fn a_wildcard_value_beats_the_key_alone_and_counts_per_value_unless_share_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_rule_limits_with_a_sliding_window() {
-    on_both(|store| async move {
-        let clock = ManualClock::new(DAY_START_US);
-        let mut c = serve_and_connect(&limiter(&store, &clock).await).await;
+    on_both(|clock, mut c| async move {
         let req = || request("edge", vec![descriptor(&[("search", "q")])]);
         for remaining in [3, 2, 1, 0] {
             let r = call(&mut c, req()).await;
@@ -325,9 +319,7 @@ async fn a_policy_rule_limits_with_a_sliding_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_descriptors_are_answered_in_order_and_each_is_charged() {
-    on_both(|store| async move {
-        let clock = ManualClock::new(DAY_START_US);
-        let mut c = serve_and_connect(&limiter(&store, &clock).await).await;
+    on_both(|clock, mut c| async move {
         let req = || {
             request(
                 "edge",
