@@ -1,0 +1,73 @@
+//! Forwards the tracker's lifecycle events (`processed`, `retry`, `process_failed`,
+//! `config_updated`, `error`) to JavaScript as JSON text. `immediate`, `deferred` and
+//! `ignored` are emitted by the JavaScript wrapper from `trackEvent`'s answer.
+
+use napi::Status;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use serde_json::{Value, json};
+use tidegate::tracker::TrackerEvent;
+use tokio::sync::broadcast::{Receiver, error::RecvError};
+
+use crate::decision::ms;
+use crate::delivered::{batch_value, view_value};
+
+/// The JavaScript function receiving each event's JSON text (weak: it does not keep
+/// the process alive).
+pub(crate) type EventSink = ThreadsafeFunction<String, (), String, Status, false, true>;
+
+/// The event as `{"event": name, ...}`, or `None` for events the wrapper emits itself.
+fn event_value(event: &TrackerEvent) -> Option<Value> {
+    Some(match event {
+        TrackerEvent::Processed(records) => {
+            json!({"event": "processed", "events": batch_value(records)})
+        }
+        TrackerEvent::Retry {
+            attempt,
+            max_retries,
+            delay,
+            events,
+        } => json!({
+            "event": "retry",
+            "attempt": attempt,
+            "maxRetries": max_retries,
+            "delay": ms(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX)),
+            "events": batch_value(events),
+        }),
+        TrackerEvent::ProcessFailed {
+            error,
+            events,
+            attempts,
+        } => json!({
+            "event": "process_failed",
+            "error": error,
+            "events": batch_value(events),
+            "attempts": attempts,
+        }),
+        TrackerEvent::ConfigUpdated(view) => {
+            json!({"event": "config_updated", "record": view_value(view)})
+        }
+        TrackerEvent::Error(message) => json!({"event": "error", "message": message}),
+        _ => return None,
+    })
+}
+
+/// Runs until the tracker is dropped or JavaScript stops listening.
+pub(crate) async fn forward(mut events: Receiver<TrackerEvent>, sink: EventSink) {
+    loop {
+        let value = match events.recv().await {
+            Ok(event) => match event_value(&event) {
+                Some(v) => v,
+                None => continue,
+            },
+            Err(RecvError::Lagged(missed)) => json!({
+                "event": "error",
+                "message": format!("{missed} tracker events were missed: the listeners fell behind"),
+            }),
+            Err(RecvError::Closed) => return,
+        };
+        if sink.call(value.to_string(), ThreadsafeFunctionCallMode::NonBlocking) == Status::Closing
+        {
+            return;
+        }
+    }
+}
