@@ -3,7 +3,6 @@
 use napi_derive::napi;
 use tidegate::tracker::{IgnoreReason, RecordView, TrackOutcome};
 
-
 /// One tracked event's outcome and the record's snapshot; times in milliseconds.
 #[napi(object)]
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -82,6 +83,7 @@ pub struct NativeTracker {
     processor: Arc<Mutex<Option<Arc<ProcessorFn>>>>,
     sink: Mutex<Option<EventSink>>,
     forwarder: Mutex<Option<JoinHandle<()>>>,
+    stop: Arc<AtomicBool>,
     shared: bool,
 }
 
@@ -186,7 +188,9 @@ impl NativeTracker {
             return;
         };
         let events = self.tracker.subscribe();
-        let task = within_runtime_if_available(|| tokio::spawn(forward(events, sink)));
+        let task = within_runtime_if_available(|| {
+            tokio::spawn(forward(events, sink, Arc::clone(&self.stop)))
+        });
         *lock(&self.forwarder) = Some(task);
     }
 
@@ -275,17 +279,18 @@ impl NativeTracker {
             processor: slot,
             sink: Mutex::new(Some(sink)),
             forwarder: Mutex::new(None),
+            stop: Arc::new(AtomicBool::new(false)),
             shared,
         })
     }
 
-    /// Lets go of the JavaScript functions and stops forwarding events.
+    /// Lets go of the JavaScript functions; the forwarder hands over what it still
+    /// has, then stops.
     fn release(&self) {
         lock(&self.processor).take();
         lock(&self.sink).take();
-        if let Some(task) = lock(&self.forwarder).take() {
-            task.abort();
-        }
+        self.stop.store(true, Ordering::Release);
+        lock(&self.forwarder).take();
     }
 }
 

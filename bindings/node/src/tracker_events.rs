@@ -2,11 +2,15 @@
 //! `config_updated`, `error`) to JavaScript as JSON text. `immediate`, `deferred` and
 //! `ignored` are emitted by the JavaScript wrapper from `trackEvent`'s answer.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 use napi::Status;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use serde_json::{Value, json};
 use tidegate::tracker::TrackerEvent;
-use tokio::sync::broadcast::{Receiver, error::RecvError};
+use tokio::sync::broadcast::{Receiver, error::RecvError, error::TryRecvError};
 
 use crate::decision::ms;
 use crate::delivered::{batch_value, view_value};
@@ -51,23 +55,57 @@ fn event_value(event: &TrackerEvent) -> Option<Value> {
     })
 }
 
-/// Runs until the tracker is dropped or JavaScript stops listening.
-pub(crate) async fn forward(mut events: Receiver<TrackerEvent>, sink: EventSink) {
+/// How often a forwarder with nothing to forward looks whether it should stop.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
+/// Runs until the tracker is dropped or `stop` is set; then forwards what is left.
+pub(crate) async fn forward(
+    mut events: Receiver<TrackerEvent>,
+    sink: EventSink,
+    stop: Arc<AtomicBool>,
+) {
     loop {
-        let value = match events.recv().await {
+        let received = match tokio::time::timeout(STOP_CHECK, events.recv()).await {
+            Ok(received) => received,
+            Err(_) if stop.load(Ordering::Acquire) => break,
+            Err(_) => continue,
+        };
+        let value = match received {
             Ok(event) => match event_value(&event) {
                 Some(v) => v,
                 None => continue,
             },
-            Err(RecvError::Lagged(missed)) => json!({
-                "event": "error",
-                "message": format!("{missed} tracker events were missed: the listeners fell behind"),
-            }),
+            Err(RecvError::Lagged(missed)) => lagged(missed),
             Err(RecvError::Closed) => return,
         };
-        if sink.call(value.to_string(), ThreadsafeFunctionCallMode::NonBlocking) == Status::Closing
-        {
+        if !send(&sink, value) {
             return;
         }
     }
+    loop {
+        let value = match events.try_recv() {
+            Ok(event) => match event_value(&event) {
+                Some(v) => v,
+                None => continue,
+            },
+            Err(TryRecvError::Lagged(missed)) => lagged(missed),
+            Err(_) => return,
+        };
+        if !send(&sink, value) {
+            return;
+        }
+    }
+}
+
+/// The `error` event of a forwarder that fell behind.
+fn lagged(missed: u64) -> Value {
+    json!({
+        "event": "error",
+        "message": format!("{missed} tracker events were missed: the listeners fell behind"),
+    })
+}
+
+/// Hands one event to JavaScript; false once JavaScript is gone.
+fn send(sink: &EventSink, value: Value) -> bool {
+    sink.call(value.to_string(), ThreadsafeFunctionCallMode::NonBlocking) != Status::Closing
 }

@@ -1,0 +1,16 @@
+'use strict'
+
+// An Express process for the shared-limit tests: argv[2] is the Redis URL, argv[3] the
+// rateLimit options as JSON. Prints {"port": n} once listening.
+
+const express = require('express')
+const { rateLimit, redisStore } = require('../..')
+
+const [url, optionsJson] = process.argv.slice(2)
+const app = express()
+app.use(rateLimit({ ...JSON.parse(optionsJson), store: redisStore({ url }) }))
+app.get('/api', (req, res) => res.json({ ok: true, pid: process.pid }))
+const server = app.listen(0, '127.0.0.1', () => {
+  process.stdout.write(JSON.stringify({ port: server.address().port }) + '\n')
+})
+process.on('SIGTERM', () => server.close(() => process.exit(0)))
