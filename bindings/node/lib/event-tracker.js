@@ -165,6 +165,7 @@ class EventTracker extends EventEmitter {
     if (typeof category !== 'string' || typeof id !== 'string') {
       throw new TypeError('category and id must be strings.')
     }
+    if (this._destroyed) throw new Error('the tracker is shut down')
     let json
     if (details !== undefined && details !== null) {
       try {

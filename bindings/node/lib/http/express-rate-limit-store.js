@@ -73,13 +73,16 @@ class TidegateStore {
   }
 
   /**
+   * The count from a decision: `check` answers after counting the hit, `peek` as if it
+   * had (`peeked`: one hit less).
    * @param {string} key
    * @param {import('../limiter').Decision} d
+   * @param {boolean} peeked
    */
-  _info (key, d) {
+  _info (key, d, peeked) {
     const now = Date.now()
     const windowEnd = Math.round(now + d.resetAfter)
-    const used = COUNTER_LIMIT - d.remaining - this._given(key, windowEnd)
+    const used = COUNTER_LIMIT - d.remaining - (peeked ? 1 : 0) - this._given(key, windowEnd)
     return { totalHits: Math.max(0, used), resetTime: new Date(windowEnd) }
   }
 
@@ -90,7 +93,7 @@ class TidegateStore {
    */
   async increment (key) {
     const limiter = await this._get()
-    return this._info(key, await limiter.check(key, 1))
+    return this._info(key, await limiter.check(key, 1), false)
   }
 
   /**
@@ -102,7 +105,7 @@ class TidegateStore {
     const d = await limiter.peek(key, 1)
     const windowEnd = Math.round(Date.now() + d.resetAfter)
     const count = this._given(key, windowEnd) + 1
-    if (COUNTER_LIMIT - d.remaining >= count) this._returned.set(key, { windowEnd, count })
+    if (COUNTER_LIMIT - d.remaining - 1 >= count) this._returned.set(key, { windowEnd, count })
   }
 
   /**
@@ -112,7 +115,7 @@ class TidegateStore {
    */
   async get (key) {
     const limiter = await this._get()
-    const info = this._info(key, await limiter.peek(key, 1))
+    const info = this._info(key, await limiter.peek(key, 1), true)
     return info.totalHits === 0 ? undefined : info
   }
 
