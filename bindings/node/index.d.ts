@@ -113,7 +113,7 @@ export declare class EventTracker extends EventEmitter {
   setProcessor (processor: Processor): void
   trackEvent (category: string, id: string, details?: unknown): Promise<TrackResult>
   updateConfig (category: string, id: string, newConfig: { limit?: number; deferInterval?: number; strategy?: BaseStrategy }): Promise<boolean>
-  getEvent (category: string, id: string): Promise<EventRecord | null>
+  getEvent (category: string, id: string): Promise<EventRecord | undefined>
   stats (): Promise<TrackerStats>
   clear (): Promise<number>
   shutdown (): Promise<ShutdownResult>

@@ -222,13 +222,13 @@ class EventTracker extends EventEmitter {
 
   /**
    * The record `(category, id)` as this tracker last saw it (from its own `trackEvent`
-   * calls and configuration changes), or `null`.
+   * calls and configuration changes), or `undefined`.
    * @param {string} category
    * @param {string} id
-   * @returns {Promise<EventRecord | null>}
+   * @returns {Promise<EventRecord | undefined>}
    */
   async getEvent (category, id) {
-    return this._records.get(`${category}\u0000${id}`) ?? null
+    return this._records.get(`${category}\u0000${id}`)
   }
 
   /**
