@@ -158,12 +158,12 @@ export interface Decision {
   allowed: boolean
   limit: number
   remaining: number
-  /** ms until the cost could be admitted; `null` when admitted. */
-  retryAfter: number | null
+  /** ms until the cost could be admitted; absent when admitted. */
+  retryAfter?: number
   /** ms until the full quota is back. */
   resetAfter: number
-  /** `leaky_bucket`: ms the admitted request waits; `null` otherwise. */
-  delay: number | null
+  /** `leaky_bucket`: ms the admitted request waits; absent otherwise. */
+  delay?: number
 }
 export interface Quota { limit: number; windowMs: number }
 

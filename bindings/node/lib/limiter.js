@@ -8,9 +8,9 @@ const { callNative } = require('./errors')
  * @property {boolean} allowed Whether the request was admitted (and its cost consumed).
  * @property {number} limit The policy's limit (the binding policy's, when several).
  * @property {number} remaining Cost that could still be admitted now.
- * @property {number | null} retryAfter ms until this cost could be admitted; null when admitted.
+ * @property {number} [retryAfter] ms until this cost could be admitted; absent when admitted.
  * @property {number} resetAfter ms until the full quota is back.
- * @property {number | null} delay For `leaky_bucket`: ms the admitted request waits.
+ * @property {number} [delay] For `leaky_bucket`: ms the admitted request waits; absent otherwise.
  */
 
 /**

@@ -12,11 +12,11 @@ pub struct Decision {
     pub limit: f64,
     /// Cost that could still be admitted right now, after this decision.
     pub remaining: f64,
-    /// Milliseconds until this cost could be admitted; `null` when admitted.
+    /// Milliseconds until this cost could be admitted; absent when admitted.
     pub retry_after: Option<f64>,
     /// Milliseconds until the full quota is back.
     pub reset_after: f64,
-    /// For `leaky_bucket`: milliseconds the admitted request waits; `null` otherwise.
+    /// For `leaky_bucket`: milliseconds the admitted request waits; absent otherwise.
     pub delay: Option<f64>,
 }
 

@@ -48,7 +48,7 @@ function limitHeader (name, decision) {
 
 /**
  * `Retry-After` seconds for a denied decision: the wait rounded up, at least 1.
- * @param {{ retryAfter: number | null }} decision
+ * @param {{ retryAfter?: number }} decision
  * @returns {number}
  */
 function retryAfterSeconds (decision) {
