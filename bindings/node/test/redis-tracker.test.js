@@ -39,6 +39,34 @@ test('two Node processes on one Redis tracker share the limit and deliver each d
   }
 })
 
+test('a batch claimed by a process that is killed is delivered by another once its lease expires', async () => {
+  const redis = await startRedis()
+  const a = startNode('tracker-worker.js', [redis.url, 'takeover', 'hang'])
+  let b = null
+  try {
+    await a.next()
+    a.send({ track: 8 })
+    assert.deepEqual(await a.next(), { immediate: 5, deferred: 3, ignored: 0 })
+    assert.deepEqual(await a.next(), { claimed: 3 }, 'the hanging process claimed the batch')
+    a.child.kill('SIGKILL')
+    await a.exited
+    b = startNode('tracker-worker.js', [redis.url, 'takeover'])
+    await b.next()
+    let delivered = 0
+    const deadline = Date.now() + 6000
+    while (delivered < 3 && Date.now() < deadline) {
+      await sleep(100)
+      b.send({ delivered: true })
+      delivered = (await b.next()).delivered
+    }
+    assert.equal(delivered, 3, 'the other process delivered the claimed batch after the 2 s lease')
+  } finally {
+    await a.stop()
+    if (b) await b.stop()
+    await redis.stop()
+  }
+})
+
 test('a Redis tracker in this process: same outcomes as memory, stats, clear', async () => {
   const redis = await startRedis()
   const delivered = []

@@ -1,6 +1,7 @@
 'use strict'
 
-// One process of the shared-tracker test: a Redis tracker named argv[3] on argv[2].
+// One process of the shared-tracker tests: a Redis tracker named argv[3] on argv[2];
+// with argv[4] = "hang" its processor announces {"claimed": n} and never settles.
 // Each stdin line {"track": n} tracks n events of ('alerts', 'disk') and answers the
 // outcome counts; {"shutdown": true} shuts down and answers what this process
 // delivered.
@@ -9,8 +10,9 @@ const readline = require('node:readline')
 const EventTracker = require('../..')
 const { RedisAdapter } = EventTracker
 
-const [url, name] = process.argv.slice(2)
+const [url, name, mode] = process.argv.slice(2)
 let delivered = 0
+const say = (value) => process.stdout.write(JSON.stringify(value) + '\n')
 const tracker = new EventTracker({
   storage: new RedisAdapter({ url, name }),
   limit: 5,
@@ -18,11 +20,13 @@ const tracker = new EventTracker({
   processingInterval: 50,
   lease: 2000,
   processor: async (batch) => {
+    if (mode === 'hang') {
+      say({ claimed: batch.reduce((n, r) => n + r.count, 0) })
+      return new Promise(() => {})
+    }
     for (const r of batch) delivered += r.count
   }
 })
-
-const say = (value) => process.stdout.write(JSON.stringify(value) + '\n')
 
 readline.createInterface({ input: process.stdin }).on('line', async (line) => {
   const msg = JSON.parse(line)
