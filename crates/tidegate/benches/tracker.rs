@@ -31,6 +31,10 @@ fn tracker(defer: Duration) -> EventTracker {
         .clock(ManualClock::new(0))
         .limit(5)
         .defer_interval(defer)
+        // Room for every record of the largest run (the defaults bound a tracker to
+        // 100k records and 64 MiB, which would ignore most events of the 1M runs).
+        .max_keys(2_000_000)
+        .max_memory_bytes(4 << 30)
         .processor(|_batch| async { Ok::<_, String>(()) })
         .build()
         .unwrap()

@@ -10,8 +10,7 @@ pub struct TrackerBuilder {
     pub(super) processing_interval: Duration,
     pub(super) max_batch_size: usize,
     pub(super) max_retries: u32,
-    pub(super) retry_delay: Duration,
-    pub(super) jitter: Duration,
+    pub(super) backoff: Backoff,
     pub(super) dead_letter_after: u32,
     pub(super) max_details: usize,
     pub(super) max_detail_bytes: usize,
@@ -47,8 +46,7 @@ impl Default for TrackerBuilder {
             processing_interval: Duration::from_secs(1),
             max_batch_size: 100,
             max_retries: 3,
-            retry_delay: Duration::from_secs(1),
-            jitter: Duration::ZERO,
+            backoff: Backoff::doubling(Duration::from_secs(1), DEFAULT_MAX_RETRY_DELAY),
             dead_letter_after: 3,
             max_details: 100,
             max_detail_bytes: DEFAULT_MAX_DETAIL_BYTES,
@@ -108,15 +106,29 @@ impl TrackerBuilder {
         self
     }
 
-    /// First retry delay; each further retry waits twice as long (default 1 s).
+    /// First retry delay; each further retry waits twice as long, up to
+    /// `max_retry_delay` (default 1 s).
     pub fn retry_delay(mut self, d: Duration) -> Self {
-        self.retry_delay = d;
+        self.backoff.base = d;
         self
     }
 
-    /// Up to this much random time added to each retry delay (default none).
-    pub fn jitter(mut self, d: Duration) -> Self {
-        self.jitter = d;
+    /// The longest retry delay (default 5 min).
+    pub fn max_retry_delay(mut self, d: Duration) -> Self {
+        self.backoff.max = d;
+        self
+    }
+
+    /// Largest fraction (0..=1) taken off each retry delay at random, so that batches
+    /// that failed together are retried apart (default 0: exact delays).
+    pub fn jitter(mut self, fraction: f64) -> Self {
+        self.backoff.jitter = fraction;
+        self
+    }
+
+    /// The whole retry schedule at once (see [`Backoff`]).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
         self
     }
 
@@ -249,6 +261,15 @@ impl TrackerBuilder {
         if self.dead_letter_after == 0 {
             return Err(invalid("dead_letter_after", "must be at least 1"));
         }
+        if let Err(e) = self.backoff.validate() {
+            let field = match e.field {
+                "base" => "retry_delay",
+                "max" => "max_retry_delay",
+                other => other,
+            };
+            let reason = e.reason.replace("`base`", "`retry_delay`");
+            return Err(invalid(field, reason));
+        }
         let processor = self.processor.ok_or_else(|| {
             invalid(
                 "processor",
@@ -258,9 +279,11 @@ impl TrackerBuilder {
         let records = match self.store {
             TrackerStore::Memory => Records::Memory(MemoryRecords::new(Bounds {
                 max_keys: self.max_keys,
-                max_details: self.max_details,
-                max_detail_bytes: self.max_detail_bytes,
-                max_batch_bytes: self.max_batch_bytes,
+                details: DetailLimits {
+                    max_details: self.max_details,
+                    max_detail_bytes: self.max_detail_bytes,
+                    max_batch_bytes: self.max_batch_bytes,
+                },
                 max_memory_bytes: self.max_memory_bytes,
             })),
             #[cfg(feature = "redis")]
@@ -296,8 +319,7 @@ impl TrackerBuilder {
                 processing_interval: self.processing_interval,
                 max_batch_size: self.max_batch_size,
                 max_retries: self.max_retries,
-                retry_delay: self.retry_delay,
-                jitter: self.jitter,
+                backoff: self.backoff,
                 dead_letter_after: self.dead_letter_after,
                 processor,
                 dead_letter: self.dead_letter,
@@ -315,5 +337,29 @@ impl TrackerBuilder {
             tracker.start_loop()?;
         }
         Ok(tracker)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(b: TrackerBuilder) -> String {
+        match b.processor(|_| async { Ok::<_, String>(()) }).build() {
+            Err(TrackError::Invalid { field, .. }) => field,
+            other => panic!("expected an invalid setting, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unusable_retry_schedule_names_the_builder_setting() {
+        let b = || EventTracker::builder().manual_ticks();
+        let second = Duration::from_secs(1);
+        assert_eq!(field_of(b().jitter(1.5)), "jitter");
+        assert_eq!(field_of(b().jitter(f64::NAN)), "jitter");
+        assert_eq!(
+            field_of(b().retry_delay(second).max_retry_delay(second / 2)),
+            "max_retry_delay"
+        );
     }
 }

@@ -23,11 +23,10 @@ pub(super) struct Defaults {
 
 impl Defaults {
     pub(super) fn settings(&self) -> Result<RecordSettings, TrackError> {
-        Ok(RecordSettings {
-            strategy: self.strategy,
-            limit: self.limit,
-            gate: Gate::new(self.strategy, self.limit)?,
-            defer_us: defer_micros("defer_interval", self.defer_interval)?,
-        })
+        Ok(RecordSettings::new(
+            self.strategy,
+            self.limit,
+            self.defer_interval,
+        )?)
     }
 }

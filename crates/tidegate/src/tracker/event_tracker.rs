@@ -16,8 +16,7 @@ pub(super) struct Inner {
     pub(super) processing_interval: Duration,
     pub(super) max_batch_size: usize,
     pub(super) max_retries: u32,
-    pub(super) retry_delay: Duration,
-    pub(super) jitter: Duration,
+    pub(super) backoff: Backoff,
     pub(super) dead_letter_after: u32,
     pub(super) processor: Processor,
     pub(super) dead_letter: Option<DeadLetterSink>,
@@ -194,17 +193,7 @@ impl EventTracker {
             let Some(current) = self.inner.records.settings(category, id).await? else {
                 return Ok(false);
             };
-            let limit = patch.limit.unwrap_or(current.limit);
-            let strategy = patch.strategy.unwrap_or(current.strategy);
-            let settings = RecordSettings {
-                strategy,
-                limit,
-                gate: Gate::new(strategy, limit)?,
-                defer_us: match patch.defer_interval {
-                    Some(d) => defer_micros("defer_interval", d)?,
-                    None => current.defer_us,
-                },
-            };
+            let settings = current.patched(&patch)?;
             match self
                 .inner
                 .records
@@ -219,9 +208,11 @@ impl EventTracker {
                 Reconfigured::Changed => continue,
             }
         }
-        Err(TrackError::Store(format!(
-            "the settings of ({category}, {id}) changed under {UPDATE_ATTEMPTS} attempts of update_config in a row"
-        )))
+        Err(TrackError::Store(StoreError::Contended {
+            category: category.to_string(),
+            id: id.to_string(),
+            attempts: UPDATE_ATTEMPTS,
+        }))
     }
 
     /// The counters and gauges.
@@ -351,29 +342,49 @@ impl EventTracker {
                 lock(&inner.retries).insert((at, seq), retry);
             }
             Err(error) => {
-                inner.counters.failed_rounds.fetch_add(1, Ordering::Relaxed);
-                self.emit(|| TrackerEvent::ProcessFailed {
-                    error: error.clone(),
-                    events: Arc::clone(&events),
-                    attempts: retry.attempts,
-                });
-                let rounds = records
-                    .iter()
-                    .map(|r| r.failed_rounds + 1)
-                    .max()
-                    .unwrap_or(1);
-                if rounds >= inner.dead_letter_after
-                    && self
-                        .dead_lettered(&retry.batch, error, retry.attempts)
-                        .await
+                let failed = self
+                    .round_failed(retry.batch, events, error, retry.attempts, false)
+                    .await;
+                if let Some(batch) = failed
+                    && let Err(e) = inner.records.defer_again(batch, now).await
                 {
-                    return;
-                }
-                if let Err(e) = inner.records.defer_again(retry.batch, now).await {
                     self.store_failed("deferring a failed batch again", &e);
                 }
             }
         }
+    }
+
+    /// A round in which every processor attempt failed, by a tick (after its retries) or
+    /// by shutdown: counted and emitted, then handed to the dead-letter sink once the
+    /// batch has failed `dead_letter_after` rounds (at shutdown, `last_round`, at once).
+    /// The one path of every failed round; the batch comes back when no sink took it.
+    async fn round_failed(
+        &self,
+        batch: Claimed,
+        events: Arc<[DeliveredRecord]>,
+        error: String,
+        attempts: u32,
+        last_round: bool,
+    ) -> Option<Claimed> {
+        let inner = &*self.inner;
+        inner.counters.failed_rounds.fetch_add(1, Ordering::Relaxed);
+        self.emit(|| TrackerEvent::ProcessFailed {
+            error: error.clone(),
+            events,
+            attempts,
+        });
+        let rounds = batch
+            .records
+            .iter()
+            .map(|r| r.failed_rounds + 1)
+            .max()
+            .unwrap_or(1);
+        if (last_round || rounds >= inner.dead_letter_after)
+            && self.dead_lettered(&batch, error, attempts).await
+        {
+            return None;
+        }
+        Some(batch)
     }
 
     /// A batch the processor took: settled in the store, counted, emitted. The one path
@@ -420,20 +431,15 @@ impl EventTracker {
         true
     }
 
-    /// `retry_delay × 2^(attempt-1)` plus up to `jitter`.
+    /// The retry schedule's delay after failed attempt `attempt`, its jitter drawn from
+    /// the retry sequence number.
     fn retry_delay(&self, attempt: u32) -> Duration {
         let inner = &*self.inner;
-        let base = inner.retry_delay.saturating_mul(
-            1u32.checked_shl(attempt.saturating_sub(1))
-                .unwrap_or(u32::MAX),
-        );
-        if inner.jitter.is_zero() {
-            return base;
-        }
         let seq = inner.retry_seq.load(Ordering::Relaxed);
-        let random = ahash::RandomState::new().hash_one(seq);
-        let jitter_us = duration_to_micros(inner.jitter);
-        base + micros_to_duration(random % (jitter_us + 1))
+        let random = ahash::RandomState::new().hash_one(seq) >> 11;
+        inner
+            .backoff
+            .delay(attempt, random as f64 / (1u64 << 53) as f64)
     }
 
     /// Stops the processing loop and processes what is pending now: each batch gets
@@ -477,21 +483,21 @@ impl EventTracker {
                     Err(e) => last_error = e,
                 }
             }
+            let n = batch.records.len();
+            let events: Arc<[DeliveredRecord]> = batch.records.clone().into();
             if delivered {
-                report.delivered += batch.records.len();
-                let events: Arc<[DeliveredRecord]> = batch.records.clone().into();
+                report.delivered += n;
                 self.delivered(&batch, events).await;
                 continue;
             }
-            if self
-                .dead_lettered(&batch, last_error, inner.max_retries + 1)
-                .await
-            {
-                report.dead_lettered += batch.records.len();
+            let failed = self
+                .round_failed(batch, events, last_error, inner.max_retries + 1, true)
+                .await;
+            let Some(batch) = failed else {
+                report.dead_lettered += n;
                 continue;
-            }
+            };
             if inner.records.is_shared() {
-                let n = batch.records.len();
                 match inner.records.defer_again(batch, now).await {
                     Ok(()) => report.persisted += n,
                     // The claim's lease expires and another instance takes it over.

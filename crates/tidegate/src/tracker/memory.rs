@@ -9,58 +9,18 @@ use hashbrown::HashTable;
 
 use super::Details;
 use super::budget::{MemoryBudget, detail_cost};
-use super::record::{DeliveredRecord, IgnoreReason, RecordKey, RecordView, TrackOutcome};
+use super::core::{DetailFate, DetailLimits, Record, RecordSettings, Tracked};
+use super::record::{DeliveredRecord, IgnoreReason, RecordKey, TrackOutcome};
 use super::store::Reconfigured;
-use super::strategy::{Gate, GateState};
 
-/// A record's settings: its strategy and limit, the gate built from them, its deferral.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct RecordSettings {
-    pub(crate) strategy: super::Strategy,
-    pub(crate) limit: u64,
-    pub(crate) gate: Gate,
-    pub(crate) defer_us: u64,
-}
-
-/// A deferred batch waiting in a record.
-#[derive(Debug)]
-struct Pending {
-    count: u64,
-    first_seen: u64,
-    last_seen: u64,
-    /// `(scheduled_at µs, sequence)`: the batch's place in the due index.
-    due: (u64, u64),
-    details: Vec<Details>,
-    /// Bytes the kept details are charged (text and overhead).
-    detail_bytes: usize,
-    dropped: u64,
-    failed_rounds: u32,
-}
-
+/// A record in its shard: its identity, its state (decided by the core) and, while a
+/// batch waits, that batch's sequence number in the due index.
 #[derive(Debug)]
 struct Entry {
     key: Arc<RecordKey>,
-    settings: RecordSettings,
-    state: GateState,
-    total: u64,
-    first_seen: u64,
-    last_seen: u64,
-    pending: Option<Pending>,
-    /// Batches of this record handed to the processor and not settled yet.
-    in_flight: u32,
-}
-
-impl Entry {
-    fn view(&self) -> RecordView {
-        RecordView {
-            key: Arc::clone(&self.key),
-            total: self.total,
-            deferred: self.pending.as_ref().map_or(0, |p| p.count),
-            scheduled_at_us: self.pending.as_ref().map(|p| p.due.0),
-            first_seen_us: self.first_seen,
-            last_seen_us: self.last_seen,
-        }
-    }
+    record: Record,
+    /// The waiting batch's place in the due index is `(due_at, seq)`.
+    seq: u64,
 }
 
 /// Bytes a record takes besides its key text: the table entry (with hashbrown's control
@@ -78,12 +38,8 @@ fn record_cost(key: &RecordKey) -> usize {
 pub(crate) struct Bounds {
     /// Most records.
     pub(crate) max_keys: usize,
-    /// Most details kept per batch.
-    pub(crate) max_details: usize,
-    /// Largest detail kept (JSON text bytes).
-    pub(crate) max_detail_bytes: usize,
-    /// Most detail bytes kept per batch.
-    pub(crate) max_batch_bytes: usize,
+    /// What bounds the details of each batch.
+    pub(crate) details: DetailLimits,
     /// Most bytes for records and details together.
     pub(crate) max_memory_bytes: usize,
 }
@@ -148,44 +104,6 @@ impl MemoryRecords {
         self.dropped_by_size.load(Ordering::Relaxed)
     }
 
-    /// Keeps `detail` in `p` if every bound allows, else counts it as dropped; a null
-    /// detail (an event without details) is not kept.
-    fn push_detail(&self, p: &mut Pending, detail: Details) {
-        if detail.is_null() {
-            return;
-        }
-        let b = &self.bounds;
-        let cost = detail_cost(detail.len());
-        let fits = p.details.len() < b.max_details;
-        let by_size = detail.len() > b.max_detail_bytes
-            || p.detail_bytes + cost > b.max_batch_bytes
-            || !(fits && self.budget.try_charge(cost));
-        if fits && !by_size {
-            p.details.push(detail);
-            p.detail_bytes += cost;
-            return;
-        }
-        p.dropped += 1;
-        if fits {
-            self.dropped_by_size.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Keeps an already charged detail in `p` (merging a failed batch back), or drops it
-    /// and gives its bytes back.
-    fn merge_detail(&self, p: &mut Pending, detail: Details) {
-        let cost = detail_cost(detail.len());
-        if p.details.len() < self.bounds.max_details
-            && p.detail_bytes + cost <= self.bounds.max_batch_bytes
-        {
-            p.details.push(detail);
-            p.detail_bytes += cost;
-        } else {
-            p.dropped += 1;
-            self.budget.release(cost);
-        }
-    }
-
     /// Gives back the bytes of a settled batch's details.
     fn release_details(&self, r: &DeliveredRecord) {
         self.budget
@@ -216,19 +134,10 @@ impl MemoryRecords {
         let entry = match table.find_mut(hash, |e| e.key.category == category && e.key.id == id) {
             Some(e) => e,
             None => {
-                let fresh = Entry {
-                    key: Arc::new(RecordKey {
-                        category: category.to_string(),
-                        id: id.to_string(),
-                    }),
-                    settings,
-                    state: settings.gate.fresh(),
-                    total: 0,
-                    first_seen: now,
-                    last_seen: now,
-                    pending: None,
-                    in_flight: 0,
-                };
+                let key = Arc::new(RecordKey {
+                    category: category.to_string(),
+                    id: id.to_string(),
+                });
                 let refused = if self
                     .len
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
@@ -237,58 +146,41 @@ impl MemoryRecords {
                     .is_err()
                 {
                     Some(IgnoreReason::KeyLimitReached)
-                } else if !self.budget.try_charge(record_cost(&fresh.key)) {
+                } else if !self.budget.try_charge(record_cost(&key)) {
                     self.len.fetch_sub(1, Ordering::Relaxed);
                     Some(IgnoreReason::MemoryLimitReached)
                 } else {
                     None
                 };
                 if let Some(reason) = refused {
-                    let mut record = fresh.view();
-                    record.total = 1;
+                    let record = Record::refused(key, now);
                     return TrackOutcome::Ignored { reason, record };
                 }
+                let fresh = Entry {
+                    key,
+                    record: Record::new(settings, now),
+                    seq: 0,
+                };
                 table
                     .insert_unique(hash, fresh, |e| self.hash(&e.key.category, &e.key.id))
                     .into_mut()
             }
         };
-        entry.total += 1;
-        entry.last_seen = now;
-        let settings = entry.settings;
-        match settings
-            .gate
-            .admit(&mut entry.state, now, entry.pending.is_some())
-        {
-            Ok(()) => TrackOutcome::Immediate(entry.view()),
-            Err(wait) => {
-                match &mut entry.pending {
-                    Some(p) => {
-                        p.count += 1;
-                        p.last_seen = now;
-                        self.push_detail(p, details);
-                    }
-                    None => {
-                        let due = (
-                            now + wait.unwrap_or(settings.defer_us),
-                            self.seq.fetch_add(1, Ordering::Relaxed),
-                        );
-                        let mut p = Pending {
-                            count: 1,
-                            first_seen: now,
-                            last_seen: now,
-                            due,
-                            details: Vec::new(),
-                            detail_bytes: 0,
-                            dropped: 0,
-                            failed_rounds: 0,
-                        };
-                        self.push_detail(&mut p, details);
-                        entry.pending = Some(p);
-                        lock(&self.due).insert(due, Arc::clone(&entry.key));
-                    }
+        let tracked = entry.record.track(now, details, &self.bounds.details, |n| {
+            self.budget.try_charge(n)
+        });
+        let view = entry.record.view(Arc::clone(&entry.key));
+        match tracked {
+            Tracked::Immediate => TrackOutcome::Immediate(view),
+            Tracked::Deferred { opened, detail } => {
+                if detail == (DetailFate::Dropped { by_size: true }) {
+                    self.dropped_by_size.fetch_add(1, Ordering::Relaxed);
                 }
-                TrackOutcome::Deferred(entry.view())
+                if opened && let Some(p) = &entry.record.pending {
+                    entry.seq = self.seq.fetch_add(1, Ordering::Relaxed);
+                    lock(&self.due).insert((p.due_at, entry.seq), Arc::clone(&entry.key));
+                }
+                TrackOutcome::Deferred(view)
             }
         }
     }
@@ -301,25 +193,16 @@ impl MemoryRecords {
             std::mem::replace(&mut *due, later)
         };
         let mut out = Vec::with_capacity(taken.len());
-        for (slot, key) in taken {
+        for ((_, seq), key) in taken {
             let hash = self.hash(&key.category, &key.id);
             let mut table = lock(self.shard(hash));
             let Some(entry) = table.find_mut(hash, |e| Arc::ptr_eq(&e.key, &key)) else {
                 continue;
             };
-            if entry.pending.as_ref().is_some_and(|p| p.due == slot) {
-                let p = entry.pending.take().expect("checked above");
-                entry.in_flight += 1;
-                out.push(DeliveredRecord {
-                    category: key.category.clone(),
-                    id: key.id.clone(),
-                    count: p.count,
-                    first_seen_us: p.first_seen,
-                    last_seen_us: p.last_seen,
-                    details: p.details,
-                    details_dropped: p.dropped,
-                    failed_rounds: p.failed_rounds,
-                });
+            if entry.seq == seq
+                && let Some(batch) = entry.record.claim(now)
+            {
+                out.push(batch.deliver(&key));
             }
         }
         out
@@ -341,10 +224,7 @@ impl MemoryRecords {
     pub(crate) fn processed(&self, records: &[DeliveredRecord]) {
         for r in records {
             self.release_details(r);
-            self.with_entry(&r.category, &r.id, |e| {
-                e.in_flight = e.in_flight.saturating_sub(1);
-                e.settings.gate.processed(&mut e.state);
-            });
+            self.with_entry(&r.category, &r.id, |e| e.record.processed());
         }
     }
 
@@ -352,14 +232,12 @@ impl MemoryRecords {
     pub(crate) fn dead_lettered(&self, records: &[DeliveredRecord]) {
         for r in records {
             self.release_details(r);
-            self.with_entry(&r.category, &r.id, |e| {
-                e.in_flight = e.in_flight.saturating_sub(1);
-            });
+            self.with_entry(&r.category, &r.id, |e| e.record.dead_lettered());
         }
     }
 
-    /// A round of processing failed: put the records back as deferred, due again after
-    /// their deferral, merged before any batch that started meanwhile.
+    /// A round of processing failed: put the records back as deferred (the core decides
+    /// when they are due and how they merge with a batch that started meanwhile).
     pub(crate) fn defer_again(&self, records: Vec<DeliveredRecord>, now: u64) {
         for r in records {
             let hash = self.hash(&r.category, &r.id);
@@ -370,34 +248,19 @@ impl MemoryRecords {
                 self.release_details(&r);
                 continue;
             };
-            e.in_flight = e.in_flight.saturating_sub(1);
-            let due = (
-                now + e.settings.defer_us,
-                self.seq.fetch_add(1, Ordering::Relaxed),
-            );
-            let detail_bytes = r.details.iter().map(|d| detail_cost(d.len())).sum();
-            let mut back = Pending {
-                count: r.count,
-                first_seen: r.first_seen_us,
-                last_seen: r.last_seen_us,
-                due,
-                details: r.details,
-                detail_bytes,
-                dropped: r.details_dropped,
-                failed_rounds: r.failed_rounds + 1,
-            };
-            if let Some(newer) = e.pending.take() {
-                lock(&self.due).remove(&newer.due);
-                back.count += newer.count;
-                back.last_seen = newer.last_seen;
-                back.dropped += newer.dropped;
-                for d in newer.details {
-                    self.merge_detail(&mut back, d);
-                }
-                back.due = back.due.min(newer.due);
+            let newer = e.record.pending.as_ref().map(|p| (p.due_at, e.seq));
+            let requeued = e
+                .record
+                .defer_again(r, now, &self.bounds.details, |n| self.budget.release(n));
+            let due_at = e.record.pending.as_ref().map_or(0, |p| p.due_at);
+            let mut due = lock(&self.due);
+            if let Some(slot) = newer {
+                due.remove(&slot);
             }
-            lock(&self.due).insert(back.due, Arc::clone(&e.key));
-            e.pending = Some(back);
+            if !requeued.kept_place {
+                e.seq = self.seq.fetch_add(1, Ordering::Relaxed);
+            }
+            due.insert((due_at, e.seq), Arc::clone(&e.key));
         }
     }
 
@@ -409,7 +272,9 @@ impl MemoryRecords {
             removed += table.len();
             let bytes = table
                 .iter()
-                .map(|e| record_cost(&e.key) + e.pending.as_ref().map_or(0, |p| p.detail_bytes))
+                .map(|e| {
+                    record_cost(&e.key) + e.record.pending.as_ref().map_or(0, |p| p.detail_bytes)
+                })
                 .sum();
             self.budget.release(bytes);
             table.clear();
@@ -430,9 +295,8 @@ impl MemoryRecords {
     ) -> Reconfigured {
         let mut out = Reconfigured::Missing;
         self.with_entry(category, id, |e| {
-            out = if e.settings == *expected {
-                e.settings = settings;
-                Reconfigured::Done(e.view())
+            out = if e.record.reconfigure(expected, settings) {
+                Reconfigured::Done(e.record.view(Arc::clone(&e.key)))
             } else {
                 Reconfigured::Changed
             };
@@ -443,7 +307,7 @@ impl MemoryRecords {
     /// The record's current settings, if it exists.
     pub(crate) fn settings(&self, category: &str, id: &str) -> Option<RecordSettings> {
         let mut out = None;
-        self.with_entry(category, id, |e| out = Some(e.settings));
+        self.with_entry(category, id, |e| out = Some(e.record.settings));
         out
     }
 
@@ -458,11 +322,9 @@ impl MemoryRecords {
         let end = start.saturating_add(budget).min(buckets);
         let mut removed = 0;
         for i in start..end {
-            let idle = table.get_bucket(i).is_some_and(|e| {
-                e.pending.is_none()
-                    && e.in_flight == 0
-                    && now.saturating_sub(e.last_seen) >= expire_us
-            });
+            let idle = table
+                .get_bucket(i)
+                .is_some_and(|e| e.record.is_idle(now, expire_us));
             if idle && let Ok(entry) = table.get_bucket_entry(i) {
                 let (gone, _) = entry.remove();
                 self.budget.release(record_cost(&gone.key));
@@ -488,23 +350,22 @@ impl MemoryRecords {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
     use crate::tracker::Strategy;
 
     fn settings(limit: u64) -> RecordSettings {
-        RecordSettings {
-            strategy: Strategy::SimpleCounter,
-            limit,
-            gate: Gate::new(Strategy::SimpleCounter, limit).unwrap(),
-            defer_us: 1_000,
-        }
+        RecordSettings::new(Strategy::SimpleCounter, limit, Duration::from_millis(1)).unwrap()
     }
 
     fn bounds() -> Bounds {
         Bounds {
             max_keys: 100,
-            max_details: 10,
-            max_detail_bytes: 100,
-            max_batch_bytes: 1_000,
+            details: DetailLimits {
+                max_details: 10,
+                max_detail_bytes: 100,
+                max_batch_bytes: 1_000,
+            },
             max_memory_bytes: 1 << 20,
         }
     }

@@ -10,6 +10,8 @@
 mod budget;
 mod builder;
 mod config;
+#[doc(hidden)]
+pub mod core;
 mod details;
 mod error;
 mod event_tracker;
@@ -36,7 +38,7 @@ use tokio::sync::broadcast;
 pub use builder::TrackerBuilder;
 pub use config::ConfigPatch;
 pub use details::Details;
-pub use error::TrackError;
+pub use error::{StoreError, TrackError};
 pub use event_tracker::EventTracker;
 pub use record::{
     DeadLetter, DeliveredRecord, IgnoreReason, RecordKey, RecordView, TrackOutcome, TrackerEvent,
@@ -46,17 +48,27 @@ pub use stats::{ShutdownReport, TrackerStats};
 pub use store::TrackerStore;
 pub use strategy::Strategy;
 
+/// The tracker script (`algorithms.lua` then `tracker.lua`) and the arguments it takes
+/// for a record's settings, for tests that drive it directly.
+#[cfg(feature = "redis")]
+#[doc(hidden)]
+pub use redis::{TRACKER_LUA, settings_args};
+
 #[allow(unused_imports)]
 use {builder::*, config::*, error::*, event_tracker::*, stats::*};
 
+use self::core::{DetailLimits, RecordSettings};
+use crate::Backoff;
 use crate::error::PolicyError;
-use crate::time::{Clock, SystemClock, duration_to_micros, micros_to_duration};
-use memory::{Bounds, MemoryRecords, RecordSettings};
+use crate::time::{Clock, SystemClock, duration_to_micros};
+use memory::{Bounds, MemoryRecords};
 use store::{Claimed, Reconfigured, Records};
-use strategy::{Gate, defer_micros};
 
 /// Compare-and-set attempts of `update_config` against concurrent updates of a record.
 pub(super) const UPDATE_ATTEMPTS: usize = 16;
+
+/// Default longest delay between retries of a failed processor call.
+pub const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
 /// Default most records of a tracker.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;

@@ -11,16 +11,15 @@ use redis::Script;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::memory::RecordSettings;
+use super::core::{Gate, RecordSettings};
 use super::record::{DeliveredRecord, IgnoreReason, RecordKey, RecordView, TrackOutcome};
 use super::store::Reconfigured;
-use super::strategy::Gate;
-use super::{Details, Strategy, TrackError};
+use super::{Details, StoreError, Strategy, TrackError};
 use crate::store::redis::batcher::{self, BatchCall, Counters, Queued};
 use crate::store::redis::{RedisStore, RedisStoreError};
 
 /// The tracker script: the Lua algorithms, then the tracker's operations.
-const TRACKER_LUA: &str = crate::store::redis::lua_script!("tracker/tracker.lua");
+pub const TRACKER_LUA: &str = crate::store::redis::lua_script!("tracker/tracker.lua");
 
 /// Sent in place of a detail over `max_detail_bytes` (no JSON text starts with U+0001):
 /// the script counts it as dropped if the event is deferred.
@@ -131,11 +130,11 @@ pub(crate) struct RedisRecords {
 }
 
 fn store_error(e: RedisStoreError) -> TrackError {
-    TrackError::Store(e.to_string())
+    TrackError::Store(StoreError::Redis(e))
 }
 
 /// The record's settings as the script's arguments (its SETTINGS order).
-fn settings_args(s: &RecordSettings) -> [String; 10] {
+pub fn settings_args(s: &RecordSettings) -> [String; 10] {
     let (size, rate, window) = match s.strategy {
         Strategy::SimpleCounter => (0, 0.0, 0),
         Strategy::TokenBucket {
@@ -222,10 +221,7 @@ fn glob_escape(text: &str) -> String {
 }
 
 fn bad_reply(reason: impl Into<String>) -> TrackError {
-    TrackError::Store(format!(
-        "unexpected reply from the tracker script: {}",
-        reason.into()
-    ))
+    TrackError::Store(StoreError::BadReply(reason.into()))
 }
 
 impl RedisRecords {
@@ -327,16 +323,14 @@ impl RedisRecords {
             ],
             reply,
         };
-        let stopped = || TrackError::Store("the tracker's batching task has stopped".into());
+        let stopped = || TrackError::Store(StoreError::Stopped);
         batcher.send(queued).await.map_err(|_| stopped())?;
         // Bounded from the caller's side too: a request still queued behind stuck calls
         // when this gives up is dropped by the batcher, never sent.
         let v = match tokio::time::timeout(CALL_TIMEOUT, answer).await {
             Ok(reply) => reply.map_err(|_| stopped())??,
             Err(_) => {
-                return Err(TrackError::Store(format!(
-                    "no answer from Redis within {CALL_TIMEOUT:?}; the event was not tracked"
-                )));
+                return Err(TrackError::Store(StoreError::NoAnswer(CALL_TIMEOUT)));
             }
         };
         let record = view(category, id, &v[1..]);

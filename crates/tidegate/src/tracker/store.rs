@@ -1,7 +1,8 @@
 //! Where the tracker keeps its records: in this process's memory, or in Redis shared by
 //! any number of instances. One interface over both, used by the tracker's loop.
 
-use super::memory::{MemoryRecords, RecordSettings};
+use super::core::RecordSettings;
+use super::memory::MemoryRecords;
 use super::record::{DeliveredRecord, RecordView, TrackOutcome};
 use super::{Details, TrackError};
 

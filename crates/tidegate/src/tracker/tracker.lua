@@ -1,7 +1,13 @@
 -- tidegate: the event tracker's records in Redis. The script is algorithms.lua (the
 -- limiter's arithmetic, for the token bucket and sliding window strategies) followed by
--- this file; ARGV[1] names the operation. It mirrors crates/tidegate/src/tracker/memory.rs
--- and a test replays the same input through both and compares every line.
+-- this file; ARGV[1] names the operation. The record functions below (gate_admit,
+-- track_record, add_detail, claim_record, settle_record, defer_record, is_idle,
+-- reconfigure_record) mirror the tracker's pure core, crates/tidegate/src/tracker/core/,
+-- one function each: they take the record and their inputs as arguments and return a
+-- table with named fields; the operations at the end do the reading and writing of keys.
+-- tests/tracker_core_lua.rs drives both with the same random operations and compares
+-- the outcome and the state after every step; tests/tracker_redis.rs compares whole
+-- trackers on both stores.
 --
 -- KEYS[1]  the tracker's prefix key "tidegate:tracker:{<name>}:" (every key below starts
 --          with it, so one hash slot holds the whole tracker, also on Redis Cluster)
@@ -108,6 +114,140 @@ local function rpush_all(key, items)
   end
 end
 
+-- The record functions (core/*.rs). `r` is a record's fields (FIELDS above).
+
+-- Record::new (core/record.rs): a record created by an event at `now`, with the settings
+-- at ARGV[a..a+9]; its gate state is started fresh by its first event.
+local function new_record(now, a)
+  local r = {0, now, now, 0, 0, 0}
+  apply_settings(r, a)
+  clear_pending(r)
+  return r
+end
+
+-- Gate::admit (core/gate.rs): whether the event at `now` is immediate. The gate state is
+-- at key gk (read by the algorithm); a state of another kind (a changed strategy) starts
+-- fresh. Returns {allowed, wait (µs, -1 for "after the deferral"), state (the gate state
+-- to write when allowed, nil for the counter, kept in r[ADM])}.
+local function gate_admit(r, gk, now, waiting)
+  local kind = r[KIND]
+  if r[SK] ~= kind then
+    call('DEL', gk)
+    r[SK], r[ADM] = kind, 0
+  end
+  if kind == 1 then
+    if not waiting and r[ADM] < r[LIM] then
+      r[ADM] = r[ADM] + 1
+      return {allowed = true, wait = -1}
+    end
+    return {allowed = false, wait = -1}
+  end
+  local d
+  if kind == 2 then
+    d = token_bucket(gk, now, 1, r[L_], r[W_], r[B_])
+  else
+    d = sliding_window(gk, now, 1, r[L_], r[W_])
+  end
+  if d.allowed == 1 then return {allowed = true, wait = -1, state = d.value} end
+  -- The bucket's next token; a window defers by the defer interval.
+  if kind == 2 then return {allowed = false, wait = d.retry_after} end
+  return {allowed = false, wait = -1}
+end
+
+-- Record::track (core/track.rs): counts the event at `now`, asks the gate, and when it
+-- denies adds the event to the waiting batch, opening one due at the gate's wait or the
+-- deferral. Returns {deferred, opened, state (gate state to write)}; the caller writes
+-- the keys and offers the detail (add_detail).
+local function track_record(r, gk, now)
+  r[TOT], r[LS] = r[TOT] + 1, now
+  local waiting = r[PC] >= 0
+  local g = gate_admit(r, gk, now, waiting)
+  if g.allowed then return {deferred = false, opened = false, state = g.state} end
+  if waiting then
+    r[PC], r[PLS] = r[PC] + 1, now
+    return {deferred = true, opened = false}
+  end
+  local wait = g.wait
+  if wait < 0 then wait = r[DEF] end
+  r[PC], r[PFS], r[PLS], r[PDROP], r[PFR], r[PDUE], r[PSEQ], r[PN] =
+    1, now, now, 0, 0, now + wait, 0, 0
+  return {deferred = true, opened = true}
+end
+
+-- Batch::add_detail (core/batch.rs): a detail offered to the waiting batch, kept while
+-- fewer than `cap` are; '' is no detail, OVERSIZED one over max_detail_bytes (dropped).
+-- Returns {fate = 'none' | 'kept' | 'dropped'}.
+local function add_detail(r, detail, cap)
+  if detail == '' then return {fate = 'none'} end
+  if detail == OVERSIZED or r[PN] >= cap then
+    r[PDROP] = r[PDROP] + 1
+    return {fate = 'dropped'}
+  end
+  r[PN] = r[PN] + 1
+  return {fate = 'kept'}
+end
+
+-- Record::claim (core/claim.rs): takes the waiting batch out (the caller found it due),
+-- counting it in flight. Returns the batch {count, fs, ls, dropped, fr}.
+local function claim_record(r)
+  local b = {count = r[PC], fs = r[PFS], ls = r[PLS], dropped = r[PDROP], fr = r[PFR]}
+  clear_pending(r)
+  r[INF] = r[INF] + 1
+  return b
+end
+
+-- Record::processed / Record::dead_lettered (core/settle.rs): a claimed batch settled;
+-- `processed` also restarts the simple counter. Returns {in_flight}.
+local function settle_record(r, processed)
+  r[INF] = r[INF] - 1
+  if processed then r[ADM] = 0 end
+  return {in_flight = r[INF]}
+end
+
+-- Record::defer_again (core/settle.rs): the round of the claimed batch c failed; it
+-- waits again with one more failed round, due the deferral after `now`, merged before
+-- the newer batch (with details `newer`) if one opened meanwhile, at the earlier due
+-- time. Returns {details (kept, oldest first), kept_place (the newer batch's place in
+-- `due` stays)}.
+local function defer_record(r, c, now, newer, cap)
+  r[INF] = r[INF] - 1
+  local due, kept_place = now + r[DEF], false
+  local count, ls, dropped, seq = c.count, c.ls, c.dropped, 0
+  if r[PC] >= 0 then
+    count = count + r[PC]
+    ls = r[PLS]
+    dropped = dropped + r[PDROP]
+    if r[PDUE] <= due then due, seq, kept_place = r[PDUE], r[PSEQ], true end
+  end
+  local details = {}
+  for _, d in ipairs(c.details) do details[#details + 1] = d end
+  for _, d in ipairs(newer) do
+    if #details < cap then details[#details + 1] = d else dropped = dropped + 1 end
+  end
+  r[PC], r[PFS], r[PLS], r[PDROP], r[PFR], r[PDUE], r[PSEQ], r[PN] =
+    count, c.fs, ls, dropped, c.fr + 1, due, seq, #details
+  return {details = details, kept_place = kept_place}
+end
+
+-- Record::is_idle (core/purge.rs), given that the `seen` index found it last seen at or
+-- before the cutoff: nothing waiting, nothing in flight.
+local function is_idle(r)
+  return r[PC] < 0 and r[INF] == 0
+end
+
+-- Record::reconfigure (core/reconfigure.rs): sets the settings at ARGV[n..n+9] if the
+-- record's are still those at ARGV[e..e+9]. Returns {changed (false: they changed
+-- meanwhile, nothing set)}.
+local function reconfigure_record(r, e, n)
+  local expected = {}
+  apply_settings(expected, e)
+  for f = KIND, RR do
+    if expected[f] ~= r[f] then return {changed = false} end
+  end
+  apply_settings(r, n)
+  return {changed = true}
+end
+
 -- track: max_keys (0 = unbounded), max_details, the default settings (SETTINGS order,
 -- used when a record is new), R, then R requests of 4 arguments: now, category, id,
 -- detail ('' = none). Each request is decided in turn, atomically with the others.
@@ -126,69 +266,26 @@ if op == 'track' then
         return 2, 1, 0, -1, now, now
       end
       call('INCR', P .. 'n')
-      r = {0, now, now, 0, 0, 0}
-      apply_settings(r, 4)
-      clear_pending(r)
+      r = new_record(now, 4)
     end
-    r[TOT], r[LS] = r[TOT] + 1, now
-    local waiting = r[PC] >= 0
-    local kind = r[KIND]
+    local was_waiting = r[PC] >= 0
     local gk = P .. 'g:' .. rec
-    if r[SK] ~= kind then
-      -- A new record, or its strategy changed: start the gate's state fresh.
-      call('DEL', gk)
-      r[SK], r[ADM] = kind, 0
-    end
-    local ok, wait = false, -1
-    if kind == 1 then
-      if not waiting and r[ADM] < r[LIM] then
-        ok = true
-        r[ADM] = r[ADM] + 1
-      end
-    else
-      local d
-      if kind == 2 then
-        d = token_bucket(gk, now, 1, r[L_], r[W_], r[B_])
-      else
-        d = sliding_window(gk, now, 1, r[L_], r[W_])
-      end
-      if d.allowed == 1 then
-        call('SET', gk, d.value)
-        ok = true
-      elseif kind == 2 then
-        -- The bucket's next token; a window defers by the defer interval.
-        wait = d.retry_after
-      end
-    end
-    if ok then
-      if not waiting and r[INF] == 0 then call('ZADD', P .. 'seen', now_s, rec) end
+    local t = track_record(r, gk, now)
+    if not t.deferred then
+      if t.state then call('SET', gk, t.state) end
+      if not was_waiting and r[INF] == 0 then call('ZADD', P .. 'seen', now_s, rec) end
       save(rk, r)
       local v = view(r)
       return 0, v[1], v[2], v[3], v[4], v[5]
     end
     local dk = P .. 'd:' .. rec
-    if waiting then
-      r[PC], r[PLS] = r[PC] + 1, now
-    else
-      if wait < 0 then wait = r[DEF] end
-      local seq = call('INCR', P .. 'seq')
-      r[PC], r[PFS], r[PLS], r[PDROP], r[PFR], r[PDUE], r[PSEQ], r[PN] =
-        1, now, now, 0, 0, now + wait, seq, 0
+    if t.opened then
+      r[PSEQ] = call('INCR', P .. 'seq')
       call('DEL', dk)
-      call('ZADD', P .. 'due', num(r[PDUE]), member_of(seq, rec))
+      call('ZADD', P .. 'due', num(r[PDUE]), member_of(r[PSEQ], rec))
       call('ZREM', P .. 'seen', rec)
     end
-    if detail == OVERSIZED then
-      -- Over max_detail_bytes: not sent, counted as dropped (as in memory).
-      r[PDROP] = r[PDROP] + 1
-    elseif detail ~= '' then
-      if r[PN] < cap then
-        call('RPUSH', dk, detail)
-        r[PN] = r[PN] + 1
-      else
-        r[PDROP] = r[PDROP] + 1
-      end
-    end
+    if add_detail(r, detail, cap).fate == 'kept' then call('RPUSH', dk, detail) end
     save(rk, r)
     return 1, r[TOT], r[PC], r[PDUE], r[FS], now
   end
@@ -232,14 +329,13 @@ if op == 'claim' then
     local id = sub(rec, colon + clen + 1)
     local r = load(rk)
     local details = call('LRANGE', dk, 0, -1)
+    local b = claim_record(r)
     local n = #items
-    items[n + 1], items[n + 2], items[n + 3], items[n + 4] = category, id, num(r[PC]),
-      num(r[PFS])
-    items[n + 5], items[n + 6], items[n + 7], items[n + 8] = num(r[PLS]), num(r[PDROP]),
-      num(r[PFR]), #details
+    items[n + 1], items[n + 2], items[n + 3], items[n + 4] = category, id, num(b.count),
+      num(b.fs)
+    items[n + 5], items[n + 6], items[n + 7], items[n + 8] = num(b.ls), num(b.dropped),
+      num(b.fr), #details
     for j = 1, #details do items[n + 8 + j] = details[j] end
-    clear_pending(r)
-    r[INF] = r[INF] + 1
     save(rk, r)
     call('DEL', dk)
   end
@@ -268,8 +364,7 @@ if op == 'processed' or op == 'dead' then
     local rk = P .. 'r:' .. c.rec
     local r = load(rk)
     if r then
-      r[INF] = r[INF] - 1
-      if op == 'processed' then r[ADM] = 0 end
+      settle_record(r, op == 'processed')
       save(rk, r)
       settle_seen(r, c.rec)
     end
@@ -290,29 +385,18 @@ if op == 'defer' then
     local rk, dk = P .. 'r:' .. rec, P .. 'd:' .. rec
     local r = load(rk)
     if r then
-      r[INF] = r[INF] - 1
-      local due, seq = now + r[DEF], call('INCR', P .. 'seq')
-      local count, ls, dropped = c.count, c.ls, c.dropped
       local newer = {}
       if r[PC] >= 0 then
-        count = count + r[PC]
-        ls = r[PLS]
-        dropped = dropped + r[PDROP]
         newer = call('LRANGE', dk, 0, -1)
         call('ZREM', P .. 'due', member_of(r[PSEQ], rec))
-        if r[PDUE] <= due then due, seq = r[PDUE], r[PSEQ] end
       end
-      local details = {}
-      for _, d in ipairs(c.details) do details[#details + 1] = d end
-      for _, d in ipairs(newer) do
-        if #details < cap then details[#details + 1] = d else dropped = dropped + 1 end
-      end
+      local seq = call('INCR', P .. 'seq')
+      local q = defer_record(r, c, now, newer, cap)
+      if not q.kept_place then r[PSEQ] = seq end
       call('DEL', dk)
-      if #details > 0 then rpush_all(dk, details) end
-      r[PC], r[PFS], r[PLS], r[PDROP], r[PFR], r[PDUE], r[PSEQ], r[PN] =
-        count, c.fs, ls, dropped, c.fr + 1, due, seq, #details
+      if #q.details > 0 then rpush_all(dk, q.details) end
       save(rk, r)
-      call('ZADD', P .. 'due', num(due), member_of(seq, rec))
+      call('ZADD', P .. 'due', num(r[PDUE]), member_of(r[PSEQ], rec))
       call('ZREM', P .. 'seen', rec)
     end
   end
@@ -339,12 +423,7 @@ if op == 'configure' then
   local rk = P .. 'r:' .. rec_of(ARGV[2], ARGV[3])
   local r = load(rk)
   if not r then return {} end
-  local expected = {}
-  apply_settings(expected, 4)
-  for f = KIND, RR do
-    if expected[f] ~= r[f] then return {-1} end
-  end
-  apply_settings(r, 14)
+  if not reconfigure_record(r, 4, 14).changed then return {-1} end
   save(rk, r)
   return view(r)
 end
@@ -357,7 +436,7 @@ if op == 'purge' then
   for _, rec in ipairs(idle) do
     local rk = P .. 'r:' .. rec
     local r = load(rk)
-    if r and r[PC] < 0 and r[INF] == 0 then
+    if r and is_idle(r) then
       if call('DEL', rk) == 1 then removed = removed + 1 end
       call('DEL', P .. 'g:' .. rec, P .. 'd:' .. rec)
     end
