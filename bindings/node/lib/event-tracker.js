@@ -1,0 +1,390 @@
+'use strict'
+
+const EventEmitter = require('node:events')
+const native = require('./native')
+const { callNative, awaitNative } = require('./errors')
+const { checkNumber } = require('./validate')
+const { eventRecord } = require('./records')
+const BaseStrategy = require('./strategies/base-strategy')
+const SimpleCounterStrategy = require('./strategies/simple-counter-strategy')
+const BaseAdapter = require('./storage/base-adapter')
+const InMemoryAdapter = require('./storage/in-memory-adapter')
+
+/** Events the engine reports (the others come from `trackEvent`'s answer). */
+const FORWARDED = new Set(['processed', 'retry', 'process_failed', 'config_updated', 'error'])
+
+/** Processor errors kept to hand to `process_failed` listeners. */
+const KEPT_ERRORS = 1024
+
+/** Record snapshots kept for `getEvent` when `maxKeys` sets no bound. */
+const KEPT_RECORDS = 100000
+
+/**
+ * @typedef {import('./records').EventRecord} EventRecord
+ * @typedef {object} DeliveredRecord A deferred batch of one record, as the processor receives it.
+ * @property {string} category
+ * @property {string} id
+ * @property {number} count Events in this batch.
+ * @property {unknown[]} details The events' details, oldest first (up to `maxDetails`).
+ * @property {number} detailsDropped Details the caps left out.
+ * @property {number} firstEventTime First event of the batch (Unix ms).
+ * @property {number} lastEventTime Last event of the batch (Unix ms).
+ * @property {number} failedRounds Rounds of processing that failed before this one.
+ */
+
+/**
+ * Tracks events per `(category, id)`: immediate while the strategy admits, otherwise
+ * deferred into the record's batch, which is handed to the async processor later, with
+ * retries and backoff; nothing accepted is dropped. The engine is tidegate's.
+ */
+class EventTracker extends EventEmitter {
+  /**
+   * @param {object} [options]
+   * @param {number} [options.limit=5] Events per record before deferral.
+   * @param {number} [options.deferInterval=3600000] ms a new deferred batch waits.
+   * @param {number} [options.expireTime=86400000] ms after which an idle record with nothing waiting is purged.
+   * @param {number} [options.maxKeys=0] Most records (0: no bound of its own; `maxMemoryBytes` still holds).
+   * @param {(events: DeliveredRecord[]) => Promise<void>} [options.processor] Handles due batches.
+   * @param {BaseAdapter} [options.storage] `InMemoryAdapter` (default) or `RedisAdapter`.
+   * @param {BaseStrategy} [options.strategy] Default `SimpleCounterStrategy`.
+   * @param {number} [options.maxRetries=3] Retries of a failed processor call per round.
+   * @param {number} [options.retryDelay=1000] ms before the first retry, doubling each time.
+   * @param {number} [options.processingInterval=1000] ms between looks for due batches.
+   * @param {number} [options.maxBatchSize=100] Most records per processor call.
+   * @param {number} [options.maxDetails=100] Most details kept per batch.
+   * @param {number} [options.maxDetailBytes=8192] Largest detail kept (bytes of JSON).
+   * @param {number} [options.maxMemoryBytes=67108864] Memory budget (memory store).
+   * @param {number} [options.lease=30000] Redis: ms a claimed batch stays with this instance.
+   */
+  constructor (options = {}) {
+    super()
+    for (const field of ['limit', 'deferInterval', 'expireTime', 'maxKeys', 'processingInterval',
+      'maxRetries', 'retryDelay', 'maxBatchSize', 'maxDetails', 'maxDetailBytes', 'maxMemoryBytes', 'lease']) {
+      checkNumber(options, field)
+    }
+    const strategy = options.strategy ?? new SimpleCounterStrategy()
+    if (!(strategy instanceof BaseStrategy)) {
+      throw new TypeError('strategy must be an instance of BaseStrategy.')
+    }
+    const storage = options.storage ?? new InMemoryAdapter()
+    if (!(storage instanceof BaseAdapter)) {
+      throw new TypeError('storage must be an InMemoryAdapter or a RedisAdapter.')
+    }
+    /** The tracker's settings (ms). */
+    this.config = Object.freeze({
+      limit: strategy.ownLimit ?? options.limit ?? 5,
+      deferInterval: options.deferInterval ?? 3600000,
+      expireTime: options.expireTime ?? 86400000,
+      maxKeys: options.maxKeys ?? 0
+    })
+    /** The storage adapter. */
+    this.storage = storage
+    /** The strategy. */
+    this.strategy = strategy
+    /** @type {((events: DeliveredRecord[]) => Promise<void>) | null} */
+    this.processor = null
+    this._destroyed = false
+    this._listening = false
+    this._errorSeq = 0
+    /** @type {Map<string, unknown>} */
+    this._errors = new Map()
+    /** @type {Map<string, EventRecord>} */
+    this._records = new Map()
+    this._keptRecords = this.config.maxKeys > 0 ? this.config.maxKeys : KEPT_RECORDS
+    /** @type {ReturnType<typeof setInterval> | null} */
+    this._keepAlive = null
+
+    const settings = {
+      limit: this.config.limit,
+      deferInterval: this.config.deferInterval,
+      expireTime: this.config.expireTime,
+      maxKeys: this.config.maxKeys,
+      processingInterval: options.processingInterval,
+      maxRetries: options.maxRetries,
+      retryDelay: options.retryDelay,
+      maxBatchSize: options.maxBatchSize,
+      maxDetails: options.maxDetails,
+      maxDetailBytes: options.maxDetailBytes,
+      maxMemoryBytes: options.maxMemoryBytes,
+      lease: options.lease,
+      strategy: strategy.toNative()
+    }
+    const process = (/** @type {string} */ json) => this._dispatch(json)
+    const emit = (/** @type {string} */ json) => this._forward(json)
+    if (storage.shared) {
+      /** @type {any} */
+      this._native = null
+      this._ready = /** @type {any} */ (storage).connection().then((/** @type {any} */ connection) => {
+        const n = callNative(() => connection.tracker(/** @type {any} */ (storage).name, settings, process, emit))
+        this._native = n
+        if (this._destroyed) n.destroy()
+        else if (this._listening) n.listen()
+        return n
+      })
+      // Surfaced by the first call that needs the tracker.
+      this._ready.catch(() => {})
+    } else {
+      this._native = callNative(() => new native.NativeTracker(settings, process, emit))
+      this._ready = Promise.resolve(this._native)
+    }
+    this.on('newListener', (name) => {
+      if (FORWARDED.has(name)) this._listen()
+    })
+    if (typeof options.processor === 'function') {
+      this.setProcessor(options.processor)
+    } else if (options.processor !== undefined && options.processor !== null) {
+      throw new TypeError('processor must be a function.')
+    }
+  }
+
+  /**
+   * Sets or replaces the processor of due batches. A rejected promise (or a throw) is a
+   * failure: the batch is retried with backoff, then deferred again (`process_failed`).
+   * @param {(events: DeliveredRecord[]) => Promise<void>} processorFn
+   */
+  setProcessor (processorFn) {
+    if (typeof processorFn !== 'function') {
+      throw new Error('Processor must be a function.')
+    }
+    this.processor = processorFn
+    // Like a timer, a tracker with a processor keeps the process alive until it is
+    // destroyed or shut down.
+    if (this._keepAlive === null && !this._destroyed) {
+      this._keepAlive = setInterval(() => {}, 1 << 30)
+    }
+  }
+
+  /**
+   * Tracks one event of the record `(category, id)`.
+   * @param {string} category
+   * @param {string} id
+   * @param {unknown} [details={}] Any JSON-serialisable value, kept with a deferred batch.
+   * @returns {Promise<{ type: 'immediate' | 'deferred' | 'ignored', data: EventRecord | null, reason?: string }>}
+   */
+  async trackEvent (category, id, details = {}) {
+    if (typeof category !== 'string' || typeof id !== 'string') {
+      throw new TypeError('category and id must be strings.')
+    }
+    if (this._destroyed) throw new Error('the tracker is shut down')
+    let json
+    if (details !== undefined && details !== null) {
+      try {
+        json = JSON.stringify(details)
+      } catch (error) {
+        throw new TypeError(`details must be serialisable as JSON: ${/** @type {Error} */ (error).message}`)
+      }
+    }
+    const n = this._native
+    let r = n !== null && !n.shared ? callNative(() => n.trackNow(category, id, json)) : null
+    if (r === null || r === undefined) {
+      const ready = await awaitNative(this._ready)
+      r = await awaitNative(ready.track(category, id, json))
+    }
+    if (r.kind === 'ignored') {
+      const reason = r.reason
+      this.emit('ignored', { reason, category, id, details })
+      return { type: 'ignored', reason, data: null }
+    }
+    const record = eventRecord(category, id, details, r)
+    this._remember(record)
+    this.emit(r.kind, record)
+    return { type: r.kind, data: record }
+  }
+
+  /**
+   * Changes one record's settings at run time (`limit`, `deferInterval`, `strategy`).
+   * @param {string} category
+   * @param {string} id
+   * @param {{ limit?: number, deferInterval?: number, strategy?: BaseStrategy }} newConfig
+   * @returns {Promise<boolean>} whether the record exists (and was changed)
+   */
+  async updateConfig (category, id, newConfig) {
+    if (!newConfig || typeof newConfig !== 'object') {
+      throw new Error('newConfig must be an object.')
+    }
+    if (typeof category !== 'string' || typeof id !== 'string') {
+      throw new TypeError('category and id must be strings.')
+    }
+    checkNumber(newConfig, 'limit')
+    checkNumber(newConfig, 'deferInterval')
+    const strategy = newConfig.strategy
+    if (strategy !== undefined && !(strategy instanceof BaseStrategy)) {
+      throw new TypeError('strategy must be an instance of BaseStrategy.')
+    }
+    const patch = {
+      limit: strategy?.ownLimit ?? newConfig.limit,
+      deferInterval: newConfig.deferInterval,
+      strategy: strategy?.toNative()
+    }
+    const n = await awaitNative(this._ready)
+    return awaitNative(n.updateConfig(category, id, patch))
+  }
+
+  /**
+   * The record `(category, id)` as this tracker last saw it (from its own `trackEvent`
+   * calls and configuration changes), or `undefined`.
+   * @param {string} category
+   * @param {string} id
+   * @returns {Promise<EventRecord | undefined>}
+   */
+  async getEvent (category, id) {
+    return this._records.get(`${category}\u0000${id}`)
+  }
+
+  /**
+   * The engine's counters: `records`, `waiting`, `retrying`, `immediate`, `deferred`,
+   * `ignored`, `processedRecords`, `processedEvents`, `failedRounds`, `takenOver`.
+   * @returns {Promise<Record<string, number>>}
+   */
+  async stats () {
+    const n = await awaitNative(this._ready)
+    return n.stats()
+  }
+
+  /**
+   * Deletes every record and batch of this tracker, without delivering (with Redis:
+   * for every instance sharing it).
+   * @returns {Promise<number>}
+   */
+  async clear () {
+    this._records.clear()
+    const n = await awaitNative(this._ready)
+    return awaitNative(n.clear())
+  }
+
+  /**
+   * Stops processing and hands every pending batch to the processor now, due or not
+   * (each gets `1 + maxRetries` attempts). With Redis, waiting batches stay in Redis for
+   * the other instances. Resolves to what it did; `undelivered` lists the records the
+   * processor kept refusing (memory), for you to persist.
+   * @returns {Promise<{ delivered: number, undelivered: DeliveredRecord[], persisted: number }>}
+   */
+  async shutdown () {
+    const n = await awaitNative(this._ready)
+    const summary = await awaitNative(n.shutdown())
+    this._stopKeepAlive()
+    this._destroyed = true
+    return {
+      delivered: summary.delivered,
+      undelivered: JSON.parse(summary.undelivered),
+      persisted: summary.persisted
+    }
+  }
+
+  /**
+   * Stops at once and removes every listener. Pending batches are not delivered (in
+   * memory they are dropped; in Redis they stay for the other instances): use
+   * `await shutdown()` to deliver them.
+   */
+  destroy () {
+    if (this._destroyed) return
+    this._destroyed = true
+    this._stopKeepAlive()
+    if (this._native !== null) this._native.destroy()
+    this.storage.destroy()
+    this.removeAllListeners()
+  }
+
+  _stopKeepAlive () {
+    if (this._keepAlive !== null) {
+      clearInterval(this._keepAlive)
+      this._keepAlive = null
+    }
+  }
+
+  _listen () {
+    if (this._listening) return
+    this._listening = true
+    if (this._native !== null) this._native.listen()
+  }
+
+  /** @param {EventRecord} record */
+  _remember (record) {
+    const key = `${record.category}\u0000${record.id}`
+    const records = this._records
+    if (records.delete(key) === false && records.size >= this._keptRecords) {
+      records.delete(/** @type {string} */ (records.keys().next().value))
+    }
+    records.set(key, record)
+  }
+
+  /**
+   * Called by the engine with a due batch; resolves to `null` when the processor took
+   * it, or to an error text.
+   * @param {string} json
+   * @returns {Promise<string | null>}
+   */
+  async _dispatch (json) {
+    const events = JSON.parse(json)
+    try {
+      if (this.processor === null) {
+        throw new Error('no processor is set: call setProcessor(fn); the batch stays deferred')
+      }
+      await this.processor(events)
+      return null
+    } catch (error) {
+      const token = `#${++this._errorSeq}`
+      this._errors.set(token, error)
+      if (this._errors.size > KEPT_ERRORS) {
+        this._errors.delete(/** @type {string} */ (this._errors.keys().next().value))
+      }
+      const message = error instanceof Error ? error.message : String(error)
+      return `${token} ${message}`
+    }
+  }
+
+  /**
+   * The processor's error behind an error text of `_dispatch`.
+   * @param {string} text
+   * @returns {unknown}
+   */
+  _takeError (text) {
+    const token = /^#\d+(?= )/.exec(text)?.[0]
+    if (token !== undefined && this._errors.has(token)) {
+      const error = this._errors.get(token)
+      this._errors.delete(token)
+      return error
+    }
+    return new Error(text)
+  }
+
+  /**
+   * Called by the engine with one lifecycle event.
+   * @param {string} json
+   */
+  _forward (json) {
+    const e = JSON.parse(json)
+    switch (e.event) {
+      case 'processed':
+        for (const record of e.events) this.emit('processed', record)
+        break
+      case 'retry':
+        this.emit('retry', { attempt: e.attempt, maxRetries: e.maxRetries, delay: e.delay, events: e.events })
+        break
+      case 'process_failed': {
+        const error = this._takeError(e.error)
+        this.emit('process_failed', { error, events: e.events, attempts: e.attempts })
+        if (this.listenerCount('error') > 0) {
+          const message = error instanceof Error ? error.message : String(error)
+          this.emit('error', new Error(`Processor callback failed after ${e.attempts} attempts: ${message}`))
+        }
+        break
+      }
+      case 'config_updated': {
+        const key = `${e.record.category}\u0000${e.record.id}`
+        const known = this._records.get(key)
+        const record = { ...e.record, details: known?.details }
+        if (known !== undefined) this._records.set(key, record)
+        this.emit('config_updated', record)
+        break
+      }
+      case 'error':
+        if (this.listenerCount('error') > 0) this.emit('error', new Error(e.message))
+        break
+      default:
+        break
+    }
+  }
+}
+
+module.exports = EventTracker

@@ -1,0 +1,172 @@
+'use strict'
+
+const Limiter = require('../limiter')
+const { RedisStore } = require('../redis-store')
+const { checkFunction } = require('../validate')
+const { policyHeader, limitHeader, retryAfterSeconds } = require('./headers')
+
+const DEFAULT_MESSAGE = 'Too many requests, please try again later.'
+
+/**
+ * @typedef {import('../limiter').Decision} Decision
+ * @typedef {object} RateLimitOptions
+ * @property {string | string[]} [policy] Any tidegate policy, e.g.
+ *   `"gcra:10/1s;fixed_window:1000/1d"`; replaces `requestsPerMinute` and `capacity`.
+ * @property {number} [requestsPerMinute=60] Token bucket refill, tokens per minute.
+ * @property {number} [capacity=requestsPerMinute] Token bucket size (burst).
+ * @property {RedisStore} [store] `redisStore({ url })` to share limits; memory when absent.
+ * @property {string} [name] The limit's name in headers and in Redis keys (default:
+ *   the policy text with `{`, `}` and `:` replaced by `_`).
+ * @property {(req: any) => string | Promise<string>} [identifier] The client key (default `req.ip`).
+ * @property {(req: any, res: any) => boolean | Promise<boolean>} [skip] Requests not limited.
+ * @property {(req: any) => number} [cost] Units a request costs (default 1).
+ * @property {string | object} [message] The 429 body's `message` (an object replaces the body).
+ * @property {(req: any, res: any, next: Function, decision: Decision) => void} [handler]
+ *   Answers a denied request instead of the default 429 (status and headers are set).
+ * @property {boolean} [headers=true] Send `RateLimit-Policy` and `RateLimit`.
+ */
+
+/**
+ * @param {unknown} value
+ * @returns {value is PromiseLike<unknown>}
+ */
+function isThenable (value) {
+  return value !== null && typeof value === 'object' && typeof /** @type {any} */ (value).then === 'function'
+}
+
+/**
+ * Express middleware limiting each client: `429` with `Retry-After` and a JSON body
+ * once its quota is used up, IETF `RateLimit-Policy` / `RateLimit` headers on every
+ * answer. In memory by default; with `store: redisStore({ url })` shared by every
+ * process using that Redis.
+ * @param {RateLimitOptions} [options]
+ * @returns {(req: any, res: any, next: (err?: unknown) => void) => void}
+ */
+function rateLimit (options = {}) {
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError('rateLimit options must be an object.')
+  }
+  for (const field of ['identifier', 'skip', 'handler', 'cost']) checkFunction(options, field)
+  for (const field of ['requestsPerMinute', 'capacity']) {
+    const value = options[field]
+    if (value !== undefined && (typeof value !== 'number' || Number.isNaN(value))) {
+      throw new TypeError(`${field} must be a number.`)
+    }
+  }
+  if (options.store !== undefined && !(options.store instanceof RedisStore)) {
+    throw new TypeError('store must come from redisStore({ url }) (leave it out for memory).')
+  }
+  const requestsPerMinute = options.requestsPerMinute ?? 60
+  const capacity = options.capacity ?? requestsPerMinute
+  const policy = options.policy ?? `token_bucket:${requestsPerMinute}/1m,burst=${capacity}`
+  const policyText = Array.isArray(policy) ? policy.join(';') : String(policy)
+  const name = options.name ?? policyText.replace(/[{}:]/g, '_')
+  const identifier = options.identifier ?? ((req) => req.ip)
+  const skip = options.skip ?? null
+  const cost = options.cost ?? null
+  const message = options.message ?? DEFAULT_MESSAGE
+  const handler = options.handler ?? null
+  const sendHeaders = options.headers ?? true
+
+  /** @type {Limiter | null} */
+  let memory = null
+  /** @type {Promise<import('../redis-limiter')> | null} */
+  let shared = null
+  /** @type {string} */
+  let policyValue
+  if (options.store === undefined) {
+    memory = new Limiter(policy)
+    policyValue = policyHeader(name, memory.quotas())
+  } else {
+    // The policy is checked now (a RangeError here, not on the first request).
+    policyValue = policyHeader(name, new Limiter(policy).quotas())
+    shared = options.store.limiter(name, policy)
+    shared.catch(() => {})
+  }
+
+  /**
+   * Answers from the decision.
+   * @param {any} req
+   * @param {any} res
+   * @param {(err?: unknown) => void} next
+   * @param {Decision} decision
+   */
+  function respond (req, res, next, decision) {
+    if (sendHeaders) {
+      res.setHeader('RateLimit-Policy', policyValue)
+      res.setHeader('RateLimit', limitHeader(name, decision))
+    }
+    if (decision.allowed) {
+      next()
+      return
+    }
+    const retryAfter = retryAfterSeconds(decision)
+    res.setHeader('Retry-After', String(retryAfter))
+    res.status(429)
+    if (handler !== null) {
+      handler(req, res, next, decision)
+      return
+    }
+    const body = typeof message === 'object'
+      ? message
+      : { error: 'Too Many Requests', message, retryAfter, limit: decision.limit, remaining: decision.remaining }
+    res.json(body)
+  }
+
+  /**
+   * Decides for one request whose key is known.
+   * @param {any} req
+   * @param {any} res
+   * @param {(err?: unknown) => void} next
+   * @param {unknown} key
+   */
+  function decide (req, res, next, key) {
+    const units = cost === null ? undefined : cost(req)
+    const k = key === undefined || key === null ? '' : String(key)
+    if (memory !== null) {
+      respond(req, res, next, memory.check(k, units))
+      return
+    }
+    /** @type {Promise<any>} */ (shared)
+      .then((limiter) => limiter.check(k, units))
+      .then((decision) => respond(req, res, next, decision))
+      .catch(next)
+  }
+
+  /**
+   * @param {any} req
+   * @param {any} res
+   * @param {(err?: unknown) => void} next
+   */
+  function withKey (req, res, next) {
+    const key = identifier(req)
+    if (isThenable(key)) {
+      Promise.resolve(key).then((k) => decide(req, res, next, k)).catch(next)
+    } else {
+      decide(req, res, next, key)
+    }
+  }
+
+  return function tidegateRateLimit (req, res, next) {
+    try {
+      if (skip !== null) {
+        const skipped = skip(req, res)
+        if (isThenable(skipped)) {
+          Promise.resolve(skipped)
+            .then((s) => (s ? next() : withKey(req, res, next)))
+            .catch(next)
+          return
+        }
+        if (skipped) {
+          next()
+          return
+        }
+      }
+      withKey(req, res, next)
+    } catch (error) {
+      next(error)
+    }
+  }
+}
+
+module.exports = { rateLimit, rateLimiter: rateLimit }

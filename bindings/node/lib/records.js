@@ -1,0 +1,38 @@
+'use strict'
+
+/**
+ * @typedef {object} EventRecord
+ * @property {string} category The record's category.
+ * @property {string} id The identifier within the category.
+ * @property {unknown} details The latest event's details.
+ * @property {number} count Events the record tracked since it was created.
+ * @property {boolean} deferred Whether a batch of this record waits.
+ * @property {number} deferredCount Events in the waiting batch.
+ * @property {number | null} scheduledSendAt When the waiting batch is due (Unix ms).
+ * @property {number} firstEventTime The record's first event (Unix ms).
+ * @property {number} lastEventTime The record's latest event (Unix ms).
+ */
+
+/**
+ * The record snapshot of one `trackEvent` answer.
+ * @param {string} category
+ * @param {string} id
+ * @param {unknown} details
+ * @param {{ total: number, deferred: number, scheduledAt?: number | null, firstSeen: number, lastSeen: number }} r
+ * @returns {EventRecord}
+ */
+function eventRecord (category, id, details, r) {
+  return {
+    category,
+    id,
+    details,
+    count: r.total,
+    deferred: r.deferred > 0,
+    deferredCount: r.deferred,
+    scheduledSendAt: r.scheduledAt ?? null,
+    firstEventTime: r.firstSeen,
+    lastEventTime: r.lastSeen
+  }
+}
+
+module.exports = { eventRecord }

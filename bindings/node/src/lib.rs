@@ -1,0 +1,18 @@
+//! The `tidegate` npm package's native addon: the in-memory `Limiter`, the Redis
+//! connection and its `RedisLimiter`, and the event tracker, over tidegate's engine.
+//! The JavaScript API (`EventTracker`, the Express middleware, the stores) wraps these.
+
+mod cost;
+mod decision;
+mod delivered;
+mod errors;
+mod limiter;
+mod outcome;
+mod policy;
+mod quota;
+mod redis_connection;
+mod redis_limiter;
+mod strategy;
+mod tracker;
+mod tracker_events;
+mod tracker_options;

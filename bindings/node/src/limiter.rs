@@ -1,0 +1,93 @@
+//! `Limiter`: any tidegate policy (or several on one key) in this process's memory.
+
+use napi::Result;
+use napi_derive::napi;
+use tidegate_core::{Limiter as CoreLimiter, PolicySet};
+
+use crate::cost::to_cost;
+use crate::decision::Decision;
+use crate::errors::{limit_error, range_error};
+use crate::policy::{PolicyArg, parse_policy};
+use crate::quota::{Quota, quotas};
+
+/// Options of a memory `Limiter`.
+#[napi(object)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LimiterOptions {
+    /// Most keys held in memory (default 10 million); at the bound a new key is refused
+    /// with an error, never admitted unlimited.
+    pub max_keys: Option<f64>,
+}
+
+/// Decides allow/deny per key, in memory, with one policy or several guarding each key
+/// together (all admit and consume, or none).
+#[napi]
+pub struct Limiter {
+    inner: CoreLimiter<PolicySet, String>,
+}
+
+#[napi]
+impl Limiter {
+    /// `policy`: the short form (`"token_bucket:100/1m,burst=20"`,
+    /// `"gcra:10/1s;fixed_window:1000/1d"`) or an array of them.
+    #[napi(constructor)]
+    pub fn new(policy: PolicyArg, options: Option<LimiterOptions>) -> Result<Self> {
+        let policies = parse_policy(policy)?;
+        let mut builder = CoreLimiter::builder(policies);
+        if let Some(max_keys) = options.and_then(|o| o.max_keys) {
+            if !(max_keys >= 1.0 && max_keys.fract() == 0.0) {
+                return Err(range_error(format!(
+                    "maxKeys must be a whole number of at least 1, got {max_keys}"
+                )));
+            }
+            builder = builder.max_keys(max_keys as usize);
+        }
+        Ok(Self {
+            inner: builder.build(),
+        })
+    }
+
+    /// The policies, in short form (several separated by `;`).
+    #[napi(getter)]
+    pub fn policy(&self) -> String {
+        self.inner.algorithm().to_string()
+    }
+
+    /// Each policy's limit and window, for `RateLimit-Policy`.
+    #[napi]
+    pub fn quotas(&self) -> Vec<Quota> {
+        quotas(self.inner.algorithm())
+    }
+
+    /// Decides now for `key`, consuming `cost` (default 1) if admitted.
+    #[napi]
+    pub fn check(&self, key: String, cost: Option<f64>) -> Result<Decision> {
+        let cost = to_cost(cost)?;
+        self.inner
+            .check(key.as_str(), cost)
+            .map(Decision::from)
+            .map_err(limit_error)
+    }
+
+    /// The decision `check` would give now, consuming nothing.
+    #[napi]
+    pub fn peek(&self, key: String, cost: Option<f64>) -> Result<Decision> {
+        let cost = to_cost(cost)?;
+        self.inner
+            .peek(key.as_str(), cost)
+            .map(Decision::from)
+            .map_err(limit_error)
+    }
+
+    /// Forgets `key`'s state; returns whether there was one.
+    #[napi]
+    pub fn reset(&self, key: String) -> bool {
+        self.inner.reset(key.as_str())
+    }
+
+    /// Number of keys held (expired ones are removed in the background).
+    #[napi]
+    pub fn key_count(&self) -> u32 {
+        u32::try_from(self.inner.len()).unwrap_or(u32::MAX)
+    }
+}

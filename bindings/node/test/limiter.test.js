@@ -1,0 +1,55 @@
+'use strict'
+
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const { Limiter, redisStore } = require('..')
+const { startRedis } = require('./support/redis-server')
+
+test('Limiter decides with any tidegate policy, times in milliseconds', () => {
+  const limiter = new Limiter('token_bucket:5/1m')
+  const answers = Array.from({ length: 6 }, () => limiter.check('a'))
+  assert.deepEqual(answers.map((d) => d.allowed), [true, true, true, true, true, false])
+  assert.deepEqual(answers[0], { allowed: true, limit: 5, remaining: 4, resetAfter: 12000 })
+  assert.equal(answers[5].retryAfter, 12000)
+  assert.equal(limiter.peek('a').allowed, false)
+  assert.equal(limiter.keyCount(), 1)
+  assert.equal(limiter.reset('a'), true)
+  assert.equal(limiter.check('a').remaining, 4)
+  assert.deepEqual(limiter.quotas(), [{ limit: 5, windowMs: 60000 }])
+  assert.equal(limiter.policy, 'token_bucket:5/1m')
+})
+
+test('several policies on one key admit together: weighted costs, all or nothing', () => {
+  const limiter = new Limiter(['gcra:10/1s', 'fixed_window:12/1d'])
+  assert.equal(limiter.check('k', 10).allowed, true)
+  const d = limiter.check('k', 3)
+  assert.equal(d.allowed, false)
+  assert.equal(limiter.check('k', 2).allowed, false, 'gcra has no room yet')
+  assert.deepEqual(limiter.quotas(), [{ limit: 10, windowMs: 1000 }, { limit: 12, windowMs: 86400000 }])
+})
+
+test('bad policies and costs are RangeErrors with tidegate\'s messages; wrong types TypeErrors', () => {
+  assert.throws(() => new Limiter('token_bucket:0/1m'), { name: 'RangeError', message: 'invalid policy `token_bucket:0/1m`: `limit` must be at least 1' })
+  const limiter = new Limiter('fixed_window:20/1s')
+  assert.throws(() => limiter.check('k', 0), { name: 'RangeError', message: 'cost must be at least 1' })
+  assert.throws(() => limiter.check('k', 21), { name: 'RangeError', message: 'cost 21 can never be admitted: the policy admits at most 20 at once' })
+  assert.throws(() => limiter.check('k', 1.5), { name: 'RangeError' })
+  assert.throws(() => limiter.check(42), { name: 'TypeError' })
+})
+
+test('RedisLimiter shares a quota between limiters and resolves without blocking', async () => {
+  const redis = await startRedis()
+  try {
+    const a = await redisStore({ url: redis.url }).limiter('login', 'fixed_window:3/10s')
+    const b = await redisStore({ url: redis.url }).limiter('login', 'fixed_window:3/10s')
+    const answers = await Promise.all([a.check('alice'), b.check('alice'), a.check('alice'), b.check('alice')])
+    assert.equal(answers.filter((d) => d.allowed).length, 3)
+    assert.equal((await a.peek('alice')).allowed, false)
+    assert.equal(await b.reset('alice'), true)
+    assert.equal((await a.check('alice')).remaining, 2)
+    await assert.rejects(a.check('alice', 4), { name: 'RangeError' })
+    await assert.rejects(redisStore({ url: redis.url }).limiter('bad:name', 'fixed_window:3/10s'), { name: 'RangeError' })
+  } finally {
+    await redis.stop()
+  }
+})

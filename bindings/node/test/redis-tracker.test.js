@@ -1,0 +1,122 @@
+'use strict'
+
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const EventTracker = require('..')
+const { RedisAdapter } = EventTracker
+const { startRedis } = require('./support/redis-server')
+const { startNode } = require('./support/processes')
+const { sleep, waitUntil } = require('./support/wait')
+
+test('two Node processes on one Redis tracker share the limit and deliver each deferred event once', async () => {
+  const redis = await startRedis()
+  const a = startNode('tracker-worker.js', [redis.url, 'shared-alerts'])
+  const b = startNode('tracker-worker.js', [redis.url, 'shared-alerts'])
+  try {
+    await Promise.all([a.next(), b.next()])
+    a.send({ track: 20 })
+    b.send({ track: 20 })
+    const [ca, cb] = await Promise.all([a.next(), b.next()])
+    assert.equal(ca.immediate + cb.immediate, 5, 'limit 5 across both processes')
+    assert.equal(ca.deferred + cb.deferred, 35)
+    assert.equal(ca.ignored + cb.ignored, 0)
+    let total = 0
+    const deadline = Date.now() + 5000
+    while (total < 35 && Date.now() < deadline) {
+      await sleep(100)
+      a.send({ delivered: true })
+      b.send({ delivered: true })
+      const [da, db] = await Promise.all([a.next(), b.next()])
+      total = da.delivered + db.delivered
+    }
+    assert.equal(total, 35, 'every deferred event delivered exactly once, by one of the two')
+    a.send({ shutdown: true })
+    b.send({ shutdown: true })
+    await Promise.all([a.next(), b.next()])
+  } finally {
+    await Promise.all([a.stop(), b.stop()])
+    await redis.stop()
+  }
+})
+
+test('a batch claimed by a process that is killed is delivered by another once its lease expires', async () => {
+  const redis = await startRedis()
+  const a = startNode('tracker-worker.js', [redis.url, 'takeover', 'hang'])
+  let b = null
+  try {
+    await a.next()
+    a.send({ track: 8 })
+    assert.deepEqual(await a.next(), { immediate: 5, deferred: 3, ignored: 0 })
+    assert.deepEqual(await a.next(), { claimed: 3 }, 'the hanging process claimed the batch')
+    a.child.kill('SIGKILL')
+    await a.exited
+    b = startNode('tracker-worker.js', [redis.url, 'takeover'])
+    await b.next()
+    let delivered = 0
+    const deadline = Date.now() + 6000
+    while (delivered < 3 && Date.now() < deadline) {
+      await sleep(100)
+      b.send({ delivered: true })
+      delivered = (await b.next()).delivered
+    }
+    assert.equal(delivered, 3, 'the other process delivered the claimed batch after the 2 s lease')
+  } finally {
+    await a.stop()
+    if (b) await b.stop()
+    await redis.stop()
+  }
+})
+
+test('a Redis tracker in this process: same outcomes as memory, stats, clear', async () => {
+  const redis = await startRedis()
+  const delivered = []
+  const tracker = new EventTracker({
+    storage: new RedisAdapter({ url: redis.url, name: 'local' }),
+    limit: 1,
+    deferInterval: 100,
+    processingInterval: 20,
+    lease: 1000,
+    processor: async (b) => { delivered.push(...b) }
+  })
+  try {
+    const types = []
+    for (let i = 0; i < 4; i++) types.push((await tracker.trackEvent('c', 'i', { i })).type)
+    assert.deepEqual(types, ['immediate', 'deferred', 'deferred', 'deferred'])
+    await waitUntil(() => delivered.length === 1)
+    assert.equal(delivered[0].count, 3)
+    assert.deepEqual(delivered[0].details, [{ i: 1 }, { i: 2 }, { i: 3 }])
+    assert.equal((await tracker.stats()).processedEvents, 3)
+    assert.equal(await tracker.updateConfig('c', 'i', { limit: 2 }), true)
+    assert.ok(await tracker.clear() >= 1)
+    assert.equal(await tracker.updateConfig('c', 'i', { limit: 2 }), false)
+  } finally {
+    await tracker.shutdown()
+    await redis.stop()
+  }
+})
+
+test('a Redis outage fails trackEvent in bounded time without blocking the event loop', async () => {
+  const redis = await startRedis()
+  const tracker = new EventTracker({
+    storage: new RedisAdapter({ url: redis.url, name: 'outage' }),
+    processingInterval: 50,
+    lease: 1000,
+    processor: async () => {}
+  })
+  try {
+    assert.equal((await tracker.trackEvent('c', 'i')).type, 'immediate')
+    redis.pause()
+    let ticks = 0
+    const timer = setInterval(() => { ticks++ }, 10)
+    const started = Date.now()
+    await assert.rejects(tracker.trackEvent('c', 'i'), /tracker store/)
+    const took = Date.now() - started
+    clearInterval(timer)
+    assert.ok(took < 4000, `failed after ${took} ms`)
+    assert.ok(ticks >= took / 10 / 4, `the event loop kept running (${ticks} timer ticks in ${took} ms)`)
+  } finally {
+    redis.resume()
+    tracker.destroy()
+    await redis.stop()
+  }
+})
