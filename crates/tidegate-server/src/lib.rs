@@ -29,6 +29,7 @@ mod app;
 mod body;
 mod config;
 mod connections;
+mod envoy;
 mod error;
 mod error_text;
 mod limits;
@@ -43,6 +44,7 @@ pub mod json;
 pub mod webhook;
 
 pub use config::{Config, ConfigError, DEFAULT_CONFIG};
+pub use envoy::EnvoyReloader;
 pub use error::ServeError;
 pub use server::{LocalAddrs, Server, Stopped};
 pub use telemetry::init_logs;
