@@ -149,7 +149,7 @@ impl EnvoyReloader {
                     file = file.as_deref().unwrap_or(""),
                     line = line.unwrap_or(0),
                     error = %e,
-                    "envoy config reload failed, the previous configuration stays: {e}"
+                    "envoy config reload failed, the previous configuration stays"
                 );
                 Err(e)
             }
