@@ -300,6 +300,10 @@ fn envoy_errors_name_the_field_and_the_reason() {
     let e = with("namespace = \"rl\"\n");
     assert_eq!(e.field(), "envoy.namespace");
     assert!(e.reason().contains("Redis store"), "{e}");
+    let e = with(
+        "[store]\nurl = \"redis://127.0.0.1:6379\"\n[policies]\nenvoy = \"fixed_window:1/1s\"\n",
+    );
+    assert_eq!(e.field(), "envoy.namespace");
     let e = with("colour = \"blue\"\n");
     assert!(e.to_string().contains("colour"), "{e}");
     let e = err("[envoy]\n");

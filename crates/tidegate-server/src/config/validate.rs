@@ -50,6 +50,17 @@ pub(super) fn validate(origin: &str, raw: RawConfig) -> Result<Config, Invalid> 
     let policies = policies(raw.policies)?;
     let tracker = tracker_settings(raw.tracker, &store)?;
     let envoy = envoy_settings(raw.envoy, &store)?;
+    if let (Some(e), StoreSettings::Redis { namespace, .. }) = (&envoy, &store)
+        && e.namespace.as_ref().is_none_or(|n| n == namespace)
+        && policies.iter().any(|(name, _)| name == "envoy")
+    {
+        return Err(bad(
+            "envoy.namespace",
+            format!(
+                "the Envoy counters' keys (`{namespace}:envoy:...`) would be those of the policy `envoy`: set another envoy.namespace, or rename the policy"
+            ),
+        ));
+    }
     if policies.is_empty() && tracker.is_none() && envoy.is_none() {
         return Err(bad(
             "policies",
