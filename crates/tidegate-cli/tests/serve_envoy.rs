@@ -121,6 +121,14 @@ fn json_call(server: &Server, entries: &[(&str, &str)]) -> (u16, String) {
     (r.status, code)
 }
 
+/// Replaces the file at `path` with `text` at once (a rename), so that the server never
+/// reads it half written.
+fn replace_file(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// Replaces the file at `path` with `text`, keeping its modification time (so only a
 /// SIGHUP, not the watch of the files, can see the change).
 fn rewrite_keeping_mtime(path: &Path, text: &str) {
@@ -276,11 +284,10 @@ fn editing_the_yaml_while_running_changes_the_limit_and_an_invalid_edit_keeps_th
     }
     assert_eq!(grpc.code(&[("user", "dave")]), Code::OverLimit);
 
-    std::fs::write(
+    replace_file(
         &yaml,
-        YAML.replace("requests_per_unit: 2", "requests_per_unit: 4"),
-    )
-    .unwrap();
+        &YAML.replace("requests_per_unit: 2", "requests_per_unit: 4"),
+    );
     assert!(
         server.wait_for_log("envoy config reloaded", Duration::from_secs(10)),
         "{}",
@@ -298,14 +305,13 @@ fn editing_the_yaml_while_running_changes_the_limit_and_an_invalid_edit_keeps_th
     assert_eq!(Code::try_from(r.overall_code).unwrap(), Code::Ok);
 
     // An invalid edit: logged with its file and line, the limit of 4 stays.
-    std::fs::write(
+    replace_file(
         &yaml,
-        YAML.replace(
-            "unit: hour, requests_per_unit: 2",
-            "unit: eon, requests_per_unit: 2",
+        &YAML.replace(
+            "unit: hour, requests_per_unit: 3",
+            "unit: eon, requests_per_unit: 3",
         ),
-    )
-    .unwrap();
+    );
     assert!(
         server.wait_for_log("envoy config reload failed", Duration::from_secs(10)),
         "{}",
@@ -430,4 +436,34 @@ fn with_redis_stopped_answers_come_within_the_timeout_as_on_error_says() {
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
+}
+
+#[test]
+fn a_file_added_to_the_config_directory_is_loaded_with_its_domain() {
+    let dir = TempDir::new();
+    let yamls = dir.0.join("ratelimit");
+    std::fs::create_dir_all(&yamls).unwrap();
+    std::fs::write(yamls.join("api.yaml"), YAML).unwrap();
+    let server = Server::with_config(&dir, &toml(&yamls, "merge_domains = true\n"));
+    let mut grpc = Grpc::connect(&server);
+    let limit = |grpc: &mut Grpc| {
+        grpc.call(&[("tenant", "acme")]).statuses[0]
+            .current_limit
+            .as_ref()
+            .map(|l| l.requests_per_unit)
+    };
+    assert_eq!(limit(&mut grpc), None);
+    // The same domain in a second file: merged (merge_domains).
+    std::fs::write(
+        yamls.join("tenants.yaml"),
+        "domain: api\ndescriptors:\n  - key: tenant\n    rate_limit: { unit: hour, requests_per_unit: 9 }\n",
+    )
+    .unwrap();
+    assert!(
+        server.wait_for_log("envoy config reloaded", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    assert_eq!(limit(&mut grpc), Some(9));
+    assert_eq!(grpc.code(&[("path", "/login")]), Code::Ok);
 }
