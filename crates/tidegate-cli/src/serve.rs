@@ -1,5 +1,5 @@
 //! `tidegate serve`: the server of `tidegate-server` behind a command line, stopped by
-//! SIGTERM or SIGINT.
+//! SIGTERM or SIGINT; SIGHUP reloads the `[envoy]` configuration.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use tidegate_server::{Config, Server, env, json};
+use tidegate_server::{Config, EnvoyReloader, Server, env, json};
 
 /// Arguments of `tidegate serve`.
 #[derive(Debug, Args)]
@@ -57,6 +57,9 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
         .context("starting the async runtime")?;
     let stopped = runtime.block_on(async {
         let server = Server::bind(config).await?;
+        if let Some(reloader) = server.envoy_reloader() {
+            reload_on_hangup(reloader);
+        }
         server.run(shutdown_signal()).await
     })?;
     if !stopped.undelivered.is_empty() {
@@ -69,6 +72,32 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads the `[envoy]` configuration on every SIGHUP (the reloader logs the outcome).
+fn reload_on_hangup(reloader: EnvoyReloader) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!(
+                            signal = "SIGHUP",
+                            "received SIGHUP: reloading the envoy config"
+                        );
+                        let _ = reloader.reload();
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot handle SIGHUP; the envoy config is reloaded only when its files change")
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(reloader);
 }
 
 /// Waits for SIGTERM or SIGINT (Ctrl-C) and logs which.

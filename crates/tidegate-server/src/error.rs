@@ -27,6 +27,18 @@ pub enum ServeError {
         #[source]
         source: io::Error,
     },
+    /// The gRPC address of the Envoy front end could not be bound.
+    #[error("`envoy.grpc_listen`: cannot bind {addr}")]
+    GrpcBind {
+        /// The address of `envoy.grpc_listen`.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The Envoy front end's configuration could not be loaded or set up on the store.
+    #[error("`envoy.config`")]
+    Envoy(#[source] tidegate_envoy::BuildError),
     /// The bound listener could not say its address.
     #[error("reading the bound address")]
     LocalAddr(#[source] io::Error),

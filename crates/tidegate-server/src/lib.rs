@@ -1,6 +1,9 @@
 //! The tidegate server as a library: rate-limit decisions and the event tracker over
 //! HTTP (`POST /v1/check`, `POST /v1/events`), admin routes behind a bearer token,
-//! Prometheus metrics (`/metrics`), health and readiness probes (`/healthz`, `/readyz`).
+//! Prometheus metrics (`/metrics`), health and readiness probes (`/healthz`, `/readyz`),
+//! and with `[envoy]` Envoy's rate limit service (gRPC `ShouldRateLimit` on its own
+//! listener, `POST /json` and `GET /healthcheck` on the HTTP one; reloaded through
+//! [`Server::envoy_reloader`] and when its files change).
 //! A [`Config`] is read from TOML and `TIDEGATE_*` environment variables
 //! ([`Config::load`]) and checked section by section, each error naming its field;
 //! [`Server::bind`] opens the stores, the tracker and its sink and binds the listener;
@@ -29,6 +32,7 @@ mod app;
 mod body;
 mod config;
 mod connections;
+mod envoy;
 mod error;
 mod error_text;
 mod limits;
@@ -43,6 +47,7 @@ pub mod json;
 pub mod webhook;
 
 pub use config::{Config, ConfigError, DEFAULT_CONFIG};
+pub use envoy::EnvoyReloader;
 pub use error::ServeError;
 pub use server::{LocalAddrs, Server, Stopped};
 pub use telemetry::init_logs;

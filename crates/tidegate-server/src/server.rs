@@ -13,8 +13,10 @@ use tidegate::store::redis::RedisStore;
 use tidegate::tracker::{DeliveredRecord, EventTracker, TrackerStore};
 use tokio::net::TcpListener;
 
+use tidegate_envoy::RateLimiter;
+
 use crate::config::{StoreSettings, TrackerSettings};
-use crate::{Config, ServeError, app, connections, limits, sink, telemetry};
+use crate::{Config, EnvoyReloader, ServeError, app, connections, envoy, limits, sink, telemetry};
 
 /// The addresses a bound [`Server`] listens on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +24,9 @@ use crate::{Config, ServeError, app, connections, limits, sink, telemetry};
 pub struct LocalAddrs {
     /// The HTTP API (`listen`): the port actually bound when `listen` asked for port 0.
     pub http: SocketAddr,
+    /// The Envoy rate limit service's gRPC listener (`envoy.grpc_listen`), if `[envoy]`
+    /// is configured.
+    pub grpc: Option<SocketAddr>,
 }
 
 /// What a server left when it stopped.
@@ -45,6 +50,7 @@ pub struct Server {
     addrs: LocalAddrs,
     policies: limits::Policies,
     tracker: Option<EventTracker>,
+    envoy: Option<(RateLimiter, TcpListener)>,
     metrics: PrometheusHandle,
 }
 
@@ -62,8 +68,9 @@ impl Server {
     /// Opens what `config` names: the memory or Redis store of every policy (a single
     /// Redis node that is down is not an error: decisions follow `store.on_error` and
     /// `/readyz` answers 503 until it answers), the tracker and its sink, the process's
-    /// Prometheus recorder; then binds `listen`. Must run inside a Tokio runtime with its
-    /// time and I/O drivers enabled.
+    /// Prometheus recorder, the Envoy front end of `[envoy]` (its YAML and its limiters on
+    /// the same store); then binds `listen` (and `envoy.grpc_listen`). Must run inside a
+    /// Tokio runtime with its time and I/O drivers enabled.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
         let metrics = telemetry::metrics_handle()?;
         let policies =
@@ -80,12 +87,25 @@ impl Server {
                     source,
                 })?;
         let http = listener.local_addr().map_err(ServeError::LocalAddr)?;
+        let envoy = match &config.envoy {
+            None => None,
+            Some(settings) => {
+                let limiter = envoy::limiter(settings, &config.store, policies.redis.as_ref())?;
+                let grpc = envoy::bind_grpc(settings).await?;
+                Some((limiter, grpc))
+            }
+        };
+        let grpc = match &envoy {
+            Some((_, l)) => Some(l.local_addr().map_err(ServeError::LocalAddr)?),
+            None => None,
+        };
         Ok(Server {
             config,
             listener,
-            addrs: LocalAddrs { http },
+            addrs: LocalAddrs { http, grpc },
             policies,
             tracker,
+            envoy,
             metrics,
         })
     }
@@ -93,6 +113,14 @@ impl Server {
     /// The addresses bound.
     pub fn local_addrs(&self) -> LocalAddrs {
         self.addrs
+    }
+
+    /// What reloads the `[envoy]` configuration (e.g. on SIGHUP), if there is one; its
+    /// files are also reloaded by themselves when they change.
+    pub fn envoy_reloader(&self) -> Option<EnvoyReloader> {
+        let (limiter, _) = self.envoy.as_ref()?;
+        let settings = self.config.envoy.as_ref()?;
+        Some(EnvoyReloader::new(limiter, &settings.config))
     }
 
     /// Serves until `shutdown` completes (e.g. on SIGTERM), then stops accepting,
@@ -109,6 +137,7 @@ impl Server {
             addrs,
             policies,
             tracker,
+            envoy,
             metrics,
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -122,7 +151,23 @@ impl Server {
             metrics.clone(),
             (stop_rx.clone(), config.server.body_timeout),
         ));
-        let router = app::router(Arc::clone(&app));
+        let mut router = app::router(Arc::clone(&app));
+        let mut envoy_tasks = None;
+        if let (Some((limiter, grpc)), Some(settings)) = (envoy, &config.envoy) {
+            router = router.merge(envoy::router(&limiter, &app));
+            let watch = EnvoyReloader::new(&limiter, &settings.config).watch();
+            let serving = envoy::serve_grpc(&limiter, grpc, stop_rx.clone());
+            let mut domains = limiter.domains();
+            domains.sort_unstable();
+            tracing::info!(
+                config = %settings.config.display(),
+                domains = %domains.join(","),
+                grpc = ?addrs.grpc,
+                "envoy rate limit service listening on grpc://{}",
+                addrs.grpc.map_or_else(String::new, |a| a.to_string())
+            );
+            envoy_tasks = Some((serving, watch));
+        }
 
         // Histogram upkeep every 5 s (the recorder is not drained by a background
         // exporter here), and warnings about full memory stores (at most one per policy
@@ -179,6 +224,15 @@ impl Server {
             );
         }
         upkeep.abort();
+        if let Some((serving, watch)) = envoy_tasks {
+            watch.abort();
+            if tokio::time::timeout(config.shutdown_timeout, serving)
+                .await
+                .is_err()
+            {
+                tracing::warn!("gRPC calls did not finish within shutdown_timeout; closing them");
+            }
+        }
 
         let mut undelivered = Vec::new();
         if let Some(tracker) = tracker {

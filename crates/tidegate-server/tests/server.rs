@@ -225,3 +225,67 @@ fn an_old_variable_name_is_the_source_of_the_config_error() {
         tidegate_server::env::EnvError::Renamed { new, .. } if *new == "TIDEGATE_STORE__URL"
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envoy_section_binds_grpc_serves_json_and_reloads_keeping_the_old_config_on_error() {
+    let dir = std::env::temp_dir().join(format!("tidegate-server-envoy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let yaml = dir.join("ratelimit.yaml");
+    let good = "domain: api\ndescriptors:\n  - key: user\n    rate_limit: { unit: hour, requests_per_unit: 1 }\n";
+    std::fs::write(&yaml, good).unwrap();
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n[envoy]\nconfig = \"{}\"\ngrpc_listen = \"127.0.0.1:0\"\n",
+        yaml.display()
+    );
+    let server = Server::bind(config(&toml)).await.unwrap();
+    let grpc = server.local_addrs().grpc.expect("a gRPC address");
+    assert!(grpc.ip().is_loopback() && grpc.port() != 0, "{grpc}");
+    let reloader = server.envoy_reloader().expect("a reloader");
+    let http = server.local_addrs().http;
+    let (stop, stopped_rx) = oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async {
+        let _ = stopped_rx.await;
+    }));
+    let base = format!("http://{http}");
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("{base}/healthcheck"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(health.text().await.unwrap(), "OK");
+    let body = r#"{"domain":"api","descriptors":[{"entries":[{"key":"user","value":"a"}]}]}"#;
+    assert_eq!(post(&client, &format!("{base}/json"), body).await.0, 200);
+    assert_eq!(post(&client, &format!("{base}/json"), body).await.0, 429);
+
+    std::fs::write(
+        &yaml,
+        "domain: api\ndescriptors:\n  - key: user\n    rate_limit: { unit: fortnight }\n",
+    )
+    .unwrap();
+    let e = reloader.reload().unwrap_err();
+    assert!(e.to_string().contains("ratelimit.yaml"), "{e}");
+    assert_eq!(post(&client, &format!("{base}/json"), body).await.0, 429);
+    std::fs::write(
+        &yaml,
+        good.replace("requests_per_unit: 1", "requests_per_unit: 5"),
+    )
+    .unwrap();
+    reloader.reload().unwrap();
+    assert_eq!(post(&client, &format!("{base}/json"), body).await.0, 200);
+
+    stopped(stop, running).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn without_an_envoy_section_there_is_no_grpc_listener_nor_reloader() {
+    let server = Server::bind(config(
+        "listen = \"127.0.0.1:0\"\n[policies]\na = \"fixed_window:2/1h\"\n",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(server.local_addrs().grpc, None);
+    assert!(server.envoy_reloader().is_none());
+}

@@ -7,6 +7,7 @@
 
 mod admin;
 mod default;
+mod envoy;
 mod error;
 mod load;
 mod log;
@@ -39,6 +40,7 @@ use tidegate::{Policy, PolicySet};
 use tracing_subscriber::filter::Targets;
 
 pub use default::DEFAULT_CONFIG;
+pub(crate) use envoy::EnvoySettings;
 pub use error::ConfigError;
 pub(crate) use server::ServerSettings;
 pub use settings::Config;
@@ -46,6 +48,6 @@ pub(crate) use settings::{LogFormat, SinkSettings, StoreSettings, TrackerSetting
 
 #[allow(unused_imports)]
 use {
-    admin::*, load::*, log::*, policies::*, raw::*, server::*, settings::*, store::*, tracker::*,
-    validate::*,
+    admin::*, envoy::*, load::*, log::*, policies::*, raw::*, server::*, settings::*, store::*,
+    tracker::*, validate::*,
 };

@@ -117,8 +117,20 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) policies: BTreeMap<String, PolicyEntry>,
     pub(super) tracker: Option<RawTracker>,
+    pub(super) envoy: Option<RawEnvoy>,
     #[serde(default)]
     pub(super) log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEnvoy {
+    pub(super) config: Option<PathBuf>,
+    pub(super) grpc_listen: Option<String>,
+    pub(super) all_or_nothing: Option<Flag>,
+    pub(super) headers: Option<String>,
+    pub(super) namespace: Option<String>,
+    pub(super) merge_domains: Option<Flag>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -154,6 +154,8 @@ pub struct Config {
     pub(crate) policies: Vec<(String, PolicySet)>,
     /// The tracker, if configured.
     pub(crate) tracker: Option<TrackerSettings>,
+    /// The Envoy rate limit service front end, if configured.
+    pub(crate) envoy: Option<EnvoySettings>,
     /// Logging.
     pub(crate) log: LogSettings,
 }

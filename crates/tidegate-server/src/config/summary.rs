@@ -5,7 +5,7 @@ use super::*;
 impl Config {
     /// What the configuration sets up, for a person to read: where it came from, the
     /// listening address, the store (with the key capacity of each memory policy), one
-    /// line per policy, the tracker and its sink, whether the admin routes are on.
+    /// line per policy, the tracker and its sink, the Envoy front end, whether the admin routes are on.
     pub fn summary(&self) -> String {
         let s = self;
         let mut out = format!(
@@ -29,9 +29,13 @@ impl Config {
                         format!("{name} {n}")
                     })
                     .collect();
+                let keys = if keys.is_empty() {
+                    "no policies".to_string()
+                } else {
+                    keys.join(", ")
+                };
                 out.push_str(&format!(
-                "store: memory (max_memory_bytes {max_memory_bytes}, on_full {on_full:?}, max_keys per policy: {})\n",
-                keys.join(", ")
+                "store: memory (max_memory_bytes {max_memory_bytes}, on_full {on_full:?}, max_keys per policy: {keys})\n"
             ));
             }
             StoreSettings::Redis {
@@ -56,6 +60,16 @@ impl Config {
                 SinkSettings::RedisStream { key, .. } => format!("redis stream {key}"),
             };
             out.push_str(&format!("tracker: {} -> {sink}\n", t.spec_text));
+        }
+        if let Some(e) = &s.envoy {
+            out.push_str(&format!(
+                "envoy: rate limit service of {} on grpc://{} and /json, /healthcheck on listen (headers {}, all_or_nothing {}, merge_domains {})\n",
+                e.config.display(),
+                e.grpc_listen,
+                e.headers_text,
+                e.all_or_nothing,
+                e.merge_domains
+            ));
         }
         out.push_str(&format!(
             "admin: {}",

@@ -229,3 +229,94 @@ fn old_variable_names_and_unknown_queue_variables_are_refused_by_name() {
          TIDEGATE_QUEUE__NAME, TIDEGATE_QUEUE__TIMEOUT"
     );
 }
+
+/// A one-domain envoyproxy/ratelimit YAML in a fresh file; its path.
+fn envoy_yaml(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tidegate-config-envoy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const ENVOY_YAML: &str = "domain: api\ndescriptors:\n  - key: user\n    rate_limit: { unit: second, requests_per_unit: 5 }\n";
+
+#[test]
+fn envoy_defaults_to_envoyproxy_ratelimits_grpc_port_and_no_headers() {
+    let yaml = envoy_yaml("defaults.yaml", ENVOY_YAML);
+    let s = Config::from_toml(
+        "t.toml",
+        &format!("[envoy]\nconfig = \"{}\"\n", yaml.display()),
+        env(&[]),
+    )
+    .unwrap();
+    let e = s.envoy.unwrap();
+    assert_eq!(e.grpc_listen, "0.0.0.0:8081".parse().unwrap());
+    assert!(!e.all_or_nothing && !e.merge_domains);
+    assert_eq!(e.headers, tidegate_envoy::HeaderOptions::default());
+    assert_eq!(e.namespace, None);
+    assert!(s.policies.is_empty(), "an [envoy] section alone is enough");
+}
+
+#[test]
+fn envoy_keys_are_set_by_tidegate_envoy_variables() {
+    let yaml = envoy_yaml("env.yaml", ENVOY_YAML);
+    let s = Config::from_toml(
+        "t.toml",
+        "[policies]\na = \"fixed_window:1/1s\"\n",
+        env(&[
+            ("TIDEGATE_ENVOY__CONFIG", yaml.to_str().unwrap()),
+            ("TIDEGATE_ENVOY__GRPC_LISTEN", "127.0.0.1:9081"),
+            ("TIDEGATE_ENVOY__ALL_OR_NOTHING", "true"),
+            ("TIDEGATE_ENVOY__HEADERS", "both"),
+        ]),
+    )
+    .unwrap();
+    let e = s.envoy.unwrap();
+    assert_eq!(e.grpc_listen, "127.0.0.1:9081".parse().unwrap());
+    assert!(e.all_or_nothing);
+    assert_eq!(
+        e.headers,
+        tidegate_envoy::HeaderOptions::default()
+            .ietf(true)
+            .x_ratelimit(true)
+    );
+}
+
+#[test]
+fn envoy_errors_name_the_field_and_the_reason() {
+    let yaml = envoy_yaml("errors.yaml", ENVOY_YAML);
+    let with = |extra: &str| {
+        err(&format!(
+            "[envoy]\nconfig = \"{}\"\n{extra}",
+            yaml.display()
+        ))
+    };
+    let e = with("headers = \"all\"\n");
+    assert_eq!(e.field(), "envoy.headers");
+    assert!(e.reason().contains("off, ietf, x-ratelimit, both"), "{e}");
+    let e = with("grpc_listen = \"8081\"\n");
+    assert_eq!(e.field(), "envoy.grpc_listen");
+    let e = with("namespace = \"rl\"\n");
+    assert_eq!(e.field(), "envoy.namespace");
+    assert!(e.reason().contains("Redis store"), "{e}");
+    let e = with(
+        "[store]\nurl = \"redis://127.0.0.1:6379\"\n[policies]\nenvoy = \"fixed_window:1/1s\"\n",
+    );
+    assert_eq!(e.field(), "envoy.namespace");
+    let e = with("colour = \"blue\"\n");
+    assert!(e.to_string().contains("colour"), "{e}");
+    let e = err("[envoy]\n");
+    assert_eq!(e.field(), "envoy.config");
+    let bad = envoy_yaml(
+        "bad.yaml",
+        "domain: api\ndescriptors:\n  - key: user\n    rate_limit: { unit: fortnight }\n",
+    );
+    let e = err(&format!("[envoy]\nconfig = \"{}\"\n", bad.display()));
+    assert_eq!(e.field(), "envoy.config");
+    assert!(e.reason().contains("bad.yaml"), "{e}");
+    assert!(e.reason().contains("line 3"), "{e}");
+    let e = err("[envoy]\nconfig = \"/nonexistent/ratelimit\"\n");
+    assert_eq!(e.field(), "envoy.config");
+    assert!(e.reason().contains("/nonexistent/ratelimit"), "{e}");
+}

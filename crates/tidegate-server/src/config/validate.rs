@@ -49,10 +49,22 @@ pub(super) fn validate(origin: &str, raw: RawConfig) -> Result<Config, Invalid> 
     let admin_token = admin_token(raw.admin)?;
     let policies = policies(raw.policies)?;
     let tracker = tracker_settings(raw.tracker, &store)?;
-    if policies.is_empty() && tracker.is_none() {
+    let envoy = envoy_settings(raw.envoy, &store)?;
+    if let (Some(e), StoreSettings::Redis { namespace, .. }) = (&envoy, &store)
+        && e.namespace.as_ref().is_none_or(|n| n == namespace)
+        && policies.iter().any(|(name, _)| name == "envoy")
+    {
+        return Err(bad(
+            "envoy.namespace",
+            format!(
+                "the Envoy counters' keys (`{namespace}:envoy:...`) would be those of the policy `envoy`: set another envoy.namespace, or rename the policy"
+            ),
+        ));
+    }
+    if policies.is_empty() && tracker.is_none() && envoy.is_none() {
         return Err(bad(
             "policies",
-            "is empty and no [tracker] is configured: the server would have nothing to do",
+            "is empty and neither [tracker] nor [envoy] is configured: the server would have nothing to do",
         ));
     }
 
@@ -70,6 +82,7 @@ pub(super) fn validate(origin: &str, raw: RawConfig) -> Result<Config, Invalid> 
         admin_token,
         policies,
         tracker,
+        envoy,
         log,
     })
 }

@@ -1,0 +1,167 @@
+//! A load generator for `scripts/bench-envoy`: calls per second that a running
+//! `tidegate serve` answers, 64 calls in flight, for `DURATION` seconds after 0.5 s of
+//! warm-up; 10 000 distinct clients.
+//!
+//! ```text
+//! envoy_load grpc ADDR DESCRIPTORS SECONDS   # ShouldRateLimit, one HTTP/2 connection, domain `bench`
+//! envoy_load check ADDR SECONDS              # POST /v1/check (policy `bench`), 64 HTTP/1.1 connections
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
+use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+const CONCURRENCY: u64 = 64;
+const KEYS: u64 = 10_000;
+
+fn descriptor(entries: &[(&str, String)]) -> RateLimitDescriptor {
+    RateLimitDescriptor {
+        entries: entries
+            .iter()
+            .map(|(k, v)| Entry {
+                key: k.to_string(),
+                value: v.clone(),
+            })
+            .collect(),
+        ..RateLimitDescriptor::default()
+    }
+}
+
+/// Call `n`: one descriptor (`client`), or three (`client`, `path`, `tenant`+`user`).
+fn request(n: u64, three: bool) -> RateLimitRequest {
+    let key = n % KEYS;
+    let mut descriptors = vec![descriptor(&[("client", format!("c{key}"))])];
+    if three {
+        descriptors.push(descriptor(&[("path", format!("/api/{}", key % 100))]));
+        descriptors.push(descriptor(&[
+            ("tenant", format!("t{}", key % 10)),
+            ("user", format!("u{key}")),
+        ]));
+    }
+    RateLimitRequest {
+        domain: "bench".into(),
+        descriptors,
+        hits_addend: 0,
+    }
+}
+
+/// One `POST /v1/check` on a kept-alive connection; its status.
+async fn check(stream: &mut BufReader<tokio::net::TcpStream>, n: u64) -> std::io::Result<u16> {
+    let body = format!(r#"{{"policy":"bench","key":"k{}"}}"#, n % KEYS);
+    let head = format!(
+        "POST /v1/check HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream
+        .get_mut()
+        .write_all(format!("{head}{body}").as_bytes())
+        .await?;
+    let mut line = String::new();
+    stream.read_line(&mut line).await?;
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut length = 0;
+    loop {
+        line.clear();
+        stream.read_line(&mut line).await?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await?;
+    Ok(status)
+}
+
+/// Counts calls of `tasks` for `seconds` after a warm-up; calls per second.
+async fn measure(calls: &AtomicU64, done: &AtomicBool, seconds: f64) -> f64 {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = calls.load(Ordering::Relaxed);
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    let n = calls.load(Ordering::Relaxed) - before;
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    rate
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: envoy_load grpc ADDR DESCRIPTORS SECONDS | envoy_load check ADDR SECONDS";
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let rate = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        let seconds: f64;
+        match args.first().map(String::as_str) {
+            Some("grpc") if args.len() == 4 => {
+                let three = args[2] == "3";
+                seconds = args[3].parse().expect(usage);
+                let channel = tonic::transport::Channel::from_shared(format!("http://{}", args[1]))
+                    .unwrap()
+                    .connect()
+                    .await
+                    .expect("gRPC connect");
+                for t in 0..CONCURRENCY {
+                    let mut client = RateLimitServiceClient::new(channel.clone());
+                    let (calls, done) = (Arc::clone(&calls), Arc::clone(&done));
+                    tasks.push(tokio::spawn(async move {
+                        let mut n = t * 7919;
+                        while !done.load(Ordering::Relaxed) {
+                            client
+                                .should_rate_limit(request(n, three))
+                                .await
+                                .expect("ShouldRateLimit");
+                            calls.fetch_add(1, Ordering::Relaxed);
+                            n += 1;
+                        }
+                    }));
+                }
+            }
+            Some("check") if args.len() == 3 => {
+                seconds = args[2].parse().expect(usage);
+                for t in 0..CONCURRENCY {
+                    let stream = tokio::net::TcpStream::connect(&args[1])
+                        .await
+                        .expect("connect");
+                    stream.set_nodelay(true).unwrap();
+                    let mut stream = BufReader::new(stream);
+                    let (calls, done) = (Arc::clone(&calls), Arc::clone(&done));
+                    tasks.push(tokio::spawn(async move {
+                        let mut n = t * 7919;
+                        while !done.load(Ordering::Relaxed) {
+                            let status = check(&mut stream, n).await.expect("POST /v1/check");
+                            assert_eq!(status, 200, "POST /v1/check");
+                            calls.fetch_add(1, Ordering::Relaxed);
+                            n += 1;
+                        }
+                    }));
+                }
+            }
+            _ => panic!("{usage}"),
+        }
+        let rate = measure(&calls, &done, seconds).await;
+        for t in tasks {
+            t.await.unwrap();
+        }
+        rate
+    });
+    println!("{rate:.0}");
+}
