@@ -144,10 +144,17 @@ fn an_error_reads_as_file_field_reason_and_position() {
     .unwrap_err();
     assert_eq!(
         e.to_string(),
-        // The position is the descriptor's (`- key: k`).
-        "bad.yaml: descriptors: `rate_limit.unit`: invalid rate limit unit 'fortnight' \
-         (valid: second, minute, hour, day, week, month, year) at line 3 column 3"
+        // The path and position are the descriptor's (`key: k` of `- key: k`).
+        "bad.yaml: descriptors[0]: `rate_limit.unit`: invalid rate limit unit 'fortnight' \
+         (valid: second, minute, hour, day, week, month, year) at line 3 column 5"
     );
+}
+
+#[test]
+fn an_error_in_a_later_descriptor_is_marked_with_that_descriptors_line() {
+    let yaml = "domain: d\ndescriptors:\n  - key: a\n    rate_limit:\n      unit: second\n      requests_per_unit: 1\n  - key: b\n    descriptors:\n      - key: c\n        rate_limit:\n          unit: fortnight\n          requests_per_unit: 1\n";
+    let e = Config::from_yaml("later.yaml", yaml).unwrap_err();
+    assert_eq!(e.line(), Some(9), "{e}");
 }
 
 #[test]

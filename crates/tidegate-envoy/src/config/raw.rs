@@ -27,9 +27,22 @@ pub(crate) struct RawDescriptor {
 
 impl<'de> Deserialize<'de> for RawDescriptor {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let fields = DescriptorFields::deserialize(d)?;
-        let limit = check(&fields).map_err(de::Error::custom)?;
-        Ok(RawDescriptor { fields, limit })
+        /// Checks the fields inside the descriptor's own mapping, so that the YAML reader
+        /// marks an error with that descriptor's line, not its list's.
+        struct DescriptorVisitor;
+        impl<'de> Visitor<'de> for DescriptorVisitor {
+            type Value = RawDescriptor;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a descriptor (a mapping with `key`)")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawDescriptor, A::Error> {
+                let fields =
+                    DescriptorFields::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let limit = check(&fields).map_err(de::Error::custom)?;
+                Ok(RawDescriptor { fields, limit })
+            }
+        }
+        d.deserialize_map(DescriptorVisitor)
     }
 }
 
