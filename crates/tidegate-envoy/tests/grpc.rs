@@ -195,7 +195,7 @@ async fn hits_addend_charges_that_many_and_zero_per_descriptor_only_looks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limit_override_replaces_the_configured_limit() {
-    on_both(|clock, mut c| async move {
+    on_both(|_clock, mut c| async move {
         let d = with_limit(descriptor(&[("client", "carol")]), 1, Unit::Second);
         let r = call(&mut c, request("edge", vec![d.clone()])).await;
         assert_eq!(summary(&r.statuses[0]), (Code::Ok, Some(1), 0, Some(1)));
@@ -221,7 +221,7 @@ async fn a_limit_override_replaces_the_configured_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaces_drops_the_replaced_rule_when_both_match() {
-    on_both(|clock, mut c| async move {
+    on_both(|_clock, mut c| async move {
         let user = || descriptor(&[("tenant", "acme"), ("user", "dave")]);
         let gold = || descriptor(&[("plan", "gold")]);
         let r = call(&mut c, request("edge", vec![user(), gold()])).await;
@@ -245,7 +245,7 @@ async fn replaces_drops_the_replaced_rule_when_both_match() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_mode_answers_ok_over_the_limit_and_unlimited_answers_max_remaining() {
-    on_both(|clock, mut c| async move {
+    on_both(|_clock, mut c| async move {
         let req = || {
             request(
                 "edge",
@@ -267,7 +267,7 @@ async fn shadow_mode_answers_ok_over_the_limit_and_unlimited_answers_max_remaini
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wildcard_value_beats_the_key_alone_and_counts_per_value_unless_share_threshold() {
-    on_both(|clock, mut c| async move {
+    on_both(|_clock, mut c| async move {
         let path = |p: &str| request("edge", vec![descriptor(&[("path", p)])]);
         for _ in 0..2 {
             let r = call(&mut c, path("/api/orders")).await;
@@ -319,7 +319,7 @@ async fn a_policy_rule_limits_with_a_sliding_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_descriptors_are_answered_in_order_and_each_is_charged() {
-    on_both(|clock, mut c| async move {
+    on_both(|_clock, mut c| async move {
         let req = || {
             request(
                 "edge",
