@@ -39,7 +39,7 @@ fn without_apt_get_and_redis_it_names_what_to_install_and_stops() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.starts_with(
-            "scripts/test: missing redis-server redis-cli openssl python3 (the tests start their own"
+            "scripts/test: missing redis-server redis-cli openssl python3 node npm (the tests start their own"
         ),
         "{stderr}"
     );
@@ -48,11 +48,13 @@ fn without_apt_get_and_redis_it_names_what_to_install_and_stops() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("brew install redis openssl python3"),
+        stderr.contains("brew install redis openssl python3 node"),
         "{stderr}"
     );
     assert!(
-        stderr.contains("sudo apt-get install redis-server redis-tools openssl python3-venv"),
+        stderr.contains(
+            "sudo apt-get install redis-server redis-tools openssl python3-venv nodejs npm"
+        ),
         "{stderr}"
     );
     assert!(
