@@ -1,6 +1,7 @@
 //! A load generator for `scripts/bench-envoy`: calls per second that a running
 //! `tidegate serve` answers, 64 calls in flight, for `DURATION` seconds after 0.5 s of
-//! warm-up; 10 000 distinct clients.
+//! warm-up, and the median and 99th percentile of the calls' latencies in that time;
+//! 10 000 distinct clients.
 //!
 //! ```text
 //! envoy_load grpc ADDR DESCRIPTORS SECONDS   # ShouldRateLimit, one HTTP/2 connection, domain `bench`
@@ -86,9 +87,16 @@ async fn check(stream: &mut BufReader<tokio::net::TcpStream>, n: u64) -> std::io
     Ok(status)
 }
 
-/// Counts calls of `tasks` for `seconds` after a warm-up; calls per second.
-async fn measure(calls: &AtomicU64, done: &AtomicBool, seconds: f64) -> f64 {
+/// Counts calls of `tasks` for `seconds` after a warm-up (from which on `measuring` is
+/// set, so that the tasks note their latencies); calls per second.
+async fn measure(
+    calls: &AtomicU64,
+    measuring: &AtomicBool,
+    done: &AtomicBool,
+    seconds: f64,
+) -> f64 {
     tokio::time::sleep(Duration::from_millis(500)).await;
+    measuring.store(true, Ordering::Relaxed);
     let before = calls.load(Ordering::Relaxed);
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
@@ -106,8 +114,9 @@ fn main() {
         .build()
         .unwrap();
     let calls = Arc::new(AtomicU64::new(0));
+    let measuring = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicBool::new(false));
-    let rate = runtime.block_on(async {
+    let (rate, mut latencies) = runtime.block_on(async {
         let mut tasks = Vec::new();
         let seconds: f64;
         match args.first().map(String::as_str) {
@@ -121,17 +130,24 @@ fn main() {
                     .expect("gRPC connect");
                 for t in 0..CONCURRENCY {
                     let mut client = RateLimitServiceClient::new(channel.clone());
-                    let (calls, done) = (Arc::clone(&calls), Arc::clone(&done));
+                    let (calls, measuring, done) = (
+                        Arc::clone(&calls),
+                        Arc::clone(&measuring),
+                        Arc::clone(&done),
+                    );
                     tasks.push(tokio::spawn(async move {
-                        let mut n = t * 7919;
+                        let (mut n, mut latencies) = (t * 7919, Vec::new());
                         while !done.load(Ordering::Relaxed) {
+                            let start = Instant::now();
                             client
                                 .should_rate_limit(request(n, three))
                                 .await
                                 .expect("ShouldRateLimit");
+                            note(&mut latencies, &measuring, start);
                             calls.fetch_add(1, Ordering::Relaxed);
                             n += 1;
                         }
+                        latencies
                     }));
                 }
             }
@@ -143,25 +159,45 @@ fn main() {
                         .expect("connect");
                     stream.set_nodelay(true).unwrap();
                     let mut stream = BufReader::new(stream);
-                    let (calls, done) = (Arc::clone(&calls), Arc::clone(&done));
+                    let (calls, measuring, done) = (
+                        Arc::clone(&calls),
+                        Arc::clone(&measuring),
+                        Arc::clone(&done),
+                    );
                     tasks.push(tokio::spawn(async move {
-                        let mut n = t * 7919;
+                        let (mut n, mut latencies) = (t * 7919, Vec::new());
                         while !done.load(Ordering::Relaxed) {
+                            let start = Instant::now();
                             let status = check(&mut stream, n).await.expect("POST /v1/check");
                             assert_eq!(status, 200, "POST /v1/check");
+                            note(&mut latencies, &measuring, start);
                             calls.fetch_add(1, Ordering::Relaxed);
                             n += 1;
                         }
+                        latencies
                     }));
                 }
             }
             _ => panic!("{usage}"),
         }
-        let rate = measure(&calls, &done, seconds).await;
+        let rate = measure(&calls, &measuring, &done, seconds).await;
+        let mut latencies = Vec::new();
         for t in tasks {
-            t.await.unwrap();
+            latencies.extend(t.await.unwrap());
         }
-        rate
+        (rate, latencies)
     });
-    println!("{rate:.0}");
+    latencies.sort_unstable();
+    let ms = |q: f64| {
+        let i = ((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1));
+        latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    println!("{rate:.0} (p50 {:.2} ms, p99 {:.2} ms)", ms(0.5), ms(0.99));
+}
+
+/// Notes the latency of a call that started at `start`, once measuring has begun.
+fn note(latencies: &mut Vec<Duration>, measuring: &AtomicBool, start: Instant) {
+    if measuring.load(Ordering::Relaxed) {
+        latencies.push(start.elapsed());
+    }
 }
