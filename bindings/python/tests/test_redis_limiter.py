@@ -56,6 +56,58 @@ def redis_url(tmp_path_factory):
     server.wait(timeout=10)
 
 
+def start_cluster(directory, nodes=3):
+    """A Redis Cluster of `nodes` masters on free loopback ports (each with its bus port,
+    port + 10000, free too), once every node says `cluster_state:ok`: (processes, url)."""
+    ports = []
+    while len(ports) < nodes:
+        port = free_port()
+        if port + 10000 >= 65536 or port in ports:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        ports.append(port)
+    servers = [
+        subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf", "--dir", str(directory)],
+            stdout=subprocess.DEVNULL,
+        )
+        for port in ports
+    ]
+    def cli(port, *args):
+        return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=30)
+    deadline = time.monotonic() + 20
+    while not all(cli(port, "PING").stdout.strip() == "PONG" for port in ports):
+        assert time.monotonic() < deadline, "cluster nodes did not start"
+        time.sleep(0.05)
+    created = subprocess.run(
+        ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{port}" for port in ports),
+         "--cluster-replicas", "0", "--cluster-yes"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    while not all("cluster_state:ok" in cli(port, "CLUSTER", "INFO").stdout for port in ports):
+        assert time.monotonic() < deadline, "the cluster did not become ok"
+        time.sleep(0.05)
+    return servers, ",".join(f"redis://127.0.0.1:{port}" for port in ports)
+
+
+@pytest.fixture(scope="module")
+def cluster_url(tmp_path_factory):
+    if shutil.which("redis-cli") is None:
+        pytest.skip("needs redis-cli on PATH to create the cluster")
+    servers, url = start_cluster(tmp_path_factory.mktemp("cluster"))
+    yield url
+    for server in servers:
+        server.terminate()
+    for server in servers:
+        server.wait(timeout=10)
+
+
 @pytest.fixture
 def name(request):
     """A limiter name of its own per test, so that tests share no keys."""
@@ -78,6 +130,31 @@ def test_two_python_processes_share_one_limit_exactly(redis_url, name):
     admitted = [int(child.communicate(timeout=120)[0]) for child in children]
     assert sum(admitted) == 150, admitted
     assert all(child.returncode == 0 for child in children)
+
+
+CHILD_KEYS = """
+import json, sys, tidegate
+url, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+limiter = tidegate.RedisLimiter(url, name, "fixed_window:15/1h", timeout=2)
+admitted = {}
+for i in range(n):
+    key = f"user-{i % 10}"
+    admitted[key] = admitted.get(key, 0) + bool(limiter.check(key))
+print(json.dumps(admitted))
+"""
+
+
+def test_two_python_processes_on_a_redis_cluster_share_each_keys_limit_exactly(cluster_url, name):
+    children = [
+        subprocess.Popen([sys.executable, "-c", CHILD_KEYS, cluster_url, name, "200"], stdout=subprocess.PIPE,
+                         text=True)
+        for _ in range(2)
+    ]
+    counts = [json.loads(child.communicate(timeout=120)[0]) for child in children]
+    assert all(child.returncode == 0 for child in children)
+    # Ten keys spread over the cluster's slots, each asked 40 times in all: 15 admitted.
+    per_key = {key: counts[0].get(key, 0) + counts[1].get(key, 0) for key in counts[0].keys() | counts[1].keys()}
+    assert per_key == {f"user-{i}": 15 for i in range(10)}, per_key
 
 
 def test_asyncio_acquire_shares_the_limit_with_blocking_check(redis_url, name):
