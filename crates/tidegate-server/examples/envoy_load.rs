@@ -87,23 +87,56 @@ async fn check(stream: &mut BufReader<tokio::net::TcpStream>, n: u64) -> std::io
     Ok(status)
 }
 
-/// Counts calls of `tasks` for `seconds` after a warm-up (from which on `measuring` is
-/// set, so that the tasks note their latencies); calls per second.
-async fn measure(
-    calls: &AtomicU64,
-    measuring: &AtomicBool,
-    done: &AtomicBool,
-    seconds: f64,
-) -> f64 {
+/// What the callers share: calls made, whether the measured time has begun, whether it
+/// is over.
+#[derive(Default)]
+struct Counters {
+    calls: AtomicU64,
+    measuring: AtomicBool,
+    done: AtomicBool,
+}
+
+/// Counts the callers' calls for `seconds` after a warm-up (from which on `measuring` is
+/// set, so that the callers note their latencies); calls per second.
+async fn measure(counters: &Counters, seconds: f64) -> f64 {
     tokio::time::sleep(Duration::from_millis(500)).await;
-    measuring.store(true, Ordering::Relaxed);
-    let before = calls.load(Ordering::Relaxed);
+    counters.measuring.store(true, Ordering::Relaxed);
+    let before = counters.calls.load(Ordering::Relaxed);
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-    let n = calls.load(Ordering::Relaxed) - before;
+    let n = counters.calls.load(Ordering::Relaxed) - before;
     let rate = n as f64 / start.elapsed().as_secs_f64();
-    done.store(true, Ordering::Relaxed);
+    counters.done.store(true, Ordering::Relaxed);
     rate
+}
+
+/// Caller `t`: makes one call after another with its connection `conn` (handed to `call`
+/// and back) until the measurement is done; the latencies of the measured calls.
+fn caller<C, F, Fut>(
+    counters: &Arc<Counters>,
+    t: u64,
+    mut conn: C,
+    call: F,
+) -> tokio::task::JoinHandle<Vec<Duration>>
+where
+    C: Send + 'static,
+    F: Fn(C, u64) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = C> + Send,
+{
+    let counters = Arc::clone(counters);
+    tokio::spawn(async move {
+        let (mut n, mut latencies) = (t * 7919, Vec::new());
+        while !counters.done.load(Ordering::Relaxed) {
+            let start = Instant::now();
+            conn = call(conn, n).await;
+            if counters.measuring.load(Ordering::Relaxed) {
+                latencies.push(start.elapsed());
+            }
+            counters.calls.fetch_add(1, Ordering::Relaxed);
+            n += 1;
+        }
+        latencies
+    })
 }
 
 fn main() {
@@ -113,9 +146,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let calls = Arc::new(AtomicU64::new(0));
-    let measuring = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicBool::new(false));
+    let counters = Arc::new(Counters::default());
     let (rate, mut latencies) = runtime.block_on(async {
         let mut tasks = Vec::new();
         let seconds: f64;
@@ -129,26 +160,19 @@ fn main() {
                     .await
                     .expect("gRPC connect");
                 for t in 0..CONCURRENCY {
-                    let mut client = RateLimitServiceClient::new(channel.clone());
-                    let (calls, measuring, done) = (
-                        Arc::clone(&calls),
-                        Arc::clone(&measuring),
-                        Arc::clone(&done),
-                    );
-                    tasks.push(tokio::spawn(async move {
-                        let (mut n, mut latencies) = (t * 7919, Vec::new());
-                        while !done.load(Ordering::Relaxed) {
-                            let start = Instant::now();
+                    let client = RateLimitServiceClient::new(channel.clone());
+                    tasks.push(caller(
+                        &counters,
+                        t,
+                        client,
+                        move |mut client, n| async move {
                             client
                                 .should_rate_limit(request(n, three))
                                 .await
                                 .expect("ShouldRateLimit");
-                            note(&mut latencies, &measuring, start);
-                            calls.fetch_add(1, Ordering::Relaxed);
-                            n += 1;
-                        }
-                        latencies
-                    }));
+                            client
+                        },
+                    ));
                 }
             }
             Some("check") if args.len() == 3 => {
@@ -158,29 +182,17 @@ fn main() {
                         .await
                         .expect("connect");
                     stream.set_nodelay(true).unwrap();
-                    let mut stream = BufReader::new(stream);
-                    let (calls, measuring, done) = (
-                        Arc::clone(&calls),
-                        Arc::clone(&measuring),
-                        Arc::clone(&done),
-                    );
-                    tasks.push(tokio::spawn(async move {
-                        let (mut n, mut latencies) = (t * 7919, Vec::new());
-                        while !done.load(Ordering::Relaxed) {
-                            let start = Instant::now();
-                            let status = check(&mut stream, n).await.expect("POST /v1/check");
-                            assert_eq!(status, 200, "POST /v1/check");
-                            note(&mut latencies, &measuring, start);
-                            calls.fetch_add(1, Ordering::Relaxed);
-                            n += 1;
-                        }
-                        latencies
+                    let stream = BufReader::new(stream);
+                    tasks.push(caller(&counters, t, stream, |mut stream, n| async move {
+                        let status = check(&mut stream, n).await.expect("POST /v1/check");
+                        assert_eq!(status, 200, "POST /v1/check");
+                        stream
                     }));
                 }
             }
             _ => panic!("{usage}"),
         }
-        let rate = measure(&calls, &measuring, &done, seconds).await;
+        let rate = measure(&counters, seconds).await;
         let mut latencies = Vec::new();
         for t in tasks {
             latencies.extend(t.await.unwrap());
@@ -193,11 +205,4 @@ fn main() {
         latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
     println!("{rate:.0} (p50 {:.2} ms, p99 {:.2} ms)", ms(0.5), ms(0.99));
-}
-
-/// Notes the latency of a call that started at `start`, once measuring has begun.
-fn note(latencies: &mut Vec<Duration>, measuring: &AtomicBool, start: Instant) {
-    if measuring.load(Ordering::Relaxed) {
-        latencies.push(start.elapsed());
-    }
 }
