@@ -17,6 +17,7 @@ mod server;
 mod settings;
 mod store;
 mod summary;
+mod top;
 mod tracker;
 mod validate;
 
@@ -49,5 +50,5 @@ pub(crate) use settings::{LogFormat, SinkSettings, StoreSettings, TrackerSetting
 #[allow(unused_imports)]
 use {
     admin::*, envoy::*, load::*, log::*, policies::*, raw::*, server::*, settings::*, store::*,
-    tracker::*, validate::*,
+    top::*, tracker::*, validate::*,
 };

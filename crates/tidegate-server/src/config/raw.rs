@@ -119,7 +119,16 @@ pub(super) struct RawConfig {
     pub(super) tracker: Option<RawTracker>,
     pub(super) envoy: Option<RawEnvoy>,
     #[serde(default)]
+    pub(super) top: RawTop,
+    #[serde(default)]
     pub(super) log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTop {
+    pub(super) enabled: Option<Flag>,
+    pub(super) capacity: Option<Num>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -68,6 +68,7 @@ pub(super) fn validate(origin: &str, raw: RawConfig) -> Result<Config, Invalid> 
         ));
     }
 
+    let top = top_settings(&raw.top)?;
     let log = log_settings(raw.log)?;
 
     Ok(Config {
@@ -83,6 +84,7 @@ pub(super) fn validate(origin: &str, raw: RawConfig) -> Result<Config, Invalid> 
         policies,
         tracker,
         envoy,
+        top,
         log,
     })
 }
