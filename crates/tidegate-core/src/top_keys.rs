@@ -3,10 +3,11 @@
 //!
 //! At most `capacity` keys are kept, each with a count. A key already kept adds one to
 //! its count; a new key takes a free place, or, when every place is taken, the place of
-//! the key with the smallest count `m`, starting at `m + 1` with an error of `m`. A
-//! min-heap over the counts (with each key's place in it) finds that key in O(1) and
-//! keeps itself in order in O(log capacity) per update; a hash table finds a key by
-//! `&str`, so a key already kept costs no allocation.
+//! a key with the smallest count `m`, starting at `m + 1` with an error of `m`. The keys
+//! are kept in buckets of equal count, listed by increasing count (the "stream summary"
+//! of the paper), so every update, that displacement included, is O(1); a hash table
+//! finds a key by `&str`, and a displaced key's text is overwritten in place, so
+//! recording allocates only while the summary fills up.
 //!
 //! **The bound.** Let `N` be the number of keys recorded ([`TopKeys::total`]) and `K`
 //! the capacity. [`TopKeys::error_bound`] is the largest count ever displaced (0 until
@@ -30,6 +31,12 @@ use core::cmp::Ordering;
 
 use hashbrown::HashTable;
 
+/// No slot, no bucket.
+const NIL: u32 = u32::MAX;
+
+/// Largest capacity (indices are `u32`).
+const MAX_CAPACITY: usize = 1 << 31;
+
 /// One key of a [`TopKeys`] summary: its count (an over-estimate) and by how much at
 /// most the count overstates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,13 +49,27 @@ pub struct TopKey {
     pub error: u64,
 }
 
+/// A kept key, in the list of its bucket.
 #[derive(Debug)]
 struct Slot {
     key: String,
-    count: u64,
+    /// The hash of `key`.
+    hash: u64,
     error: u64,
-    /// Where this slot is in the heap.
-    pos: usize,
+    /// The bucket of its count.
+    bucket: u32,
+    prev: u32,
+    next: u32,
+}
+
+/// The keys that have one count; buckets are listed by increasing count.
+#[derive(Debug)]
+struct Bucket {
+    count: u64,
+    /// Its first slot (never `NIL` for a bucket in the list).
+    head: u32,
+    prev: u32,
+    next: u32,
 }
 
 /// The most frequent keys of a stream, in memory fixed by a capacity (Space-Saving).
@@ -58,29 +79,33 @@ struct Slot {
 pub struct TopKeys {
     capacity: usize,
     slots: Vec<Slot>,
-    /// Slot indices, a min-heap by count.
-    heap: Vec<usize>,
+    buckets: Vec<Bucket>,
+    /// The bucket of the smallest count (`NIL`: no key kept).
+    min: u32,
     /// Slot indices, by the hash of their key.
-    index: HashTable<usize>,
+    index: HashTable<u32>,
     hasher: ahash::RandomState,
-    /// Slots that [`TopKeys::remove`] freed.
-    free: Vec<usize>,
+    free_slots: Vec<u32>,
+    free_buckets: Vec<u32>,
+    len: usize,
     total: u64,
     /// The largest count ever displaced: the error bound.
     floor: u64,
 }
 
 impl TopKeys {
-    /// A summary of at most `capacity` keys (at least 1).
+    /// A summary of at most `capacity` keys (at least 1, at most 2^31).
     pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(1);
         Self {
-            capacity,
+            capacity: capacity.clamp(1, MAX_CAPACITY),
             slots: Vec::new(),
-            heap: Vec::new(),
+            buckets: Vec::new(),
+            min: NIL,
             index: HashTable::new(),
             hasher: ahash::RandomState::new(),
-            free: Vec::new(),
+            free_slots: Vec::new(),
+            free_buckets: Vec::new(),
+            len: 0,
             total: 0,
             floor: 0,
         }
@@ -93,12 +118,12 @@ impl TopKeys {
 
     /// How many keys are kept now.
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.len
     }
 
     /// Whether no key is kept.
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.len == 0
     }
 
     /// How many keys were recorded in all.
@@ -112,9 +137,11 @@ impl TopKeys {
         self.floor
     }
 
-    fn find(&self, hash: u64, key: &str) -> Option<usize> {
+    fn find(&self, hash: u64, key: &str) -> Option<u32> {
         let slots = &self.slots;
-        self.index.find(hash, |&i| slots[i].key == key).copied()
+        self.index
+            .find(hash, |&i| slots[i as usize].key == key)
+            .copied()
     }
 
     /// Counts one occurrence of `key`.
@@ -122,53 +149,48 @@ impl TopKeys {
         self.total = self.total.saturating_add(1);
         let hash = self.hasher.hash_one(key);
         if let Some(i) = self.find(hash, key) {
-            let slot = &mut self.slots[i];
-            slot.count = slot.count.saturating_add(1);
-            let pos = slot.pos;
-            self.sift_down(pos);
+            self.increment(i);
             return;
         }
-        if self.heap.len() < self.capacity {
-            let i = match self.free.pop() {
+        if self.len < self.capacity {
+            let i = match self.free_slots.pop() {
                 Some(i) => {
-                    let slot = &mut self.slots[i];
+                    let slot = &mut self.slots[i as usize];
                     slot.key.clear();
                     slot.key.push_str(key);
+                    slot.hash = hash;
                     i
                 }
                 None => {
                     self.slots.push(Slot {
                         key: key.to_owned(),
-                        count: 0,
+                        hash,
                         error: 0,
-                        pos: 0,
+                        bucket: NIL,
+                        prev: NIL,
+                        next: NIL,
                     });
-                    self.slots.len() - 1
+                    (self.slots.len() - 1) as u32
                 }
             };
-            let pos = self.heap.len();
-            let slot = &mut self.slots[i];
-            slot.count = self.floor.saturating_add(1);
-            slot.error = self.floor;
-            slot.pos = pos;
-            self.heap.push(i);
+            self.slots[i as usize].error = self.floor;
+            self.place(i, self.floor.saturating_add(1));
             self.insert_index(hash, i);
-            // Every count is at least `floor`, so `floor + 1` may sit above others.
-            self.sift_up(pos);
+            self.len += 1;
             return;
         }
-        // Full: the key with the smallest count gives its place.
-        let i = self.heap[0];
+        // Full: a key of the smallest count gives its place.
+        let i = self.buckets[self.min as usize].head;
+        let min = self.buckets[self.min as usize].count;
         self.remove_index(i);
-        let slot = &mut self.slots[i];
-        let min = slot.count;
         self.floor = self.floor.max(min);
+        let slot = &mut self.slots[i as usize];
         slot.key.clear();
         slot.key.push_str(key);
-        slot.count = min.saturating_add(1);
+        slot.hash = hash;
         slot.error = min;
+        self.increment(i);
         self.insert_index(hash, i);
-        self.sift_down(0);
     }
 
     /// Forgets `key`; whether it was kept. Its count starts again from zero.
@@ -178,15 +200,12 @@ impl TopKeys {
             return false;
         };
         self.remove_index(i);
-        let pos = self.slots[i].pos;
-        let last = self.heap.len() - 1;
-        self.swap(pos, last);
-        self.heap.pop();
-        if pos < self.heap.len() {
-            self.sift_down(pos);
-            self.sift_up(pos);
+        let b = self.detach(i);
+        if self.buckets[b as usize].head == NIL {
+            self.free_bucket(b);
         }
-        self.free.push(i);
+        self.free_slots.push(i);
+        self.len -= 1;
         true
     }
 
@@ -199,9 +218,18 @@ impl TopKeys {
     /// The `n` keys with the largest counts, largest first (equal counts: smaller error
     /// first, then by key).
     pub fn top(&self, n: usize) -> Vec<TopKey> {
-        let mut order: Vec<usize> = self.heap.clone();
-        let by_rank = |a: &usize, b: &usize| -> Ordering {
-            let (a, b) = (&self.slots[*a], &self.slots[*b]);
+        let mut order: Vec<TopKey> = Vec::with_capacity(self.len);
+        let mut b = self.min;
+        while b != NIL {
+            let bucket = &self.buckets[b as usize];
+            let mut i = bucket.head;
+            while i != NIL {
+                order.push(self.top_key(i));
+                i = self.slots[i as usize].next;
+            }
+            b = bucket.next;
+        }
+        let by_rank = |a: &TopKey, b: &TopKey| -> Ordering {
             b.count
                 .cmp(&a.count)
                 .then(a.error.cmp(&b.error))
@@ -215,71 +243,143 @@ impl TopKeys {
             order.truncate(n);
         }
         order.sort_unstable_by(by_rank);
-        order.into_iter().map(|i| self.top_key(i)).collect()
+        order
     }
 
-    fn top_key(&self, i: usize) -> TopKey {
-        let s = &self.slots[i];
+    fn top_key(&self, i: u32) -> TopKey {
+        let s = &self.slots[i as usize];
         TopKey {
             key: s.key.clone(),
-            count: s.count,
+            count: self.buckets[s.bucket as usize].count,
             error: s.error,
         }
     }
 
-    fn insert_index(&mut self, hash: u64, i: usize) {
-        let (slots, hasher) = (&self.slots, &self.hasher);
+    fn insert_index(&mut self, hash: u64, i: u32) {
+        let slots = &self.slots;
         self.index
-            .insert_unique(hash, i, |&j| hasher.hash_one(slots[j].key.as_str()));
+            .insert_unique(hash, i, |&j| slots[j as usize].hash);
     }
 
-    fn remove_index(&mut self, i: usize) {
-        let hash = self.hasher.hash_one(self.slots[i].key.as_str());
+    fn remove_index(&mut self, i: u32) {
+        let hash = self.slots[i as usize].hash;
         if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
             entry.remove();
         }
     }
 
-    fn count_at(&self, pos: usize) -> u64 {
-        self.slots[self.heap[pos]].count
-    }
-
-    fn swap(&mut self, a: usize, b: usize) {
-        self.heap.swap(a, b);
-        self.slots[self.heap[a]].pos = a;
-        self.slots[self.heap[b]].pos = b;
-    }
-
-    fn sift_down(&mut self, mut pos: usize) {
-        let len = self.heap.len();
-        loop {
-            let left = 2 * pos + 1;
-            if left >= len {
-                return;
+    /// Adds one to slot `i`'s count: O(1), into the next bucket or a new one.
+    fn increment(&mut self, i: u32) {
+        let b = self.slots[i as usize].bucket;
+        let (count, next) = {
+            let bucket = &self.buckets[b as usize];
+            (bucket.count, bucket.next)
+        };
+        let Some(up) = count.checked_add(1) else {
+            return;
+        };
+        if next != NIL && self.buckets[next as usize].count == up {
+            self.detach(i);
+            if self.buckets[b as usize].head == NIL {
+                self.free_bucket(b);
             }
-            let right = left + 1;
-            let child = if right < len && self.count_at(right) < self.count_at(left) {
-                right
-            } else {
-                left
-            };
-            if self.count_at(child) >= self.count_at(pos) {
-                return;
-            }
-            self.swap(pos, child);
-            pos = child;
+            self.attach(i, next);
+        } else if self.buckets[b as usize].head == i && self.slots[i as usize].next == NIL {
+            // Alone in its bucket, and the next count is larger still.
+            self.buckets[b as usize].count = up;
+        } else {
+            self.detach(i);
+            let n = self.new_bucket(up, b, next);
+            self.attach(i, n);
         }
     }
 
-    fn sift_up(&mut self, mut pos: usize) {
-        while pos > 0 {
-            let parent = (pos - 1) / 2;
-            if self.count_at(parent) <= self.count_at(pos) {
-                return;
-            }
-            self.swap(pos, parent);
-            pos = parent;
+    /// Puts the detached slot `i` in the bucket of `count` (made if missing). Every
+    /// count is at least `floor`, so from `floor + 1` this looks at two buckets at most.
+    fn place(&mut self, i: u32, count: u64) {
+        let (mut prev, mut cur) = (NIL, self.min);
+        while cur != NIL && self.buckets[cur as usize].count < count {
+            prev = cur;
+            cur = self.buckets[cur as usize].next;
         }
+        if cur != NIL && self.buckets[cur as usize].count == count {
+            self.attach(i, cur);
+        } else {
+            let n = self.new_bucket(count, prev, cur);
+            self.attach(i, n);
+        }
+    }
+
+    /// A bucket of `count` (with no slot yet) between `prev` and `next`.
+    fn new_bucket(&mut self, count: u64, prev: u32, next: u32) -> u32 {
+        let bucket = Bucket {
+            count,
+            head: NIL,
+            prev,
+            next,
+        };
+        let b = match self.free_buckets.pop() {
+            Some(b) => {
+                self.buckets[b as usize] = bucket;
+                b
+            }
+            None => {
+                self.buckets.push(bucket);
+                (self.buckets.len() - 1) as u32
+            }
+        };
+        match prev {
+            NIL => self.min = b,
+            p => self.buckets[p as usize].next = b,
+        }
+        if next != NIL {
+            self.buckets[next as usize].prev = b;
+        }
+        b
+    }
+
+    /// Takes the empty bucket `b` out of the list.
+    fn free_bucket(&mut self, b: u32) {
+        let (prev, next) = {
+            let bucket = &self.buckets[b as usize];
+            (bucket.prev, bucket.next)
+        };
+        match prev {
+            NIL => self.min = next,
+            p => self.buckets[p as usize].next = next,
+        }
+        if next != NIL {
+            self.buckets[next as usize].prev = prev;
+        }
+        self.free_buckets.push(b);
+    }
+
+    /// Slot `i` first in bucket `b`.
+    fn attach(&mut self, i: u32, b: u32) {
+        let head = self.buckets[b as usize].head;
+        let slot = &mut self.slots[i as usize];
+        slot.bucket = b;
+        slot.prev = NIL;
+        slot.next = head;
+        if head != NIL {
+            self.slots[head as usize].prev = i;
+        }
+        self.buckets[b as usize].head = i;
+    }
+
+    /// Takes slot `i` out of its bucket's list (the bucket may be left empty); its bucket.
+    fn detach(&mut self, i: u32) -> u32 {
+        let Slot {
+            bucket, prev, next, ..
+        } = self.slots[i as usize];
+        match prev {
+            NIL => self.buckets[bucket as usize].head = next,
+            p => self.slots[p as usize].next = next,
+        }
+        if next != NIL {
+            self.slots[next as usize].prev = prev;
+        }
+        bucket
     }
 }
 
@@ -298,19 +398,33 @@ mod tests {
             .collect()
     }
 
-    /// The heap is in order and every position and index entry is right.
+    /// Buckets are listed by increasing count, none empty, and every slot's links,
+    /// bucket, hash and index entry are right.
     fn assert_consistent(t: &TopKeys) {
-        for pos in 1..t.heap.len() {
-            assert!(t.count_at((pos - 1) / 2) <= t.count_at(pos), "heap order");
+        let (mut b, mut prev_bucket, mut last, mut seen) = (t.min, NIL, None, 0);
+        while b != NIL {
+            let bucket = &t.buckets[b as usize];
+            assert_eq!(bucket.prev, prev_bucket);
+            assert!(last < Some(bucket.count), "counts increase");
+            assert!(bucket.count >= t.floor, "counts are at least the bound");
+            assert_ne!(bucket.head, NIL, "no empty bucket");
+            let (mut i, mut prev) = (bucket.head, NIL);
+            while i != NIL {
+                let slot = &t.slots[i as usize];
+                assert_eq!((slot.bucket, slot.prev), (b, prev));
+                assert_eq!(slot.hash, t.hasher.hash_one(slot.key.as_str()));
+                assert_eq!(t.find(slot.hash, &slot.key), Some(i));
+                seen += 1;
+                prev = i;
+                i = slot.next;
+            }
+            last = Some(bucket.count);
+            prev_bucket = b;
+            b = bucket.next;
         }
-        for (pos, &i) in t.heap.iter().enumerate() {
-            assert_eq!(t.slots[i].pos, pos);
-            assert_eq!(
-                t.find(t.hasher.hash_one(t.slots[i].key.as_str()), &t.slots[i].key),
-                Some(i)
-            );
-        }
-        assert_eq!(t.index.len(), t.heap.len());
+        assert_eq!(seen, t.len());
+        assert_eq!(t.index.len(), t.len());
+        assert!(t.len() <= t.capacity());
     }
 
     #[test]
@@ -503,6 +617,7 @@ mod tests {
                     let victim = format!("k{}", n % 3);
                     t.remove(&victim);
                     exact.remove(&victim);
+                    assert_consistent(&t);
                 }
             }
             assert_consistent(&t);
