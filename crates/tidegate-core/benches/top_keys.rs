@@ -1,12 +1,15 @@
 //! What one `TopKeys::record` costs, in ns: keys it holds (a skewed stream over fewer
 //! keys than its capacity) and keys it does not (a uniform stream over ten times its
-//! capacity: every record displaces a key, its worst case).
+//! capacity: every record displaces a key, its worst case); then the displacing stream
+//! from two threads through one `std::sync::Mutex`, as `tidegate serve` records a
+//! policy's decisions (the time per record, per thread, lock and contention included).
 //!
 //! `cargo bench -p tidegate-core --bench top_keys` (options after `--`: `--ops N`,
 //! default 5_000_000; `--capacity K`, default 1000). Without arguments
 //! (`cargo test --benches`) it makes a short smoke run.
 
 use std::hint::black_box;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use tidegate_core::TopKeys;
@@ -63,4 +66,22 @@ fn main() {
         black_box(t.top(10));
         println!("{label}: {ns:.0} ns per record");
     }
+    let shared = Mutex::new(TopKeys::new(capacity));
+    let halves = uniform.split_at(uniform.len() / 2);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for half in [halves.0, halves.1] {
+            let shared = &shared;
+            scope.spawn(move || {
+                for key in half {
+                    shared
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .record(black_box(key));
+                }
+            });
+        }
+    });
+    let ns = start.elapsed().as_nanos() as f64 / (uniform.len() / 2) as f64;
+    println!("keys displaced, 2 threads through one Mutex: {ns:.0} ns per record per thread");
 }
