@@ -156,6 +156,8 @@ pub struct Config {
     pub(crate) tracker: Option<TrackerSettings>,
     /// The Envoy rate limit service front end, if configured.
     pub(crate) envoy: Option<EnvoySettings>,
+    /// The work queues the dashboard watches (`[dashboard] queues`).
+    pub(crate) dashboard_queues: Vec<String>,
     /// Logging.
     pub(crate) log: LogSettings,
 }

@@ -68,6 +68,7 @@ pub(super) fn validate(origin: &str, raw: RawConfig) -> Result<Config, Invalid> 
         ));
     }
 
+    let dashboard_queues = dashboard_queues(raw.dashboard, &store, admin_token.as_deref())?;
     let log = log_settings(raw.log)?;
 
     Ok(Config {
@@ -83,6 +84,7 @@ pub(super) fn validate(origin: &str, raw: RawConfig) -> Result<Config, Invalid> 
         policies,
         tracker,
         envoy,
+        dashboard_queues,
         log,
     })
 }
