@@ -9,7 +9,7 @@ use axum::routing::get;
 use tidegate::queue::{QueueOptions, WorkQueue};
 
 use super::{assets, events};
-use crate::app::{App, require_admin};
+use crate::app::{App, method_not_allowed, require_admin};
 
 /// Longest a snapshot waits for one queue's counts.
 const QUEUE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -45,15 +45,24 @@ pub(crate) fn router(app: &Arc<App>, queues: &[String]) -> Router {
         queues,
     });
     let admin = Router::new()
-        .route("/admin/dashboard/events", get(events::stream))
+        .route(
+            "/admin/dashboard/events",
+            get(events::stream).fallback(method_not_allowed),
+        )
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(app),
             require_admin,
         ))
         .with_state(watch);
     Router::new()
-        .route("/dashboard", get(assets::page))
-        .route("/dashboard/dashboard.js", get(assets::script))
-        .route("/dashboard/dashboard.css", get(assets::style))
+        .route("/dashboard", get(assets::page).fallback(method_not_allowed))
+        .route(
+            "/dashboard/dashboard.js",
+            get(assets::script).fallback(method_not_allowed),
+        )
+        .route(
+            "/dashboard/dashboard.css",
+            get(assets::style).fallback(method_not_allowed),
+        )
         .merge(admin)
 }
