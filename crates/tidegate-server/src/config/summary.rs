@@ -5,7 +5,8 @@ use super::*;
 impl Config {
     /// What the configuration sets up, for a person to read: where it came from, the
     /// listening address, the store (with the key capacity of each memory policy), one
-    /// line per policy, the tracker and its sink, the Envoy front end, whether the admin routes (and the dashboard) are on and the queues it watches.
+    /// line per policy, the tracker and its sink, the Envoy front end, whether the admin
+    /// routes (and the dashboard) are on, and the queues the dashboard watches.
     pub fn summary(&self) -> String {
         let s = self;
         let mut out = format!(

@@ -409,11 +409,11 @@
     const err = $('top-error');
     try {
       const resp = await call(`/admin/top?policy=${encodeURIComponent(policy)}&by=${by}&n=20`);
-      if (resp.status === 404 && !(await resp.clone().text()).includes('policy')) {
-        throw new Error('this server does not count top keys (no GET /admin/top)');
-      }
       if (!resp.ok) {
-        throw new Error(await message(resp));
+        const text = await message(resp);
+        throw new Error(resp.status === 404 && text.startsWith('no route')
+          ? 'this server does not count top keys (no GET /admin/top)'
+          : text);
       }
       const top = await resp.json();
       err.hidden = true;
