@@ -159,6 +159,8 @@ test('the dashboard signs in, charts denials, lists, resets and looks up keys', 
     await page.locator('#top-message[data-key=mallory]').waitFor(WAIT);
     assert.match(await page.locator('#top-message').textContent(), /Reset mallory/);
     assert.equal(await check(server.base, 'mallory'), 200);
+    // A reset forgets the key's denials: it leaves the list of the most denied.
+    await row.waitFor({ state: 'detached', ...WAIT });
 
     // The lookup now shows mallory admitted with 2 of 3 left.
     await page.click('#lookup-form button[type=submit]');

@@ -408,7 +408,7 @@
     const by = $('top-by').value;
     const err = $('top-error');
     try {
-      const resp = await call(`/admin/top?policy=${encodeURIComponent(policy)}&by=${by}&n=20`);
+      const resp = await call(`/admin/top?policy=${encodeURIComponent(policy)}&by=${by}`);
       if (!resp.ok) {
         const text = await message(resp);
         throw new Error(resp.status === 404 && text.startsWith('no route')
@@ -418,7 +418,7 @@
       const top = await resp.json();
       err.hidden = true;
       $('top-meta').textContent =
-        `${top.keys.length} keys of ${top.total} ${by === 'denied' ? 'denials' : 'requests'} counted` +
+        `top ${top.keys.length} of ${top.total} ${by === 'denied' ? 'denials' : 'decisions'} counted` +
         ` (counts within ± ${top.error_bound}, ${top.capacity} keys tracked)`;
       $('top').tBodies[0].replaceChildren(...top.keys.map((k) => {
         const button = el('button', { type: 'button', class: 'reset' }, 'reset');
@@ -451,6 +451,7 @@
         ? `Reset ${key} (${policy}): its next request starts from a full limit.`
         : `${key} (${policy}) had no state to reset.`;
       msg.dataset.key = key;
+      refreshTop();
     } catch (e) {
       if (e instanceof Refused) {
         refused(e.message);
