@@ -152,6 +152,8 @@ test('the dashboard signs in, charts denials, lists, resets and looks up keys', 
     const row = page.locator('#top tbody tr[data-key=mallory]');
     await row.waitFor(WAIT);
     assert.equal(await row.locator('td').nth(1).textContent(), '7');
+    // A few more snapshots, so the chart of the artefact shows the spike and after.
+    await page.waitForTimeout(2500);
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true });
 
     // Reset mallory from the list: its next request is admitted again.

@@ -235,7 +235,7 @@
           el('span', { class: 'rate allowed' }, el('b'), ' allowed/s'),
           el('span', { class: 'rate denied' }, el('b'), ' denied/s'),
           el('span', { class: 'rate totals' })),
-        svg('svg', { class: 'chart', viewBox: '0 0 360 110', preserveAspectRatio: 'none' }));
+        svg('svg', { class: 'chart' }));
       $('policies').append(card);
     }
     const latest = h.length ? h[h.length - 1] : { allowed: 0, denied: 0 };
@@ -253,9 +253,13 @@
     chart(card.querySelector('svg'), h, now, Math.max(maxAllowed, maxDenied));
   }
 
-  // Both series on one SVG: x = the last HISTORY_SECONDS, y = 0 .. a rounded maximum.
+  // Both series on one SVG: x = the last HISTORY_SECONDS, y = 0 .. a rounded maximum;
+  // a dot marks each series' latest rate. Drawn in the element's own pixels (no
+  // stretched text).
   function chart(root, h, now, max) {
-    const W = 360, H = 110, L = 34, B = 14, T = 6;
+    const W = Math.max(200, Math.round(root.getBoundingClientRect().width) || 360);
+    const H = 110, L = 34, B = 14, T = 6;
+    root.setAttribute('viewBox', `0 0 ${W} ${H}`);
     const top = niceMax(max);
     const x = (t) => L + (W - L) * (1 - (now - t) / (HISTORY_SECONDS * 1000));
     const y = (v) => T + (H - B - T) * (1 - v / top);
@@ -269,7 +273,10 @@
       svg('text', { x: L, y: H - 2 }, `${HISTORY_SECONDS / 60} min ago`),
       svg('text', { x: W, y: H - 2, 'text-anchor': 'end' }, 'now'),
       svg('polyline', { class: 'allowed', points: line('allowed') }),
-      svg('polyline', { class: 'denied', points: line('denied') }));
+      svg('polyline', { class: 'denied', points: line('denied') }),
+      ...(h.length ? ['allowed', 'denied'].map((key) => svg('circle', {
+        class: `${key} dot`, r: 2.5, cx: x(h[h.length - 1].t), cy: y(h[h.length - 1][key]),
+      })) : []));
   }
 
   function niceMax(v) {
