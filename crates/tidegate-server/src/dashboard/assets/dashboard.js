@@ -253,15 +253,16 @@
     chart(card.querySelector('svg'), h, now, Math.max(maxAllowed, maxDenied));
   }
 
-  // Both series on one SVG: x = the last HISTORY_SECONDS, y = 0 .. a rounded maximum;
-  // a dot marks each series' latest rate. Drawn in the element's own pixels (no
-  // stretched text).
+  // Both series on one SVG: x = the time since the first point (at least 30 s, at most
+  // HISTORY_SECONDS), y = 0 .. a rounded maximum; a dot marks each series' latest rate.
+  // Drawn in the element's own pixels (no stretched text).
   function chart(root, h, now, max) {
     const W = Math.max(200, Math.round(root.getBoundingClientRect().width) || 360);
     const H = 110, L = 34, B = 14, T = 6;
     root.setAttribute('viewBox', `0 0 ${W} ${H}`);
     const top = niceMax(max);
-    const x = (t) => L + (W - L) * (1 - (now - t) / (HISTORY_SECONDS * 1000));
+    const span = Math.min(HISTORY_SECONDS * 1000, Math.max(30000, h.length ? now - h[0].t : 0));
+    const x = (t) => L + (W - L) * (1 - (now - t) / span);
     const y = (v) => T + (H - B - T) * (1 - v / top);
     const line = (key) => h.map((p) => `${x(p.t).toFixed(1)},${y(p[key]).toFixed(1)}`).join(' ');
     root.dataset.max = String(top);
@@ -270,7 +271,7 @@
       svg('line', { class: 'axis', x1: L, y1: T, x2: L, y2: y(0) }),
       svg('text', { x: L - 4, y: T + 8, 'text-anchor': 'end' }, rate(top)),
       svg('text', { x: L - 4, y: y(0), 'text-anchor': 'end' }, '0'),
-      svg('text', { x: L, y: H - 2 }, `${HISTORY_SECONDS / 60} min ago`),
+      svg('text', { x: L, y: H - 2 }, `${Math.round(span / 1000)} s ago`),
       svg('text', { x: W, y: H - 2, 'text-anchor': 'end' }, 'now'),
       svg('polyline', { class: 'allowed', points: line('allowed') }),
       svg('polyline', { class: 'denied', points: line('denied') }),
