@@ -10,6 +10,7 @@
 //! - [`Limiter`]: policy + store + clock, the thing applications call.
 //! - [`Backoff`]: the exponential backoff retries of the tracker and the queue share.
 //! - [`Throttler`]: first event per key per window, with the API of the Python throttler.
+//! - [`TopKeys`]: the most frequent keys of a stream in fixed memory, with an error bound.
 #![warn(missing_docs)]
 pub mod algorithm;
 pub mod backoff;
@@ -23,6 +24,7 @@ pub mod store;
 mod sweeper;
 pub mod throttler;
 pub mod time;
+pub mod top_keys;
 
 pub use algorithm::Algorithm;
 pub use backoff::Backoff;
@@ -33,3 +35,4 @@ pub use policy::{AlgorithmKind, Policy, PolicyState};
 pub use policy_set::PolicySet;
 pub use throttler::Throttler;
 pub use time::{Clock, CoarseClock, ManualClock, MonotonicClock, SystemClock};
+pub use top_keys::{TopKey, TopKeys};

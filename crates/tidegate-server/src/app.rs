@@ -96,7 +96,7 @@ impl App {
     }
 }
 
-type Shared = State<Arc<App>>;
+pub(crate) type Shared = State<Arc<App>>;
 
 /// The router: public routes, and the admin routes when a token is configured.
 pub(crate) fn router(app: Arc<App>) -> Router {
@@ -109,6 +109,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     if app.admin_token.is_some() {
         let admin = Router::new()
             .route("/admin/stats", get(admin_stats))
+            .route("/admin/top", get(crate::top::admin_top))
             .route("/admin/keys/{policy}", get(admin_list_keys))
             .route(
                 "/admin/keys/{policy}/{key}",
@@ -152,7 +153,7 @@ fn json_body(v: &Value) -> ([(axum::http::HeaderName, HeaderValue); 1], String) 
 pub(crate) struct ApiError(StatusCode, String);
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self(status, message.into())
     }
 }
@@ -163,9 +164,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-type Answer = Result<Response, ApiError>;
+pub(crate) type Answer = Result<Response, ApiError>;
 
-fn ok_json(status: StatusCode, v: &Value) -> Response {
+pub(crate) fn ok_json(status: StatusCode, v: &Value) -> Response {
     (status, json_body(v)).into_response()
 }
 
@@ -241,7 +242,7 @@ fn check_key(app: &App, field: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn policy<'a>(app: &'a App, name: &str) -> Result<&'a NamedPolicy, ApiError> {
+pub(crate) fn policy<'a>(app: &'a App, name: &str) -> Result<&'a NamedPolicy, ApiError> {
     app.policies.by_name.get(name).ok_or_else(|| {
         let mut known: Vec<&str> = app.policies.by_name.keys().map(String::as_str).collect();
         known.sort_unstable();
@@ -300,6 +301,9 @@ async fn check(State(app): Shared, body: Result<Bytes, BytesRejection>) -> Answe
     p.latency.record(start.elapsed().as_secs_f64());
     Ok(match result {
         Ok(d) => {
+            if let Some(top) = &p.top {
+                top.record(&req.key, d.allowed);
+            }
             p.count(if d.allowed {
                 Outcome::Allowed
             } else {
@@ -647,6 +651,9 @@ async fn admin_reset_key(
     let Path((name, key)) = path.map_err(|r| path_error(&r))?;
     let p = policy(&app, &name)?;
     let existed = p.backend.reset(&key).await.map_err(|e| store_error(&e))?;
+    if let Some(top) = &p.top {
+        top.forget_denied(&key);
+    }
     tracing::info!(policy = %name, key = %key, existed, "admin: key reset");
     Ok(ok_json(
         StatusCode::OK,

@@ -42,6 +42,7 @@ mod log_every;
 mod server;
 mod sink;
 mod telemetry;
+mod top;
 
 pub mod env;
 pub mod json;

@@ -104,6 +104,8 @@ pub(crate) struct NamedPolicy {
     errors: Counter,
     /// Decision latency.
     pub(crate) latency: Histogram,
+    /// Its top keys (`None`: `top.enabled = false`).
+    pub(crate) top: Option<crate::top::PolicyTop>,
     /// Warnings about a full memory store refusing keys (one per 10 s).
     pub(crate) full_log: crate::log_every::LogEvery,
     counts: [AtomicU64; 3],
@@ -121,7 +123,7 @@ pub(crate) enum Outcome {
 }
 
 impl NamedPolicy {
-    fn new(name: String, policies: PolicySet, backend: Backend) -> Self {
+    fn new(name: String, policies: PolicySet, backend: Backend, top: Option<usize>) -> Self {
         let first = &policies.policies()[0];
         let mut header = String::new();
         push_policy_member(
@@ -139,6 +141,7 @@ impl NamedPolicy {
             errors: counter("error"),
             latency: metrics::histogram!(crate::telemetry::DECISION_SECONDS, "policy" => name.clone()),
             counts: Default::default(),
+            top: top.map(crate::top::PolicyTop::new),
             full_log: crate::log_every::LogEvery::new(std::time::Duration::from_secs(10)),
             name,
             policies,
@@ -256,6 +259,7 @@ impl Policies {
         store: &StoreSettings,
         policies: &[(String, PolicySet)],
         max_key_bytes: usize,
+        top: Option<usize>,
     ) -> Result<Self, ServeError> {
         let mut by_name = HashMap::with_capacity(policies.len());
         let redis = match store {
@@ -274,7 +278,7 @@ impl Policies {
                         .build();
                     by_name.insert(
                         name.clone(),
-                        NamedPolicy::new(name.clone(), set.clone(), Backend::Memory(limiter)),
+                        NamedPolicy::new(name.clone(), set.clone(), Backend::Memory(limiter), top),
                     );
                 }
                 None
@@ -314,6 +318,7 @@ impl Policies {
                             name.clone(),
                             set.clone(),
                             Backend::Redis(Box::new(limiter)),
+                            top,
                         ),
                     );
                 }

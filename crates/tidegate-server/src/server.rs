@@ -75,8 +75,13 @@ impl Server {
     /// Tokio runtime with its time and I/O drivers enabled.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
         let metrics = telemetry::metrics_handle()?;
-        let policies =
-            limits::Policies::build(&config.store, &config.policies, config.max_key_bytes).await?;
+        let policies = limits::Policies::build(
+            &config.store,
+            &config.policies,
+            config.max_key_bytes,
+            config.top,
+        )
+        .await?;
         let tracker = match &config.tracker {
             None => None,
             Some(t) => Some(tracker(t, &config.store).await?),

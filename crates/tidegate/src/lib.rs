@@ -22,8 +22,8 @@
 pub use tidegate_core::{
     Algorithm, AlgorithmKind, Backoff, Clock, CoarseClock, CostError, Decision, LimitError,
     Limiter, ManualClock, MonotonicClock, Policy, PolicyError, PolicySet, PolicyState, SystemClock,
-    Throttler, algorithm, backoff, decision, error, limiter, policy, policy_set, rate, throttler,
-    time,
+    Throttler, TopKey, TopKeys, algorithm, backoff, decision, error, limiter, policy, policy_set,
+    rate, throttler, time, top_keys,
 };
 
 #[cfg(feature = "queue")]

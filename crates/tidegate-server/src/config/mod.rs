@@ -18,6 +18,7 @@ mod server;
 mod settings;
 mod store;
 mod summary;
+mod top;
 mod tracker;
 mod validate;
 
@@ -50,5 +51,5 @@ pub(crate) use settings::{LogFormat, SinkSettings, StoreSettings, TrackerSetting
 #[allow(unused_imports)]
 use {
     admin::*, dashboard::*, envoy::*, load::*, log::*, policies::*, raw::*, server::*, settings::*,
-    store::*, tracker::*, validate::*,
+    store::*, top::*, tracker::*, validate::*,
 };

@@ -121,7 +121,16 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) dashboard: RawDashboard,
     #[serde(default)]
+    pub(super) top: RawTop,
+    #[serde(default)]
     pub(super) log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTop {
+    pub(super) enabled: Option<Flag>,
+    pub(super) capacity: Option<Num>,
 }
 
 #[derive(Debug, Default, Deserialize)]

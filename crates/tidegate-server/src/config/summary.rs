@@ -72,6 +72,12 @@ impl Config {
                 e.merge_domains
             ));
         }
+        out.push_str(&match s.top {
+            Some(capacity) => {
+                format!("top: on (capacity {capacity} keys per policy and summary)\n")
+            }
+            None => "top: off\n".to_string(),
+        });
         out.push_str(&format!(
             "admin: {}",
             if s.admin_token.is_some() {

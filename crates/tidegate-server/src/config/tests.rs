@@ -360,3 +360,34 @@ fn dashboard_queues_need_redis_the_admin_token_and_usable_names() {
     assert_eq!(e.field, "dashboard.watch");
     assert!(e.message.contains("unknown field `watch`"), "{e}");
 }
+
+#[test]
+fn top_is_on_with_a_thousand_keys_unless_turned_off_and_its_capacity_is_checked() {
+    let policies = "[policies]\na = \"gcra:1/1s\"";
+    let parse = |text: &str, vars: &[(&str, &str)]| Config::from_toml("t.toml", text, env(vars));
+    assert_eq!(parse(policies, &[]).unwrap().top, Some(1000));
+    let s = parse(&format!("[top]\ncapacity = 50\n{policies}"), &[]).unwrap();
+    assert_eq!(s.top, Some(50));
+    assert!(
+        s.summary().contains("top: on (capacity 50 keys"),
+        "{}",
+        s.summary()
+    );
+    let s = parse(&format!("[top]\nenabled = false\n{policies}"), &[]).unwrap();
+    assert_eq!(s.top, None);
+    let s = parse(policies, &[("TIDEGATE_TOP__ENABLED", "false")]).unwrap();
+    assert_eq!(s.top, None);
+    for bad in ["0", "100001"] {
+        let e = err(&format!("[top]\ncapacity = {bad}\n{policies}"));
+        assert_eq!(e.field, "top.capacity");
+        assert!(
+            e.message
+                .contains(&format!("must be a number from 1 to 100000, got {bad}")),
+            "{e}"
+        );
+    }
+    let e = err(&format!("[top]\nsize = 5\n{policies}"));
+    assert_eq!(e.field, "top.size");
+    let e = parse(policies, &[("TIDEGATE_TOP__ENABLED", "maybe")]).unwrap_err();
+    assert_eq!(e.field, "top.enabled");
+}

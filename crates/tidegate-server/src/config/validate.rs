@@ -69,6 +69,7 @@ pub(super) fn validate(origin: &str, raw: RawConfig) -> Result<Config, Invalid> 
     }
 
     let dashboard_queues = dashboard_queues(raw.dashboard, &store, admin_token.as_deref())?;
+    let top = top_settings(&raw.top)?;
     let log = log_settings(raw.log)?;
 
     Ok(Config {
@@ -85,6 +86,7 @@ pub(super) fn validate(origin: &str, raw: RawConfig) -> Result<Config, Invalid> 
         tracker,
         envoy,
         dashboard_queues,
+        top,
         log,
     })
 }
