@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A directory holding only the few commands the script needs before it checks for
-/// Redis: no apt-get, no redis-server, no cargo.
+/// Redis: no apt-get, no redis-server, no cargo (and no Chromium: `CHROMIUM` points
+/// into it).
 fn bare_path(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "tidegate-test-script-{name}-{}",
@@ -32,6 +33,7 @@ fn without_apt_get_and_redis_it_names_what_to_install_and_stops() {
         .arg(&script)
         .env_clear()
         .env("PATH", &bin)
+        .env("CHROMIUM", bin.join("chromium"))
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&bin);
@@ -39,7 +41,7 @@ fn without_apt_get_and_redis_it_names_what_to_install_and_stops() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.starts_with(
-            "scripts/test: missing redis-server redis-cli openssl python3 node npm (the tests start their own"
+            "scripts/test: missing redis-server redis-cli openssl python3 node npm chromium (the tests start their own"
         ),
         "{stderr}"
     );

@@ -177,7 +177,7 @@ async fn not_found(method: Method, uri: Uri) -> Response {
     )
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     error(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{method} is not allowed on {}", uri.path()),
@@ -551,7 +551,7 @@ async fn metrics(State(app): Shared) -> Response {
 }
 
 /// Admits requests with `Authorization: Bearer <admin token>` (compared in constant time).
-async fn require_admin(State(app): Shared, req: Request, next: Next) -> Response {
+pub(crate) async fn require_admin(State(app): Shared, req: Request, next: Next) -> Response {
     let expected = app.admin_token.as_deref().unwrap_or_default().as_bytes();
     let given = req
         .headers()
@@ -578,6 +578,12 @@ async fn require_admin(State(app): Shared, req: Request, next: Next) -> Response
 }
 
 async fn admin_stats(State(app): Shared) -> Response {
+    ok_json(StatusCode::OK, &stats(&app))
+}
+
+/// What `GET /admin/stats` answers (and each dashboard snapshot starts from): uptime,
+/// the store's counters, each policy's decisions and the tracker's counters.
+pub(crate) fn stats(app: &App) -> Value {
     let mut policies = serde_json::Map::new();
     let mut names: Vec<&String> = app.policies.by_name.keys().collect();
     names.sort_unstable();
@@ -596,15 +602,12 @@ async fn admin_stats(State(app): Shared) -> Response {
             v
         }
     };
-    ok_json(
-        StatusCode::OK,
-        &json!({
-            "uptime_s": app.started.elapsed().as_secs(),
-            "store": store,
-            "policies": policies,
-            "tracker": app.tracker.as_ref().map(EventTracker::stats),
-        }),
-    )
+    json!({
+        "uptime_s": app.started.elapsed().as_secs(),
+        "store": store,
+        "policies": policies,
+        "tracker": app.tracker.as_ref().map(EventTracker::stats),
+    })
 }
 
 fn path_error(r: &PathRejection) -> ApiError {

@@ -32,6 +32,7 @@ mod app;
 mod body;
 mod config;
 mod connections;
+mod dashboard;
 mod envoy;
 mod error;
 mod error_text;

@@ -16,7 +16,9 @@ use tokio::net::TcpListener;
 use tidegate_envoy::RateLimiter;
 
 use crate::config::{StoreSettings, TrackerSettings};
-use crate::{Config, EnvoyReloader, ServeError, app, connections, envoy, limits, sink, telemetry};
+use crate::{
+    Config, EnvoyReloader, ServeError, app, connections, dashboard, envoy, limits, sink, telemetry,
+};
 
 /// The addresses a bound [`Server`] listens on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +159,9 @@ impl Server {
             (stop_rx.clone(), config.server.body_timeout),
         ));
         let mut router = app::router(Arc::clone(&app));
+        if app.admin_token.is_some() {
+            router = router.merge(dashboard::router(&app, &config.dashboard_queues));
+        }
         let mut envoy_tasks = None;
         if let (Some((limiter, grpc)), Some(settings)) = (envoy, &config.envoy) {
             router = router.merge(envoy::router(&limiter, &app));

@@ -6,6 +6,7 @@
 //! complete example. Unknown keys are errors.
 
 mod admin;
+mod dashboard;
 mod default;
 mod envoy;
 mod error;
@@ -49,6 +50,6 @@ pub(crate) use settings::{LogFormat, SinkSettings, StoreSettings, TrackerSetting
 
 #[allow(unused_imports)]
 use {
-    admin::*, envoy::*, load::*, log::*, policies::*, raw::*, server::*, settings::*, store::*,
-    top::*, tracker::*, validate::*,
+    admin::*, dashboard::*, envoy::*, load::*, log::*, policies::*, raw::*, server::*, settings::*,
+    store::*, top::*, tracker::*, validate::*,
 };

@@ -119,6 +119,8 @@ pub(super) struct RawConfig {
     pub(super) tracker: Option<RawTracker>,
     pub(super) envoy: Option<RawEnvoy>,
     #[serde(default)]
+    pub(super) dashboard: RawDashboard,
+    #[serde(default)]
     pub(super) top: RawTop,
     #[serde(default)]
     pub(super) log: RawLog,

@@ -156,6 +156,8 @@ pub struct Config {
     pub(crate) tracker: Option<TrackerSettings>,
     /// The Envoy rate limit service front end, if configured.
     pub(crate) envoy: Option<EnvoySettings>,
+    /// The work queues the dashboard watches (`[dashboard] queues`).
+    pub(crate) dashboard_queues: Vec<String>,
     /// The capacity of each policy's top-keys summaries; `None`: off.
     pub(crate) top: Option<usize>,
     /// Logging.

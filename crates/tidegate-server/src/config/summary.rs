@@ -5,7 +5,8 @@ use super::*;
 impl Config {
     /// What the configuration sets up, for a person to read: where it came from, the
     /// listening address, the store (with the key capacity of each memory policy), one
-    /// line per policy, the tracker and its sink, the Envoy front end, whether the admin routes are on.
+    /// line per policy, the tracker and its sink, the Envoy front end, whether the admin
+    /// routes (and the dashboard) are on, and the queues the dashboard watches.
     pub fn summary(&self) -> String {
         let s = self;
         let mut out = format!(
@@ -79,8 +80,18 @@ impl Config {
         });
         out.push_str(&format!(
             "admin: {}",
-            if s.admin_token.is_some() { "on" } else { "off" }
+            if s.admin_token.is_some() {
+                "on (dashboard at /dashboard)"
+            } else {
+                "off"
+            }
         ));
+        if !s.dashboard_queues.is_empty() {
+            out.push_str(&format!(
+                "\ndashboard queues: {}",
+                s.dashboard_queues.join(", ")
+            ));
+        }
         out
     }
 }

@@ -322,6 +322,46 @@ fn envoy_errors_name_the_field_and_the_reason() {
 }
 
 #[test]
+fn dashboard_queues_need_redis_the_admin_token_and_usable_names() {
+    const ADMIN: &str = "[admin]\ntoken = \"0f3c9a1e7b2d4c6e8a0b\"\n";
+    const REDIS: &str = "[store]\nurl = \"redis://127.0.0.1:1\"\n";
+    const POLICIES: &str = "[policies]\na = \"gcra:1/1s\"\n";
+    let with = |dashboard: &str| format!("{REDIS}{ADMIN}[dashboard]\n{dashboard}\n{POLICIES}");
+    let s = Config::from_toml("t.toml", &with("queues = [\"emails\", \"sms\"]"), env(&[])).unwrap();
+    assert_eq!(s.dashboard_queues, ["emails", "sms"]);
+    let s = Config::from_toml(
+        "t.toml",
+        &format!("{REDIS}{ADMIN}{POLICIES}"),
+        env(&[("TIDEGATE_DASHBOARD__QUEUES", "emails, sms")]),
+    )
+    .unwrap();
+    assert_eq!(s.dashboard_queues, ["emails", "sms"]);
+    let s = Config::from_toml("t.toml", &format!("{ADMIN}{POLICIES}"), env(&[])).unwrap();
+    assert!(s.dashboard_queues.is_empty());
+
+    let e = err(&format!(
+        "{ADMIN}[dashboard]\nqueues = [\"emails\"]\n{POLICIES}"
+    ));
+    assert_eq!(e.field, "dashboard.queues");
+    assert!(e.message.contains("needs the Redis store"), "{e}");
+    let e = err(&format!(
+        "{REDIS}[dashboard]\nqueues = [\"emails\"]\n{POLICIES}"
+    ));
+    assert_eq!(e.field, "dashboard.queues");
+    assert!(e.message.contains("needs admin.token"), "{e}");
+    let e = err(&with("queues = [\"a b\"]"));
+    assert_eq!(e.field, "dashboard.queues");
+    assert!(e.message.contains("`a b` must not contain ' '"), "{e}");
+    let e = err(&with("queues = [\"emails\", \"emails\"]"));
+    assert!(e.message.contains("names `emails` twice"), "{e}");
+    let e = err(&with("queues = [\"\"]"));
+    assert!(e.message.contains("must not be empty"), "{e}");
+    let e = err(&with("watch = [\"emails\"]"));
+    assert_eq!(e.field, "dashboard.watch");
+    assert!(e.message.contains("unknown field `watch`"), "{e}");
+}
+
+#[test]
 fn top_is_on_with_a_thousand_keys_unless_turned_off_and_its_capacity_is_checked() {
     let policies = "[policies]\na = \"gcra:1/1s\"";
     let parse = |text: &str, vars: &[(&str, &str)]| Config::from_toml("t.toml", text, env(vars));

@@ -68,6 +68,7 @@ pub(super) fn validate(origin: &str, raw: RawConfig) -> Result<Config, Invalid> 
         ));
     }
 
+    let dashboard_queues = dashboard_queues(raw.dashboard, &store, admin_token.as_deref())?;
     let top = top_settings(&raw.top)?;
     let log = log_settings(raw.log)?;
 
@@ -84,6 +85,7 @@ pub(super) fn validate(origin: &str, raw: RawConfig) -> Result<Config, Invalid> 
         policies,
         tracker,
         envoy,
+        dashboard_queues,
         top,
         log,
     })

@@ -76,8 +76,9 @@ impl Job {
     }
 }
 
-/// A name usable inside a key: non-empty, at most 200 bytes, no braces, no whitespace.
-pub(super) fn check_name(name: &str) -> Result<(), String> {
+/// Checks a queue name: non-empty, at most 200 bytes, no braces, no whitespace; the
+/// reason when it is not usable.
+pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".into());
     }

@@ -26,7 +26,7 @@ pub use claim::{Claim, ClaimOptions, ClaimedJob};
 pub use client::{QueueOptions, WorkQueue};
 pub use error::QueueError;
 pub use info::{Attempt, DeadlineInfo, FailOutcome, FailedJob, JobInfo, JobState, QueueStats};
-pub use job::Job;
+pub use job::{Job, check_name};
 pub use rate::parse_rate;
 pub use worker::{
     Handler, HandlerFuture, JobError, RetryPolicy, Worker, WorkerHandle, WorkerOptions, WorkerStats,
