@@ -1,5 +1,6 @@
-//! Test harness that runs REAL `redis-server` processes (a single node or a
-//! 3-master cluster) on free loopback ports and stops them on drop.
+//! Test harness that runs REAL `redis-server` processes (a single node, a 3-master
+//! cluster with or without replicas, a primary and replica watched by sentinels) on
+//! free loopback ports and stops them on drop.
 //!
 //! ```no_run
 //! use redis_test_server::{RedisCluster, RedisServer};
@@ -29,6 +30,7 @@ mod cluster;
 mod ports;
 mod process;
 mod resp;
+mod sentinel;
 mod server;
 
 use std::collections::BTreeSet;
@@ -45,9 +47,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use cluster::RedisCluster;
 pub use process::process_alive;
 pub use resp::{Reply, command_port, ping_port};
+pub use sentinel::{RedisSentinel, SENTINEL_DOWN_AFTER, SENTINEL_SERVICE};
 pub use server::RedisServer;
 #[allow(unused_imports)]
-use {ports::*, process::*, resp::*, server::*};
+use {ports::*, process::*, resp::*, sentinel::*, server::*};
 
 /// How long a server (or a cluster) may take to become ready before we panic.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
