@@ -45,7 +45,16 @@ impl RedisSentinel {
             nodes: vec![primary, replica],
             sentinels: (0..sentinels)
                 .map(|_| {
-                    let dir = make_temp_dir("redis-test-sentinel");
+                    // A sentinel rewrites (and fsyncs) its configuration in its main
+                    // loop; on a busy disk that can stall it past 2 s, which puts it in
+                    // TILT mode (no failover for 30 s). Memory-backed when available.
+                    let shm = Path::new("/dev/shm");
+                    let base = if shm.is_dir() {
+                        shm.to_path_buf()
+                    } else {
+                        std::env::temp_dir()
+                    };
+                    let dir = make_temp_dir_in(&base, "redis-test-sentinel");
                     fs::write(dir.join(SENTINEL_CONFIG), &config).unwrap_or_else(|e| {
                         panic!("redis-test-server: cannot write the sentinel configuration: {e}")
                     });
