@@ -3,7 +3,7 @@
 //! free loopback ports and stops them on drop.
 //!
 //! ```no_run
-//! use redis_test_server::{RedisCluster, RedisServer};
+//! use redis_test_server::{RedisCluster, RedisSentinel, RedisServer};
 //!
 //! let server = RedisServer::start();
 //! assert_eq!(server.cli(&["PING"]), "PONG");
@@ -14,6 +14,10 @@
 //!
 //! let cluster = RedisCluster::start();
 //! assert_eq!(cluster.urls().len(), 3);
+//!
+//! let group = RedisSentinel::start(3); // a primary, its replica, 3 sentinels
+//! let url = group.url(); // redis+sentinel://127.0.0.1:P1,.../tidegate
+//! group.primary().kill();
 //! ```
 //!
 //! Cleanup: every process is SIGKILLed and reaped on drop (also while a test
