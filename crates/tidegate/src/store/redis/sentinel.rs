@@ -120,6 +120,8 @@ struct Shared {
     connect_timeout: Duration,
     response_timeout: Duration,
     slot: Mutex<Slot>,
+    /// The connection kept to each sentinel that answered, by `host:port`.
+    to_sentinels: Mutex<Vec<(String, MultiplexedConnection)>>,
     /// Times a resolution reached a primary (1 after the first connection).
     switches: std::sync::atomic::AtomicU64,
 }
@@ -145,6 +147,7 @@ impl SentinelConnection {
             connect_timeout,
             response_timeout,
             slot: Mutex::new(Slot::default()),
+            to_sentinels: Mutex::new(Vec::new()),
             switches: std::sync::atomic::AtomicU64::new(0),
         });
         tokio::spawn(watch_sentinels(Arc::downgrade(&shared)));
@@ -227,14 +230,29 @@ impl Shared {
         Err(last)
     }
 
+    /// Asks one sentinel, over the connection kept to it from the last question (one
+    /// connection per sentinel, made again after an error).
     async fn ask(&self, sentinel: &str) -> Result<String, RedisError> {
-        let client = redis::Client::open(format!("redis://{sentinel}"))?;
-        let mut connection = self.connect(&client).await?;
-        let reply: Option<(String, u16)> = redis::cmd("SENTINEL")
+        let kept = lock(&self.to_sentinels)
+            .iter()
+            .find(|(s, _)| s == sentinel)
+            .map(|(_, c)| c.clone());
+        let mut connection = match kept {
+            Some(c) => c,
+            None => {
+                let client = redis::Client::open(format!("redis://{sentinel}"))?;
+                let c = self.connect(&client).await?;
+                lock(&self.to_sentinels).push((sentinel.to_string(), c.clone()));
+                c
+            }
+        };
+        let reply: Result<Option<(String, u16)>, RedisError> = redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
             .arg(&self.url.service)
             .query_async(&mut connection)
-            .await?;
+            .await;
+        let reply =
+            reply.inspect_err(|_| lock(&self.to_sentinels).retain(|(s, _)| s != sentinel))?;
         match reply {
             Some((host, port)) => Ok(format!("{host}:{port}")),
             None => Err(error(format!(
