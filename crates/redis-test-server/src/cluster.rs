@@ -2,22 +2,37 @@
 
 use super::*;
 
-/// A 3-master Redis cluster (no replicas) of real redis-server processes; killed on drop.
+/// A 3-master Redis cluster of real redis-server processes, without replicas or with
+/// one per master; killed on drop.
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    replicas: usize,
 }
 
 impl RedisCluster {
     /// Starts 3 cluster-enabled nodes, runs `redis-cli --cluster create` and
     /// waits until every node reports `cluster_state:ok` and all 16384 slots; panics on failure.
     pub fn start() -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_node(true, &[])).collect();
-        let cluster = RedisCluster { nodes };
+        Self::start_masters_with(0)
+    }
+
+    /// Like [`start`](Self::start) with one replica per master (6 nodes: 0–2 start as
+    /// masters, 3–5 as their replicas), waiting until every replica is in sync, so a
+    /// killed master fails over to its replica (after `cluster-node-timeout`, 2 s).
+    pub fn start_with_replicas() -> RedisCluster {
+        Self::start_masters_with(1)
+    }
+
+    fn start_masters_with(replicas: usize) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
+            .map(|_| RedisServer::start_node(true, &[]))
+            .collect();
+        let cluster = RedisCluster { nodes, replicas };
         let out = Command::new(cli_bin())
             .args(["--cluster", "create"])
             .args(cluster.nodes.iter().map(RedisServer::addr))
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("redis-test-server: cannot run `{}`: {e}", cli_bin()));
@@ -77,8 +92,95 @@ impl RedisCluster {
             Ok(other) => return Some(format!("node {port}: unexpected CLUSTER SLOTS {other:?}")),
             Err(e) => return Some(format!("node {port}: CLUSTER SLOTS failed: {e}")),
         };
-        (covered != CLUSTER_SLOTS)
-            .then(|| format!("node {port}: CLUSTER SLOTS covers {covered}/{CLUSTER_SLOTS} slots"))
+        if covered != CLUSTER_SLOTS {
+            return Some(format!(
+                "node {port}: CLUSTER SLOTS covers {covered}/{CLUSTER_SLOTS} slots"
+            ));
+        }
+        let replication = command_port(port, &["INFO", "replication"], t)
+            .ok()
+            .and_then(|r| r.as_text())
+            .unwrap_or_default();
+        if replication.contains("role:slave") && !replication.contains("master_link_status:up") {
+            return Some(format!("replica {port} not in sync:\n{replication}"));
+        }
+        if replication.contains("role:master")
+            && self.replicas > 0
+            && !replication.contains("connected_slaves:1")
+        {
+            return Some(format!("master {port} has no replica in sync yet"));
+        }
+        None
+    }
+
+    /// The node that is master of the slot of `key`, as `CLUSTER SLOTS` on a running
+    /// node says.
+    pub fn master_of(&self, key: &str) -> &RedisServer {
+        let node = self
+            .nodes
+            .iter()
+            .find(|n| n.is_running())
+            .expect("a running node");
+        let t = Duration::from_millis(500);
+        let slot = match command_port(node.port(), &["CLUSTER", "KEYSLOT", key], t) {
+            Ok(Reply::Int(s)) => s,
+            other => panic!("redis-test-server: CLUSTER KEYSLOT gave {other:?}"),
+        };
+        let Ok(Reply::Array(Some(ranges))) = command_port(node.port(), &["CLUSTER", "SLOTS"], t)
+        else {
+            panic!("redis-test-server: CLUSTER SLOTS failed");
+        };
+        for range in ranges {
+            let Reply::Array(Some(v)) = range else {
+                continue;
+            };
+            let (Some(Reply::Int(a)), Some(Reply::Int(b)), Some(Reply::Array(Some(m)))) =
+                (v.first(), v.get(1), v.get(2))
+            else {
+                continue;
+            };
+            if (*a..=*b).contains(&slot) {
+                let port = match m.get(1) {
+                    Some(Reply::Int(p)) => *p as u16,
+                    other => panic!("redis-test-server: unexpected CLUSTER SLOTS entry {other:?}"),
+                };
+                return self
+                    .nodes
+                    .iter()
+                    .find(|n| n.port() == port)
+                    .expect("the master is one of the nodes");
+            }
+        }
+        panic!("redis-test-server: no master for slot {slot}");
+    }
+
+    /// Waits until a running node other than `port` is master of `key`'s slot and
+    /// every running node agrees (`cluster_state:ok`); returns its port.
+    pub fn wait_for_failover(
+        &self,
+        key: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<u16, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ok = self.nodes.iter().filter(|n| n.is_running()).all(|n| {
+                command_port(n.port(), &["CLUSTER", "INFO"], Duration::from_millis(500))
+                    .ok()
+                    .and_then(|r| r.as_text())
+                    .is_some_and(|i| i.lines().any(|l| l.trim() == "cluster_state:ok"))
+            });
+            if ok {
+                let master = self.master_of(key).port();
+                if master != port {
+                    return Ok(master);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("no failover away from {port} within {timeout:?}"));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The nodes (each supports pause/resume/kill/restart/cli).
@@ -86,7 +188,7 @@ impl RedisCluster {
         &self.nodes
     }
 
-    /// Node `i` (0..3).
+    /// Node `i` (0..3, or 0..6 with replicas).
     pub fn node(&self, i: usize) -> &RedisServer {
         &self.nodes[i]
     }

@@ -1,8 +1,9 @@
-//! Test harness that runs REAL `redis-server` processes (a single node or a
-//! 3-master cluster) on free loopback ports and stops them on drop.
+//! Test harness that runs REAL `redis-server` processes (a single node, a 3-master
+//! cluster with or without replicas, a primary and replica watched by sentinels) on
+//! free loopback ports and stops them on drop.
 //!
 //! ```no_run
-//! use redis_test_server::{RedisCluster, RedisServer};
+//! use redis_test_server::{RedisCluster, RedisSentinel, RedisServer};
 //!
 //! let server = RedisServer::start();
 //! assert_eq!(server.cli(&["PING"]), "PONG");
@@ -13,6 +14,10 @@
 //!
 //! let cluster = RedisCluster::start();
 //! assert_eq!(cluster.urls().len(), 3);
+//!
+//! let group = RedisSentinel::start(3); // a primary, its replica, 3 sentinels
+//! let url = group.url(); // redis+sentinel://127.0.0.1:P1,.../tidegate
+//! group.primary().kill();
 //! ```
 //!
 //! Cleanup: every process is SIGKILLed and reaped on drop (also while a test
@@ -29,6 +34,7 @@ mod cluster;
 mod ports;
 mod process;
 mod resp;
+mod sentinel;
 mod server;
 
 use std::collections::BTreeSet;
@@ -45,9 +51,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use cluster::RedisCluster;
 pub use process::process_alive;
 pub use resp::{Reply, command_port, ping_port};
+pub use sentinel::{RedisSentinel, SENTINEL_DOWN_AFTER, SENTINEL_SERVICE};
 pub use server::RedisServer;
 #[allow(unused_imports)]
-use {ports::*, process::*, resp::*, server::*};
+use {ports::*, process::*, resp::*, sentinel::*, server::*};
 
 /// How long a server (or a cluster) may take to become ready before we panic.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);

@@ -7,13 +7,18 @@ pub(crate) static DIR_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Creates a fresh, unique directory under the system temp dir.
 pub(crate) fn make_temp_dir(prefix: &str) -> PathBuf {
+    make_temp_dir_in(&std::env::temp_dir(), prefix)
+}
+
+/// Creates a fresh, unique directory under `base`.
+pub(crate) fn make_temp_dir_in(base: &Path, prefix: &str) -> PathBuf {
     loop {
         let n = DIR_COUNTER.fetch_add(1, Ordering::Relaxed);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}-{nanos}", std::process::id()));
+        let dir = base.join(format!("{prefix}-{}-{n}-{nanos}", std::process::id()));
         match fs::create_dir(&dir) {
             Ok(()) => return dir,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,

@@ -55,7 +55,12 @@ impl RedisServer {
     }
 
     pub(crate) fn start_node(cluster: bool, extra_args: &[&str]) -> RedisServer {
-        let dir = make_temp_dir("redis-test-server");
+        Self::start_in(make_temp_dir("redis-test-server"), cluster, extra_args)
+    }
+
+    /// Starts a node whose working directory `dir` already exists (and may hold its
+    /// configuration file, as a sentinel's does).
+    pub(crate) fn start_in(dir: PathBuf, cluster: bool, extra_args: &[&str]) -> RedisServer {
         let extra_args: Vec<String> = extra_args.iter().map(|s| (*s).to_owned()).collect();
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let mut last_port = 0;
@@ -242,22 +247,29 @@ pub(crate) fn run_cli(port: u16, args: &[&str]) -> String {
 }
 
 pub(crate) fn server_args(port: u16, cluster: bool, extra: &[String], dir: &Path) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--daemonize",
-        "no",
-        "--dir",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    // A sentinel reads (and rewrites) its configuration file, named first.
+    let config = extra
+        .iter()
+        .any(|a| a == "--sentinel")
+        .then(|| dir.join(SENTINEL_CONFIG).display().to_string());
+    let mut args: Vec<String> = config.into_iter().collect();
+    args.extend(
+        [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned()),
+    );
     args.push(dir.display().to_string());
     if cluster {
         args.extend([

@@ -10,6 +10,7 @@ pub(crate) mod batcher;
 mod breaker;
 mod decide;
 mod limiter;
+mod sentinel;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -213,8 +214,44 @@ pub struct RedisStats {
 
 #[derive(Clone)]
 enum Connection {
-    Single(ConnectionManager),
+    Single(Node),
     Cluster(ClusterConnection),
+}
+
+/// The connection to a single primary: at a fixed address (reconnected there by the
+/// connection manager), or wherever Redis Sentinel says it is.
+#[derive(Clone)]
+enum Node {
+    Direct(ConnectionManager),
+    Sentinel(sentinel::SentinelConnection),
+}
+
+impl redis::aio::ConnectionLike for Node {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Node::Direct(c) => c.req_packed_command(cmd),
+            Node::Sentinel(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Node::Direct(c) => c.req_packed_commands(cmd, offset, count),
+            Node::Sentinel(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Node::Direct(c) => c.get_db(),
+            Node::Sentinel(c) => c.get_db(),
+        }
+    }
 }
 
 struct Inner {
@@ -248,7 +285,14 @@ impl std::fmt::Debug for RedisStore {
 }
 
 /// Splits `redis://a:1,redis://b:2` into URLs; more than one selects Redis Cluster.
+/// A `redis+sentinel://h1:p1,h2:p2/service[/db]` URL (whose commas separate sentinels)
+/// is one URL: the primary that Redis Sentinel names for `service`.
 pub fn parse_urls(text: &str) -> Result<Vec<String>, RedisStoreError> {
+    let text_trimmed = text.trim();
+    if text_trimmed.starts_with(sentinel::SCHEME) {
+        sentinel::SentinelUrl::parse(text_trimmed)?;
+        return Ok(vec![text_trimmed.to_string()]);
+    }
     let urls: Vec<String> = text
         .split(',')
         .map(str::trim)
@@ -262,10 +306,18 @@ pub fn parse_urls(text: &str) -> Result<Vec<String>, RedisStoreError> {
         });
     }
     for url in &urls {
+        if url.contains("+sentinel://") {
+            return Err(RedisStoreError::Url {
+                url: url.clone(),
+                reason: "a Sentinel URL stands alone: redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB] \
+                         (TLS through Sentinel is not supported)"
+                    .into(),
+            });
+        }
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
             return Err(RedisStoreError::Url {
                 url: url.clone(),
-                reason: "must start with redis:// or rediss:// (TLS)".into(),
+                reason: "must start with redis://, rediss:// (TLS) or redis+sentinel://".into(),
             });
         }
     }
@@ -313,7 +365,21 @@ impl RedisStore {
             None => None,
         };
         let connecting = async {
-            if urls.len() == 1 {
+            if let Some(url) = urls
+                .first()
+                .filter(|u| urls.len() == 1 && u.starts_with(sentinel::SCHEME))
+            {
+                let url = sentinel::SentinelUrl::parse(url)?;
+                sentinel::SentinelConnection::open(
+                    url,
+                    options.connect_timeout,
+                    options.timeout.max(RESPONSE_SAFETY_NET),
+                    strict,
+                )
+                .await
+                .map(|c| Connection::Single(Node::Sentinel(c)))
+                .map_err(redis_error)
+            } else if urls.len() == 1 {
                 let client = match certs.clone() {
                     Some(certs) => redis::Client::build_with_tls(urls[0].as_str(), certs),
                     None => redis::Client::open(urls[0].as_str()),
@@ -329,7 +395,7 @@ impl RedisStore {
                 } else {
                     ConnectionManager::new_lazy_with_config(client, config)
                 }
-                .map(Connection::Single)
+                .map(|c| Connection::Single(Node::Direct(c)))
                 .map_err(redis_error)
             } else {
                 let mut builder = ClusterClientBuilder::new(urls.to_vec());
@@ -408,6 +474,25 @@ impl RedisStore {
     /// Whether this store talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.inner.connection, Connection::Cluster(_))
+    }
+
+    /// `host:port` of the primary in use, for a store opened with a
+    /// `redis+sentinel://` URL once it has reached one (`None` otherwise).
+    pub fn sentinel_primary(&self) -> Option<String> {
+        match &self.inner.connection {
+            Connection::Single(Node::Sentinel(c)) => c.primary(),
+            _ => None,
+        }
+    }
+
+    /// Times a store opened with a `redis+sentinel://` URL connected to a primary
+    /// named by Sentinel: 1 after the first connection, one more per reconnection
+    /// (a failover, or a lost connection); 0 for other stores.
+    pub fn sentinel_connections(&self) -> u64 {
+        match &self.inner.connection {
+            Connection::Single(Node::Sentinel(c)) => c.switches(),
+            _ => 0,
+        }
     }
 
     /// The connection settings.
