@@ -7,8 +7,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use tidegate::store::redis::RedisOptions;
+use tidegate::store::redis::{RedisOptions, RedisStore};
 use tidegate::tracker::DeliveredRecord;
 
 use crate::json::record_text;
@@ -18,18 +17,13 @@ use crate::config::SinkSettings;
 use crate::error_text::chain;
 use crate::webhook::Webhook;
 
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(redis::cluster_async::ClusterConnection),
-}
-
 enum Target {
     Jsonl(Mutex<Box<dyn Write + Send>>),
     Webhook(Webhook),
     RedisStream {
-        /// Connected on first use (Redis may be down at start), then reconnecting by itself.
-        conn: tokio::sync::Mutex<Option<Conn>>,
+        /// Opened on first use (Redis may be down at start), then reconnecting by itself:
+        /// the same connection layer as the store's (node, cluster or Sentinel).
+        conn: tokio::sync::Mutex<Option<RedisStore>>,
         urls: Vec<String>,
         options: RedisOptions,
         key: String,
@@ -157,14 +151,14 @@ impl Sink {
                 key,
                 maxlen,
             } => {
-                let conn = {
+                let store = {
                     let mut slot = conn.lock().await;
                     match &*slot {
                         Some(c) => c.clone(),
                         None => {
-                            let c = connect(urls, options)
+                            let c = RedisStore::open(urls, options.clone())
                                 .await
-                                .map_err(|e| format!("redis stream {key}: {e}"))?;
+                                .map_err(|e| format!("redis stream {key}: {}", chain(&e)))?;
                             *slot = Some(c.clone());
                             c
                         }
@@ -178,61 +172,13 @@ impl Sink {
                     }
                     cmd.arg("*").arg("record").arg(record_text(r)).ignore();
                 }
-                let result = match conn {
-                    Conn::Single(mut c) => query(&pipe, &mut c).await,
-                    Conn::Cluster(mut c) => query(&pipe, &mut c).await,
-                };
-                result.map_err(|e| format!("redis stream {key}: {e}"))
+                // A batch may be large: wait longer than a decision would.
+                let timeout = Duration::from_secs(5).max(options.timeout);
+                store
+                    .query_pipeline(&pipe, timeout)
+                    .await
+                    .map_err(|e| format!("redis stream {key}: {}", chain(&e)))
             }
         }
     }
-}
-
-async fn query(pipe: &redis::Pipeline, c: &mut impl ConnectionLike) -> redis::RedisResult<()> {
-    pipe.query_async::<()>(c).await
-}
-
-/// A connection of its own to the store's Redis, for the stream; the error as text.
-async fn connect(urls: &[String], options: &RedisOptions) -> Result<Conn, String> {
-    let certs = match &options.tls_ca_file {
-        Some(path) => Some(redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(
-                std::fs::read(path)
-                    .map_err(|e| format!("reading the CA file {}: {e}", path.display()))?,
-            ),
-        }),
-        None => None,
-    };
-    let response_timeout = Duration::from_secs(5).max(options.timeout);
-    let connecting = async {
-        if let [url] = urls {
-            let client = match certs {
-                Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
-                None => redis::Client::open(url.as_str()),
-            }?;
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(options.connect_timeout))
-                .set_response_timeout(Some(response_timeout));
-            ConnectionManager::new_with_config(client, config)
-                .await
-                .map(Conn::Single)
-        } else {
-            let mut builder = redis::cluster::ClusterClientBuilder::new(urls.to_vec());
-            if let Some(certs) = certs {
-                builder = builder.certs(certs);
-            }
-            builder
-                .connection_timeout(options.connect_timeout)
-                .response_timeout(response_timeout)
-                .build()?
-                .get_async_connection()
-                .await
-                .map(Conn::Cluster)
-        }
-    };
-    tokio::time::timeout(options.connect_timeout * 2, connecting)
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| chain(&e))
 }

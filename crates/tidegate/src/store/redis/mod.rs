@@ -549,6 +549,24 @@ impl RedisStore {
         .map(|_| ())
     }
 
+    /// Sends `pipe` on the store's connection (the node, the cluster, or the primary
+    /// Sentinel names) and waits at most `timeout` for its replies. It does not go
+    /// through the circuit breaker: it is for callers that retry by themselves, such as
+    /// a sink writing the tracker's batches to a stream.
+    pub async fn query_pipeline(
+        &self,
+        pipe: &redis::Pipeline,
+        timeout: Duration,
+    ) -> Result<(), RedisStoreError> {
+        let query = async {
+            match self.inner.connection.clone() {
+                Connection::Single(mut c) => pipe.query_async::<()>(&mut c).await,
+                Connection::Cluster(mut c) => pipe.query_async::<()>(&mut c).await,
+            }
+        };
+        self.bounded(timeout, query).await
+    }
+
     /// The error of a call that got no answer within `timeout`.
     #[cfg(feature = "queue")]
     pub(crate) fn timeout_error(&self, timeout: Duration) -> RedisStoreError {
