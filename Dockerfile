@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # The tidegate container image: `tidegate serve` as a static binary on `scratch`, run as
 # user 65532, listening on 0.0.0.0:8080 (HTTP) and, with an [envoy] section, 0.0.0.0:8081
 # (Envoy's gRPC rate limit service).
@@ -9,9 +10,10 @@
 
 ARG RUST_VERSION=1.95
 
-# Stage `build`: the static binary at /out/tidegate. The stage the tests supply from a
-# directory holding out/tidegate (`--build-context build=DIR`), so the runtime stage
-# below is the one they check.
+# Stage `build`: the static binary at /out/tidegate, an empty /out/data, and the root
+# certificates of /etc/ssl/certs/ca-certificates.crt. The tests supply this stage from
+# a directory of the same layout (`podman build --build-context build=DIR`), so the
+# runtime stage below is the one they check.
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 COPY . .
@@ -30,6 +32,9 @@ FROM scratch AS runtime
 COPY deploy/container/passwd /etc/passwd
 COPY deploy/container/group /etc/group
 COPY --from=build /out/tidegate /usr/local/bin/tidegate
+# Root certificates, for rediss:// and https:// webhooks signed by a public CA (a private
+# CA: mount it and set store.tls_ca_file or the sink's ca_file).
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 # The working directory, writable by the user: relative paths of the configuration (a
 # JSON-lines sink, a log file) land here; mount a volume on it to keep them.
 COPY --from=build --chown=65532:65532 /out/data /data

@@ -210,7 +210,7 @@ fn probe(target: Target, timeout: Duration) -> Result<Status, String> {
     let (tx, rx) = mpsc::channel();
     let deadline = Instant::now() + timeout;
     thread::spawn(move || {
-        let _ = tx.send(get_status(&target, deadline));
+        let _ = tx.send(get_status(&target, deadline, timeout));
     });
     match rx.recv_timeout(timeout) {
         Ok(result) => result,
@@ -241,8 +241,9 @@ fn left(deadline: Instant, timeout: Duration) -> Result<Duration, String> {
     }
 }
 
-fn get_status(target: &Target, deadline: Instant) -> Result<Status, String> {
-    let timeout = deadline.saturating_duration_since(Instant::now());
+/// The request and the status line, each step bounded by what is left before
+/// `deadline` (`timeout` after the start, named in errors).
+fn get_status(target: &Target, deadline: Instant, timeout: Duration) -> Result<Status, String> {
     let addrs: Vec<SocketAddr> = (target.bare_host(), target.port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {}: {e}", target.host))?

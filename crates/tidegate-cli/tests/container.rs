@@ -73,11 +73,23 @@ impl Podman {
     }
 }
 
-/// Removes the test's containers and image, also when the test fails.
+/// Removes the test's containers and image, also when the test fails, and the untagged
+/// images a failed build leaves behind (those that were not there before it).
 struct Cleanup<'a> {
     podman: &'a Podman,
     image: String,
     containers: Vec<String>,
+    untagged_before: Vec<String>,
+}
+
+impl Podman {
+    fn untagged_images(&self) -> Vec<String> {
+        let out = self.output(&["images", "-q", "--no-trunc", "--filter", "dangling=true"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
 }
 
 impl Drop for Cleanup<'_> {
@@ -86,6 +98,11 @@ impl Drop for Cleanup<'_> {
             let _ = self.podman.output(&["rm", "-f", "-t", "2", c]);
         }
         let _ = self.podman.output(&["rmi", "-f", &self.image]);
+        for id in self.podman.untagged_images() {
+            if !self.untagged_before.contains(&id) {
+                let _ = self.podman.output(&["rmi", "-f", &id]);
+            }
+        }
     }
 }
 
@@ -125,6 +142,7 @@ fn build_static_binary() -> PathBuf {
         ])
         .arg("--target-dir")
         .arg(&target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS") // it would win over RUSTFLAGS
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .env("CARGO_INCREMENTAL", "0")
         .env("CARGO_PROFILE_DEV_DEBUG", "0")
@@ -209,16 +227,26 @@ fn three_containers_of_the_image_share_one_redis_limit_exactly() {
         return;
     }
 
-    // The Dockerfile's `build` stage, supplied from here: out/tidegate and out/data.
+    // The Dockerfile's `build` stage, supplied from here: out/tidegate, out/data and
+    // this machine's root certificates.
     let bin = build_static_binary();
     let stage = work.0.join("build-stage");
     std::fs::create_dir_all(stage.join("out/data")).unwrap();
     std::fs::copy(&bin, stage.join("out/tidegate")).unwrap();
+    let bundle = "etc/ssl/certs/ca-certificates.crt";
+    std::fs::create_dir_all(stage.join("etc/ssl/certs")).unwrap();
+    if std::fs::copy(Path::new("/").join(bundle), stage.join(bundle)).is_err() {
+        eprintln!(
+            "container test: no /{bundle} here (ca-certificates): the image gets an empty one"
+        );
+        std::fs::write(stage.join(bundle), "").unwrap();
+    }
     let tag = format!("localhost/tidegate-test:{}", std::process::id());
     let mut cleanup = Cleanup {
         podman: &podman,
         image: tag.clone(),
         containers: Vec::new(),
+        untagged_before: podman.untagged_images(),
     };
     let root = repo_root();
     let stage_arg = format!("build={}", stage.display());
