@@ -3,7 +3,7 @@
 # user 65532, listening on 0.0.0.0:8080 (HTTP) and, with an [envoy] section, 0.0.0.0:8081
 # (Envoy's gRPC rate limit service).
 #
-#   docker build -t tidegate .          # or: podman build -t tidegate .
+#   docker build -t tidegate .      # or: podman build --format docker -t tidegate .
 #   docker run --rm -p 8080:8080 tidegate
 #
 # docs/DEPLOYMENT.md describes the image; compose.yaml runs a cluster of three.

@@ -175,6 +175,17 @@ fn compose_runs_redis_three_tidegate_instances_and_a_load_balancer() {
             !s["depends_on"]["redis"].is_null(),
             "{name} does not wait for redis"
         );
+        // Its health check is the image's (a podman-built OCI image has none).
+        let dockerfile = read("Dockerfile");
+        let cmd: String = strings(&s["healthcheck"]["test"])[1..]
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        assert!(
+            dockerfile.contains(&format!("CMD [{cmd}]")),
+            "{name}: healthcheck {cmd} is not the Dockerfile's"
+        );
     }
     // Every service a depends_on names exists.
     for (name, s) in &all {

@@ -296,7 +296,10 @@ fn three_containers_of_the_image_share_one_redis_limit_exactly() {
     let config = work.write(
         "tidegate.toml",
         &format!(
-            "[store]\nurl = \"redis://redis-host:{port}\"\nnamespace = \"container-test\"\n\n\
+            // A generous timeout: on a loaded machine the default 50 ms could let the
+            // failure policy answer a decision, which is not what this test is about.
+            "[store]\nurl = \"redis://redis-host:{port}\"\nnamespace = \"container-test\"\n\
+             timeout = \"5s\"\non_error = \"fail_closed\"\n\n\
              [policies]\nshared = \"token_bucket:10/1d\"\n",
             port = redis.port()
         ),
@@ -374,21 +377,39 @@ fn three_containers_of_the_image_share_one_redis_limit_exactly() {
             "{refused:?}"
         );
 
-        // Not root: podman's view and the kernel's (rootful podman maps no ids).
-        let user = podman.ok(&["top", name, "huser"]);
-        assert_eq!(user.lines().nth(1).map(str::trim), Some("65532"), "{user}");
-        let pid = podman.ok(&["inspect", name, "--format", "{{.State.Pid}}"]);
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-        assert!(
-            uid.split_whitespace().skip(1).all(|id| id == "65532"),
-            "{name}: {uid}"
+        // Not root: inside the container, and as the kernel sees it from here (rootful
+        // podman maps no ids; rootless podman maps 65532 into this user's subordinate
+        // ids, which are not root either).
+        let user = podman.ok(&["top", name, "user"]);
+        assert_eq!(
+            user.lines().nth(1).map(str::trim),
+            Some("tidegate"),
+            "{user}"
         );
-        assert!(
-            http(addr, "GET", "/metrics", &[], b"")
+        let pid = podman.ok(&["inspect", name, "--format", "{{.State.Pid}}"]);
+        let uids = |pid: &str| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            let line = status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
                 .unwrap()
-                .body
-                .contains("tidegate_decisions_total")
+                .to_string();
+            line.split_whitespace()
+                .skip(1)
+                .map(|id| id.parse::<u32>().unwrap())
+                .collect::<Vec<u32>>()
+        };
+        let host_uids = uids(&pid);
+        if uids("self")[0] == 0 {
+            assert_eq!(host_uids, [65532; 4], "{name}");
+        } else {
+            assert!(!host_uids.contains(&0), "{name}: {host_uids:?}");
+        }
+        // Every decision came from Redis: none from the failure policy.
+        let metrics = http(addr, "GET", "/metrics", &[], b"").unwrap().body;
+        assert!(
+            metrics.contains("tidegate_store_fallbacks_total{policy=\"shared\"} 0\n"),
+            "{name}: {metrics}"
         );
     }
 
