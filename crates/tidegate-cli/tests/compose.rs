@@ -2,13 +2,17 @@
 //! the services, that every file it mounts or reads exists, the ports, that the three
 //! tidegate instances run one configuration (one Redis, one namespace, one tracker) that
 //! `tidegate serve` accepts with the env file, and that the load balancer and Prometheus
-//! name all three instances.
+//! name all three instances; then the same cluster with processes: three servers on
+//! that configuration behind nginx on its configuration.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use common::serve::{Server, TempDir, http};
 use serde_yaml_ng::Value;
 use tidegate_server::Config;
+
+mod common;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -366,4 +370,153 @@ fn the_load_balancer_and_prometheus_name_the_three_instances() {
         "http://prometheus:9090"
     );
     assert!(host_ports(prometheus).iter().any(|&(_, c)| c == 9090));
+}
+
+/// The cluster as compose runs it, with processes instead of containers: three `tidegate
+/// serve` on `deploy/tidegate.toml` (its Redis a real one on loopback) behind a real
+/// nginx on `deploy/nginx.conf` (its three upstream names pointed at them). Skipped
+/// without nginx on PATH.
+#[test]
+fn three_servers_on_the_cluster_configuration_share_limits_and_the_tracker_behind_nginx() {
+    let Some(nginx) = which("nginx") else {
+        eprintln!("skipped: nginx not found (apt-get install nginx-light)");
+        return;
+    };
+    let redis = redis_test_server::RedisServer::start();
+    let dir = TempDir::new();
+    let toml = read("deploy/tidegate.toml").replace("redis://redis:6379", &redis.url());
+    let config = dir.write("tidegate.toml", &toml);
+    let token = "3f1c2a9b7d6e5f4031a2b3c4d5e6f708";
+    let servers: Vec<Server> = (0..3)
+        .map(|_| {
+            Server::start(
+                &["--config", config.to_str().unwrap()],
+                &[("TIDEGATE_ADMIN__TOKEN", token)],
+                &dir.0,
+            )
+        })
+        .collect();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut conf =
+        read("deploy/nginx.conf").replace("listen 8080;", &format!("listen 127.0.0.1:{port};"));
+    for (i, s) in servers.iter().enumerate() {
+        conf = conf.replace(&format!("tidegate-{}:8080", i + 1), &s.addr);
+    }
+    let conf_path = dir.write("nginx.conf", &conf);
+    let globals = format!(
+        "daemon off; pid {0}/nginx.pid; error_log {0}/nginx.log;",
+        dir.0.display()
+    );
+    let child = std::process::Command::new(nginx)
+        .arg("-c")
+        .arg(&conf_path)
+        .args(["-g", &globals])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null()) // errors go to nginx.log
+        .spawn()
+        .unwrap();
+    let _nginx = StopOnDrop(child);
+    let lb = format!("127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !matches!(http(&lb, "GET", "/healthz", &[], b""), Ok(r) if r.status == 200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nginx did not answer on {lb}: {}",
+            std::fs::read_to_string(dir.0.join("nginx.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let post = |path: &str, body: &str| {
+        http(
+            &lb,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .unwrap()
+    };
+    // `login`: 3 per 10 s per key, whichever instance nginx picks.
+    let mut upstreams = BTreeSet::new();
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let r = post("/v1/check", r#"{"policy":"login","key":"alice"}"#);
+        upstreams.insert(r.header("x-upstream").to_string());
+        answers.push((r.status, r.json()["remaining"].as_u64().unwrap()));
+    }
+    assert_eq!(answers, [(200, 2), (200, 1), (200, 0), (429, 0)]);
+    let expected: BTreeSet<String> = servers.iter().map(|s| s.addr.clone()).collect();
+    assert_eq!(
+        upstreams, expected,
+        "nginx spread the requests over the three"
+    );
+
+    // One tracker: counts continue from instance to instance.
+    let mut counts = Vec::new();
+    let mut types = Vec::new();
+    for i in 0..7 {
+        let r = post(
+            "/v1/events",
+            &format!(r#"{{"category":"errors","id":"E1","details":{{"i":{i}}}}}"#),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        counts.push(r.json()["count"].as_u64().unwrap());
+        types.push(r.json()["type"].as_str().unwrap().to_string());
+    }
+    assert_eq!(counts, (1..=7).collect::<Vec<u64>>());
+    assert_eq!(
+        types.iter().filter(|t| *t == "immediate").count(),
+        5,
+        "{types:?}"
+    );
+
+    // The admin routes, with the token of the env file's variable.
+    let auth = format!("Bearer {token}");
+    let r = http(
+        &lb,
+        "GET",
+        "/admin/keys/login/alice",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["remaining"], 0);
+}
+
+/// nginx stopped on drop: SIGTERM, which its master passes on to the workers (a SIGKILL
+/// would leave them running), then SIGKILL if it is still there after 10 s.
+struct StopOnDrop(std::process::Child);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `name` on PATH (or in /usr/sbin, where Debian puts nginx).
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
