@@ -1,6 +1,7 @@
 //! The `tidegate` command.
 
 mod lines;
+mod probe;
 mod queue;
 mod replay;
 mod replay_tracker;
@@ -28,6 +29,9 @@ enum Command {
     /// The Redis work queue: push jobs, watch them (`stats`, `monitor`, `failed`),
     /// `clear`, `retry-failed`, and `work` them off under one global rate.
     Queue(queue::QueueArgs),
+    /// GET an http:// URL and exit 0 on a 2xx answer, 1 otherwise (the container
+    /// image's health check: `tidegate probe http://127.0.0.1:8080/healthz`).
+    Probe(probe::ProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Queue(args) => queue::run(&args),
+        Command::Probe(args) => probe::run(&args),
     };
     match result {
         Ok(code) => code,

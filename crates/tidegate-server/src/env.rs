@@ -22,6 +22,8 @@ pub const STORE_TLS_CA_FILE: &str = "TIDEGATE_STORE__TLS_CA_FILE";
 pub const QUEUE_NAME: &str = "TIDEGATE_QUEUE__NAME";
 /// `queue --timeout`: the longest any Redis call of the queue may take.
 pub const QUEUE_TIMEOUT: &str = "TIDEGATE_QUEUE__TIMEOUT";
+/// `listen` of `serve`; also where `tidegate probe /PATH` looks for the local server.
+pub const LISTEN: &str = "TIDEGATE_LISTEN";
 /// `serve --config`: the configuration file.
 pub const CONFIG: &str = "TIDEGATE_CONFIG";
 
