@@ -88,6 +88,7 @@ on_every_store!(
     reset_forgets_an_idle_record_and_its_next_event_is_immediate,
     reset_hands_the_waiting_batch_to_the_processor_and_the_next_event_is_immediate,
     a_reset_batch_whose_delivery_fails_waits_again_and_is_not_lost,
+    waiting_and_due_records_list_the_due_index_earliest_first_within_the_limit,
 );
 
 /// Collects every batch the processor receives; fails the first `fail_first` calls.
@@ -835,4 +836,55 @@ async fn a_reset_batch_whose_delivery_fails_waits_again_and_is_not_lost(store: &
         (d[0].count, d[0].failed_rounds, d[0].details.len()),
         (1, 1, 1)
     );
+}
+
+async fn waiting_and_due_records_list_the_due_index_earliest_first_within_the_limit(store: &Store) {
+    let sink = Sink::default();
+    let t = sink
+        .builder(store, 0)
+        .limit(1)
+        .defer_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    assert!(t.waiting_records(10).await.unwrap().is_empty());
+    // Batches of d (due 100 ms), b (105 ms), a (110 ms), c (130 ms); e has none.
+    for id in ["a", "b", "c", "d", "e"] {
+        t.track_event_at("k", id, json!(null), 0).await.unwrap();
+    }
+    for (id, at) in [("d", 0), ("b", 5), ("a", 10), ("a", 11), ("c", 30)] {
+        t.track_event_at("k", id, json!({"at": at}), at * MS)
+            .await
+            .unwrap();
+    }
+    let ids = |v: Vec<tidegate::tracker::RecordSnapshot>| {
+        v.into_iter()
+            .map(|s| {
+                (
+                    s.view.id().to_string(),
+                    s.view.scheduled_at_ms(),
+                    s.view.deferred,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(t.waiting_records(10).await.unwrap()),
+        [
+            ("d".to_string(), Some(100), 1),
+            ("b".to_string(), Some(105), 1),
+            ("a".to_string(), Some(110), 2),
+            ("c".to_string(), Some(130), 1),
+        ]
+    );
+    assert_eq!(t.waiting_records(2).await.unwrap().len(), 2);
+    let a = &t.waiting_records(3).await.unwrap()[2];
+    assert_eq!((a.details, a.view.total, a.view.first_seen_us), (2, 3, 0));
+    let due = ids(t.due_records_at(110 * MS, 10).await.unwrap());
+    assert_eq!(due.len(), 3);
+    assert_eq!(due[2].0, "a");
+    assert_eq!(ids(t.due_records_at(104 * MS, 1).await.unwrap()).len(), 1);
+    // Listing claims nothing: the tick still delivers all three.
+    t.tick_at(110 * MS).await;
+    assert_eq!(sink.delivered().len(), 3);
+    assert_eq!(ids(t.waiting_records(10).await.unwrap()).len(), 1);
 }

@@ -226,6 +226,30 @@ impl EventTracker {
         self.inner.records.snapshot(category, id).await
     }
 
+    /// The records whose deferred batch waits, earliest due first, at most `limit`
+    /// (read only; with Redis, every instance's, read now). A batch being processed or
+    /// retried is not waiting and is not listed.
+    pub async fn waiting_records(&self, limit: usize) -> Result<Vec<RecordSnapshot>, TrackError> {
+        self.inner.records.waiting_records(u64::MAX, limit).await
+    }
+
+    /// The records whose deferred batch is due at `now` (µs on the tracker's clock) and
+    /// waits for a tick to claim it, earliest first, at most `limit`; nothing is
+    /// claimed.
+    pub async fn due_records_at(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordSnapshot>, TrackError> {
+        self.inner.records.waiting_records(now, limit).await
+    }
+
+    /// [`due_records_at`](Self::due_records_at) the clock's time.
+    pub async fn due_records(&self, limit: usize) -> Result<Vec<RecordSnapshot>, TrackError> {
+        self.due_records_at(self.inner.clock.now_micros(), limit)
+            .await
+    }
+
     /// Forgets the record `(category, id)` so that its next event is decided as the
     /// first of a new record (with the simple counter: immediate). Nothing is lost: a
     /// batch of it that waits is claimed by this instance and handed to the processor

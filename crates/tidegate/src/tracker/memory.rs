@@ -320,6 +320,20 @@ impl MemoryRecords {
         out
     }
 
+    /// The records whose waiting batch is due at or before `due_by`, earliest first, at
+    /// most `limit`, read without changing them.
+    pub(crate) fn waiting_records(&self, due_by: u64, limit: usize) -> Vec<RecordSnapshot> {
+        let keys: Vec<Arc<RecordKey>> = lock(&self.due)
+            .range(..(due_by.saturating_add(1), 0))
+            .take(limit)
+            .map(|(_, k)| Arc::clone(k))
+            .collect();
+        keys.iter()
+            .filter_map(|k| self.snapshot(&k.category, &k.id))
+            .filter(|s| s.view.scheduled_at_us.is_some())
+            .collect()
+    }
+
     /// Resets the record at `now` (the core decides): `None` when it does not exist,
     /// else the batch that was waiting, now claimed for delivery. A record with nothing
     /// in flight is removed.

@@ -473,6 +473,34 @@ impl RedisRecords {
         snapshot_of(category, id, &v).map(Some)
     }
 
+    /// The records whose waiting batch is due at or before `due_by`, earliest first, at
+    /// most `limit`.
+    pub(crate) async fn waiting_records(
+        &self,
+        due_by: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordSnapshot>, TrackError> {
+        let (due_by, limit) = (due_by.to_string(), limit.to_string());
+        let v: Vec<redis::Value> = self.call("waiting", &[&due_by, &limit]).await?;
+        let items = texts(v)?;
+        items
+            .chunks(11)
+            .map(|part| {
+                let [category, id, values @ ..] = part else {
+                    return Err(bad_reply("a waiting record ends early"));
+                };
+                let values = values
+                    .iter()
+                    .map(|s| {
+                        s.parse::<i64>()
+                            .map_err(|_| bad_reply(format!("`{s}` is not a number")))
+                    })
+                    .collect::<Result<Vec<i64>, TrackError>>()?;
+                snapshot_of(category, id, &values)
+            })
+            .collect()
+    }
+
     /// Resets the record at `now`: `None` when it does not exist, else the batch that was
     /// waiting, claimed under a lease of this instance.
     pub(crate) async fn reset(
@@ -527,11 +555,9 @@ impl RedisRecords {
     }
 }
 
-/// Parses a claim reply: `{id, taken_over, then per record: category, id, count,
-/// first_seen, last_seen, dropped, failed_rounds, #details, details...}`.
-fn parse_claim(v: Vec<redis::Value>) -> Result<RedisClaim, TrackError> {
-    let items = v
-        .into_iter()
+/// A reply's items as text (bulk strings, integers).
+fn texts(v: Vec<redis::Value>) -> Result<Vec<String>, TrackError> {
+    v.into_iter()
         .map(|x| match x {
             redis::Value::BulkString(b) => {
                 String::from_utf8(b).map_err(|e| bad_reply(e.to_string()))
@@ -540,7 +566,13 @@ fn parse_claim(v: Vec<redis::Value>) -> Result<RedisClaim, TrackError> {
             redis::Value::SimpleString(s) => Ok(s),
             other => Err(bad_reply(format!("{other:?}"))),
         })
-        .collect::<Result<Vec<String>, TrackError>>()?;
+        .collect()
+}
+
+/// Parses a claim reply: `{id, taken_over, then per record: category, id, count,
+/// first_seen, last_seen, dropped, failed_rounds, #details, details...}`.
+fn parse_claim(v: Vec<redis::Value>) -> Result<RedisClaim, TrackError> {
+    let items = texts(v)?;
     let mut items = items.into_iter();
     let mut next = || items.next().ok_or_else(|| bad_reply("a claim ends early"));
     let int = |s: String| -> Result<u64, TrackError> {

@@ -232,6 +232,20 @@ impl Records {
         }
     }
 
+    /// The records whose waiting batch is due at or before `due_by`, earliest first, at
+    /// most `limit` (for Redis, read now).
+    pub(crate) async fn waiting_records(
+        &self,
+        due_by: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordSnapshot>, TrackError> {
+        match self {
+            Self::Memory(m) => Ok(m.waiting_records(due_by, limit)),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.waiting_records(due_by, limit).await,
+        }
+    }
+
     /// Resets a record at `now`: `None` when it does not exist, else the batch that was
     /// waiting, claimed for this instance to deliver (in Redis under a lease).
     pub(crate) async fn reset(

@@ -51,6 +51,13 @@ local now
 
 local function rec_of(category, id) return #category .. ':' .. category .. id end
 
+-- The category and id of a record key (rec_of's inverse).
+local function key_of(rec)
+  local colon = find(rec, ':', 1, true)
+  local clen = tonumber(sub(rec, 1, colon - 1))
+  return sub(rec, colon + 1, colon + clen), sub(rec, colon + clen + 1)
+end
+
 local function load(rk)
   local v = call('GET', rk)
   if not v then return nil end
@@ -375,10 +382,7 @@ if op == 'claim' then
   for _, member in ipairs(due) do
     local rec = sub(member, 17)
     local rk = P .. 'r:' .. rec
-    local colon = find(rec, ':', 1, true)
-    local clen = tonumber(sub(rec, 1, colon - 1))
-    local category = sub(rec, colon + 1, colon + clen)
-    local id = sub(rec, colon + clen + 1)
+    local category, id = key_of(rec)
     local r = load(rk)
     take_batch(items, category, id, rec, r)
     claim_record(r)
@@ -477,6 +481,24 @@ if op == 'record' then
   local r = load(P .. 'r:' .. rec_of(ARGV[2], ARGV[3]))
   if not r then return {} end
   return snapshot(r)
+end
+
+-- waiting: due_by µs, limit. The records whose waiting batch is due at or before due_by,
+-- earliest first, at most limit, read without changing them. Reply: per record
+-- category, id, then its snapshot (9 values).
+if op == 'waiting' then
+  local due = call('ZRANGEBYSCORE', P .. 'due', '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
+  local reply = {}
+  for _, member in ipairs(due) do
+    local rec = sub(member, 17)
+    local r = load(P .. 'r:' .. rec)
+    if r then
+      local category, id = key_of(rec)
+      reply[#reply + 1], reply[#reply + 2] = category, id
+      for _, v in ipairs(snapshot(r)) do reply[#reply + 1] = v end
+    end
+  end
+  return reply
 end
 
 -- reset: now, lease_until, category, id. Forgets the record's events (reset_record); its
