@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::delivered::batch_value;
 use crate::errors::{track_error, type_error};
-use crate::outcome::TrackResult;
+use crate::outcome::{StoredRecord, TrackResult};
 use crate::redis_connection::RedisConnection;
 use crate::strategy::{StrategySpec, duration_ms, whole};
 use crate::tracker_events::{EventSink, forward};
@@ -177,6 +177,27 @@ impl NativeTracker {
         let tracker = self.tracker.clone();
         tracker
             .update_config(&category, &id, patch)
+            .await
+            .map_err(track_error)
+    }
+
+    /// The record as the store holds it (with Redis: every instance's events), or
+    /// `null`.
+    #[napi]
+    pub async fn record(&self, category: String, id: String) -> Result<Option<StoredRecord>> {
+        let tracker = self.tracker.clone();
+        let snapshot = tracker.record(&category, &id).await.map_err(track_error)?;
+        Ok(snapshot.as_ref().map(StoredRecord::from))
+    }
+
+    /// Forgets the record so its next event is immediate; a batch of it that waits is
+    /// handed to the processor on the next tick. Resolves to `false` when it does not
+    /// exist.
+    #[napi]
+    pub async fn reset(&self, category: String, id: String) -> Result<bool> {
+        let tracker = self.tracker.clone();
+        tracker
+            .reset_record(&category, &id)
             .await
             .map_err(track_error)
     }

@@ -97,6 +97,64 @@ test('events after the deferral join the batch: deferred, never ignored', async 
   tracker.destroy()
 })
 
+test('getEvent reads the record from the tracker\'s store: counts, due time, state; undefined when unknown', async () => {
+  const tracker = new EventTracker({ limit: 1, deferInterval: 60000, processor: async () => {} })
+  assert.equal(await tracker.getEvent('c', 'i'), undefined)
+  const before = Date.now()
+  await tracker.trackEvent('c', 'i', { n: 1 })
+  const idle = await tracker.getEvent('c', 'i')
+  assert.equal(idle.state, 'idle')
+  assert.equal(idle.count, 1)
+  assert.equal(idle.deferred, false)
+  assert.deepEqual(idle.details, { n: 1 })
+  await tracker.trackEvent('c', 'i', { n: 2 })
+  const r = await tracker.getEvent('c', 'i')
+  assert.equal(r.state, 'deferred')
+  assert.equal(r.category, 'c')
+  assert.equal(r.id, 'i')
+  assert.equal(r.count, 2)
+  assert.equal(r.deferredCount, 1)
+  assert.equal(r.inFlight, 0)
+  assert.ok(r.scheduledSendAt >= before + 60000 && r.scheduledSendAt <= Date.now() + 60001, `${r.scheduledSendAt}`)
+  assert.ok(r.firstEventTime >= before - 1 && r.lastEventTime >= r.firstEventTime)
+  assert.deepEqual(r.details, { n: 2 })
+  await assert.rejects(tracker.getEvent('c', 3), { name: 'TypeError' })
+  tracker.destroy()
+})
+
+test('resetEvent forgets a record: its next event is immediate, and its waiting batch is still delivered', async () => {
+  const delivered = []
+  const tracker = new EventTracker({
+    limit: 1,
+    deferInterval: 60000,
+    processingInterval: 20,
+    processor: async (b) => { delivered.push(...b) }
+  })
+  assert.equal(await tracker.resetEvent('c', 'missing'), false)
+  await tracker.trackEvent('c', 'idle')
+  assert.equal(await tracker.resetEvent('c', 'idle'), true)
+  assert.equal(await tracker.getEvent('c', 'idle'), undefined)
+  assert.equal((await tracker.trackEvent('c', 'idle')).type, 'immediate')
+
+  const types = []
+  for (let i = 0; i < 3; i++) types.push((await tracker.trackEvent('c', 'i', { i })).type)
+  assert.deepEqual(types, ['immediate', 'deferred', 'deferred'])
+  assert.equal(await tracker.resetEvent('c', 'i'), true)
+  const next = await tracker.trackEvent('c', 'i', { i: 3 })
+  assert.equal(next.type, 'immediate')
+  assert.equal(next.data.count, 1)
+  // The batch waiting at the reset (60 s away) is handed over at the next round.
+  await waitUntil(() => delivered.length === 1, 3000)
+  assert.equal(delivered[0].id, 'i')
+  assert.equal(delivered[0].count, 2)
+  assert.deepEqual(delivered[0].details, [{ i: 1 }, { i: 2 }])
+  const after = await tracker.getEvent('c', 'i')
+  assert.equal(after.count, 1)
+  assert.equal(after.deferred, false)
+  await tracker.shutdown()
+  assert.equal(delivered.length, 1, 'nothing else was waiting')
+})
+
 test('a deferred record outlives an expireTime shorter than its deferral and is delivered', async () => {
   const delivered = []
   const tracker = quick({ limit: 1, expireTime: 20, deferInterval: 200, processor: async (b) => { delivered.push(...b) } })
