@@ -123,6 +123,10 @@ export declare class EventTracker extends EventEmitter {
   getEvent (category: string, id: string): Promise<EventRecord | undefined>
   /** Forgets the record so its next event is immediate; a waiting batch of it is delivered at the next round. `false` when unknown. */
   resetEvent (category: string, id: string): Promise<boolean>
+  /** The records whose deferred batch waits, earliest due first, at most `limit` (default 1000). */
+  getDeferredEvents (limit?: number): Promise<EventRecord[]>
+  /** The records whose deferred batch is due now, earliest first, at most `limit` (default 1000); nothing is processed. */
+  peekDueEvents (limit?: number): Promise<EventRecord[]>
   stats (): Promise<TrackerStats>
   clear (): Promise<number>
   shutdown (): Promise<ShutdownResult>

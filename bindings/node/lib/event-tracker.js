@@ -237,6 +237,42 @@ class EventTracker extends EventEmitter {
   }
 
   /**
+   * The records whose deferred batch waits, earliest due first, at most `limit` (read
+   * from the store: with `RedisAdapter`, every process's). A batch being processed or
+   * retried is not listed.
+   * @param {number} [limit=1000]
+   * @returns {Promise<EventRecord[]>}
+   */
+  async getDeferredEvents (limit = 1000) {
+    return this._waiting(false, limit)
+  }
+
+  /**
+   * The records whose deferred batch is due now and waits for the next processing
+   * round, earliest first, at most `limit`; nothing is claimed or processed.
+   * @param {number} [limit=1000]
+   * @returns {Promise<EventRecord[]>}
+   */
+  async peekDueEvents (limit = 1000) {
+    return this._waiting(true, limit)
+  }
+
+  /**
+   * @param {boolean} dueOnly
+   * @param {number} limit
+   * @returns {Promise<EventRecord[]>}
+   */
+  async _waiting (dueOnly, limit) {
+    if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1) {
+      throw new RangeError('limit must be a whole number of at least 1.')
+    }
+    const n = await awaitNative(this._ready)
+    const records = await awaitNative(n.waiting(dueOnly, limit))
+    return records.map((/** @type {any} */ r) =>
+      storedRecord(r.category, r.id, this._details.get(`${r.category}\u0000${r.id}`), r))
+  }
+
+  /**
    * Forgets the record `(category, id)`: its next event is immediate again. A batch of
    * it that waits is not dropped: it is handed to the processor on the next
    * processing round (with the usual retries); a record whose batch is being

@@ -62,6 +62,10 @@ impl From<&TrackOutcome> for TrackResult {
 #[napi(object)]
 #[derive(Debug, Clone)]
 pub struct StoredRecord {
+    /// The record's category.
+    pub category: String,
+    /// The record's id.
+    pub id: String,
     /// Events the record tracked since it was created (or reset).
     pub total: f64,
     /// Events in the record's waiting batch (0 when none waits).
@@ -94,6 +98,8 @@ impl From<&RecordSnapshot> for StoredRecord {
             RecordState::Processing => "processing",
         };
         StoredRecord {
+            category: s.view.category().to_string(),
+            id: s.view.id().to_string(),
             total: r.total,
             deferred: r.deferred,
             scheduled_at: r.scheduled_at,

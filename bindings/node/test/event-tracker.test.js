@@ -155,6 +155,38 @@ test('resetEvent forgets a record: its next event is immediate, and its waiting 
   assert.equal(delivered.length, 1, 'nothing else was waiting')
 })
 
+test('getDeferredEvents lists waiting batches earliest first within a limit; peekDueEvents only the due ones', async () => {
+  // A long processing interval: a due batch waits for the round.
+  const tracker = new EventTracker({ limit: 1, deferInterval: 60000, processingInterval: 60000, processor: async () => {} })
+  assert.deepEqual(await tracker.getDeferredEvents(), [])
+  for (const id of ['late', 'soon']) {
+    await tracker.trackEvent('c', id)
+    await tracker.trackEvent('c', id, { id })
+  }
+  await tracker.trackEvent('c', 'idle')
+  const waiting = await tracker.getDeferredEvents()
+  assert.deepEqual(waiting.map((r) => [r.id, r.state, r.deferredCount]), [['late', 'deferred', 1], ['soon', 'deferred', 1]])
+  assert.deepEqual((await tracker.getDeferredEvents(1)).map((r) => r.id), ['late'])
+  assert.deepEqual(await tracker.peekDueEvents(), [], 'both batches are due in a minute')
+  await assert.rejects(tracker.getDeferredEvents(0), { name: 'RangeError', message: 'limit must be a whole number of at least 1.' })
+  await assert.rejects(tracker.peekDueEvents(1.5), { name: 'RangeError' })
+  tracker.destroy()
+})
+
+test('peekDueEvents shows a due batch without processing it', async () => {
+  const delivered = []
+  const tracker = new EventTracker({ limit: 1, deferInterval: 1, processingInterval: 60000, processor: async (b) => { delivered.push(...b) } })
+  await tracker.trackEvent('c', 'i')
+  await tracker.trackEvent('c', 'i', { late: true })
+  await sleep(20)
+  const due = await tracker.peekDueEvents()
+  assert.deepEqual(due.map((r) => [r.category, r.id, r.deferredCount]), [['c', 'i', 1]])
+  assert.deepEqual(await tracker.peekDueEvents(), due.map((r) => ({ ...r })), 'peeking twice sees the same')
+  assert.equal(delivered.length, 0)
+  await tracker.shutdown()
+  assert.equal(delivered.length, 1)
+})
+
 test('a deferred record outlives an expireTime shorter than its deferral and is delivered', async () => {
   const delivered = []
   const tracker = quick({ limit: 1, expireTime: 20, deferInterval: 200, processor: async (b) => { delivered.push(...b) } })

@@ -67,7 +67,7 @@ test('a batch claimed by a process that is killed is delivered by another once i
   }
 })
 
-test('getEvent and resetEvent act on the record in Redis, whichever process tracked it', async () => {
+test('getEvent, getDeferredEvents and resetEvent act on the record in Redis, whichever process tracked it', async () => {
   const redis = await startRedis()
   const a = startNode('tracker-worker.js', [redis.url, 'shared-reads', 'slow'])
   const delivered = []
@@ -90,6 +90,9 @@ test('getEvent and resetEvent act on the record in Redis, whichever process trac
     assert.equal(seen.state, 'deferred')
     assert.ok(seen.scheduledSendAt > Date.now() + 30000)
     assert.equal(seen.details, undefined, 'no event of this process')
+    const listed = await tracker.getDeferredEvents(10)
+    assert.deepEqual(listed.map((r) => [r.category, r.id, r.deferredCount]), [['alerts', 'disk', 3]])
+    assert.deepEqual(await tracker.peekDueEvents(10), [], 'due in a minute')
 
     // Reset here: the other process's next event is immediate, and the waiting batch
     // is delivered by this process (it claimed it), not dropped.
