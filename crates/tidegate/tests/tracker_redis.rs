@@ -698,3 +698,57 @@ fn concurrent_update_config_calls_on_one_record_both_take_effect() {
         a.clear().await.unwrap();
     });
 }
+
+#[test]
+fn an_instance_reads_lists_and_resets_records_another_instance_tracked() {
+    let server = RedisServer::start();
+    let rt = runtime();
+    rt.block_on(async {
+        let store = connect(&[server.url()]).await;
+        let name = unique("reads");
+        let got = Deliveries::default();
+        let a = got.builder(0, &store, &name).build().unwrap();
+        let b = got.builder(1, &store, &name).build().unwrap();
+        for at in [0, 10, 20] {
+            a.track_event_at("disk", "full", json!(at), at * MS)
+                .await
+                .unwrap();
+        }
+        let seen = b.record("disk", "full").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                seen.view.total,
+                seen.view.deferred,
+                seen.view.scheduled_at_ms()
+            ),
+            (3, 2, Some(110))
+        );
+        let listed = b.waiting_records(10).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].view.id(), "full");
+        assert!(b.due_records_at(109 * MS, 10).await.unwrap().is_empty());
+        assert_eq!(b.due_records_at(110 * MS, 10).await.unwrap().len(), 1);
+        // b resets it: b holds the batch, a's next event is immediate.
+        assert!(b.reset_record_at("disk", "full", 30 * MS).await.unwrap());
+        assert!(b.waiting_records(10).await.unwrap().is_empty());
+        let o = a
+            .track_event_at("disk", "full", json!(null), 31 * MS)
+            .await
+            .unwrap();
+        assert!(
+            matches!(o, TrackOutcome::Immediate(ref r) if r.total == 1),
+            "{o:?}"
+        );
+        a.tick_at(40 * MS).await;
+        assert_eq!(got.count(), 0, "the reset batch is b's to deliver");
+        b.tick_at(40 * MS).await;
+        let delivered = got.0.lock().unwrap().clone();
+        assert_eq!(delivered.len(), 1);
+        assert_eq!((delivered[0].0, delivered[0].1.count), (1, 2));
+        let after = a.record("disk", "full").await.unwrap().unwrap();
+        assert_eq!((after.view.total, after.in_flight), (1, 0));
+        assert!(a.reset_record("disk", "full").await.unwrap());
+        assert_eq!(b.record("disk", "full").await.unwrap(), None);
+        a.clear().await.unwrap();
+    });
+}
