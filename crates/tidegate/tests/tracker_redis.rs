@@ -42,7 +42,8 @@ struct Scenario {
     max_retries: u32,
     dead_letter: bool,
     /// `(ms since the previous event, key, with details, patch)`: a patch 1..=3 sets the
-    /// limit, 4 switches to a token bucket (2 tokens, 0.1/s), 5 to a 300 ms sliding window.
+    /// limit, 4 switches to a token bucket (2 tokens, 0.1/s), 5 to a 300 ms sliding window,
+    /// 6 resets the record instead.
     events: Vec<(u64, u8, bool, Option<u64>)>,
 }
 
@@ -84,7 +85,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 prop::sample::select(vec![0u64, 0, 1, 7, 40, 100, 250, 600]),
                 0u8..5,
                 any::<bool>(),
-                prop::option::weighted(0.06, 1u64..=5),
+                prop::option::weighted(0.08, 1u64..=6),
             ),
             1..50,
         ),
@@ -176,7 +177,10 @@ async fn trace(s: &Scenario, store: TrackerStore) -> Vec<String> {
         collect(&mut rx, &mut out);
         clock.set_micros(now);
         let id = format!("k{key}");
-        if let Some(p) = patch {
+        if patch == Some(6) {
+            let reset = tracker.reset_record_at("cat", &id, now).await;
+            out.push(format!("reset {id} {reset:?}"));
+        } else if let Some(p) = patch {
             let patch = match p {
                 4 => ConfigPatch {
                     strategy: Some(TrackStrategy::TokenBucket {
@@ -219,6 +223,8 @@ async fn trace(s: &Scenario, store: TrackerStore) -> Vec<String> {
             r.first_seen_us,
             r.last_seen_us
         ));
+        let read = tracker.record("cat", &id).await.unwrap();
+        out.push(format!("read {id} {read:?}"));
         collect(&mut rx, &mut out);
     }
     let mut guard = 0;
