@@ -18,6 +18,12 @@ export interface EventRecord {
   scheduledSendAt: number | null
   firstEventTime: number
   lastEventTime: number
+  /** `getEvent`: whether a batch waits (`'deferred'`), one is being processed or retried (`'processing'`), or neither. */
+  state?: 'idle' | 'deferred' | 'processing'
+  /** `getEvent`: batches of the record being processed or retried. */
+  inFlight?: number
+  /** `getEvent`: failed rounds of the waiting batch. */
+  failedRounds?: number
 }
 
 /** A deferred batch of one record, as the processor receives it. */
@@ -113,7 +119,14 @@ export declare class EventTracker extends EventEmitter {
   setProcessor (processor: Processor): void
   trackEvent (category: string, id: string, details?: unknown): Promise<TrackResult>
   updateConfig (category: string, id: string, newConfig: { limit?: number; deferInterval?: number; strategy?: BaseStrategy }): Promise<boolean>
+  /** The record as the tracker's store holds it (with Redis: every process's events), or `undefined`. */
   getEvent (category: string, id: string): Promise<EventRecord | undefined>
+  /** Forgets the record so its next event is immediate; a waiting batch of it is delivered at the next round. `false` when unknown. */
+  resetEvent (category: string, id: string): Promise<boolean>
+  /** The records whose deferred batch waits, earliest due first, at most `limit` (default 1000). */
+  getDeferredEvents (limit?: number): Promise<EventRecord[]>
+  /** The records whose deferred batch is due now, earliest first, at most `limit` (default 1000); nothing is processed. */
+  peekDueEvents (limit?: number): Promise<EventRecord[]>
   stats (): Promise<TrackerStats>
   clear (): Promise<number>
   shutdown (): Promise<ShutdownResult>

@@ -4,7 +4,7 @@ const EventEmitter = require('node:events')
 const native = require('./native')
 const { callNative, awaitNative } = require('./errors')
 const { checkNumber } = require('./validate')
-const { eventRecord } = require('./records')
+const { eventRecord, storedRecord } = require('./records')
 const BaseStrategy = require('./strategies/base-strategy')
 const SimpleCounterStrategy = require('./strategies/simple-counter-strategy')
 const BaseAdapter = require('./storage/base-adapter')
@@ -16,7 +16,7 @@ const FORWARDED = new Set(['processed', 'retry', 'process_failed', 'config_updat
 /** Processor errors kept to hand to `process_failed` listeners. */
 const KEPT_ERRORS = 1024
 
-/** Record snapshots kept for `getEvent` when `maxKeys` sets no bound. */
+/** Records whose latest details are kept for `getEvent` when `maxKeys` sets no bound. */
 const KEPT_RECORDS = 100000
 
 /**
@@ -88,8 +88,9 @@ class EventTracker extends EventEmitter {
     this._errorSeq = 0
     /** @type {Map<string, unknown>} */
     this._errors = new Map()
-    /** @type {Map<string, EventRecord>} */
-    this._records = new Map()
+    /** The latest details this tracker tracked per record (the store keeps only the
+     * waiting batch's, for the processor). @type {Map<string, unknown>} */
+    this._details = new Map()
     this._keptRecords = this.config.maxKeys > 0 ? this.config.maxKeys : KEPT_RECORDS
     /** @type {ReturnType<typeof setInterval> | null} */
     this._keepAlive = null
@@ -162,9 +163,7 @@ class EventTracker extends EventEmitter {
    * @returns {Promise<{ type: 'immediate' | 'deferred' | 'ignored', data: EventRecord | null, reason?: string }>}
    */
   async trackEvent (category, id, details = {}) {
-    if (typeof category !== 'string' || typeof id !== 'string') {
-      throw new TypeError('category and id must be strings.')
-    }
+    checkKey(category, id)
     if (this._destroyed) throw new Error('the tracker is shut down')
     let json
     if (details !== undefined && details !== null) {
@@ -221,14 +220,74 @@ class EventTracker extends EventEmitter {
   }
 
   /**
-   * The record `(category, id)` as this tracker last saw it (from its own `trackEvent`
-   * calls and configuration changes), or `undefined`.
+   * The record `(category, id)` as the tracker's store holds it, or `undefined`. With
+   * `RedisAdapter` it is read from Redis, so it shows what every tracker sharing the
+   * name tracked; `details` is the latest this tracker tracked (`undefined` when the
+   * record's events came from elsewhere).
    * @param {string} category
    * @param {string} id
    * @returns {Promise<EventRecord | undefined>}
    */
   async getEvent (category, id) {
-    return this._records.get(`${category}\u0000${id}`)
+    checkKey(category, id)
+    const n = await awaitNative(this._ready)
+    const r = await awaitNative(n.record(category, id))
+    if (r === null || r === undefined) return undefined
+    return storedRecord(category, id, this._details.get(`${category}\u0000${id}`), r)
+  }
+
+  /**
+   * The records whose deferred batch waits, earliest due first, at most `limit` (read
+   * from the store: with `RedisAdapter`, every process's). A batch being processed or
+   * retried is not listed.
+   * @param {number} [limit=1000]
+   * @returns {Promise<EventRecord[]>}
+   */
+  async getDeferredEvents (limit = 1000) {
+    return this._waiting(false, limit)
+  }
+
+  /**
+   * The records whose deferred batch is due now and waits for the next processing
+   * round, earliest first, at most `limit`; nothing is claimed or processed.
+   * @param {number} [limit=1000]
+   * @returns {Promise<EventRecord[]>}
+   */
+  async peekDueEvents (limit = 1000) {
+    return this._waiting(true, limit)
+  }
+
+  /**
+   * @param {boolean} dueOnly
+   * @param {number} limit
+   * @returns {Promise<EventRecord[]>}
+   */
+  async _waiting (dueOnly, limit) {
+    if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1) {
+      throw new RangeError('limit must be a whole number of at least 1.')
+    }
+    const n = await awaitNative(this._ready)
+    const records = await awaitNative(n.waiting(dueOnly, limit))
+    return records.map((/** @type {any} */ r) =>
+      storedRecord(r.category, r.id, this._details.get(`${r.category}\u0000${r.id}`), r))
+  }
+
+  /**
+   * Forgets the record `(category, id)`: its next event is immediate again. A batch of
+   * it that waits is not dropped: it is handed to the processor on the next
+   * processing round (with the usual retries); a record whose batch is being
+   * processed stays, with no events counted, until that batch is settled.
+   * @param {string} category
+   * @param {string} id
+   * @returns {Promise<boolean>} whether the record existed
+   */
+  async resetEvent (category, id) {
+    checkKey(category, id)
+    if (this._destroyed) throw new Error('the tracker is shut down')
+    const n = await awaitNative(this._ready)
+    const existed = await awaitNative(n.reset(category, id))
+    this._details.delete(`${category}\u0000${id}`)
+    return existed
   }
 
   /**
@@ -247,7 +306,7 @@ class EventTracker extends EventEmitter {
    * @returns {Promise<number>}
    */
   async clear () {
-    this._records.clear()
+    this._details.clear()
     const n = await awaitNative(this._ready)
     return awaitNative(n.clear())
   }
@@ -301,11 +360,11 @@ class EventTracker extends EventEmitter {
   /** @param {EventRecord} record */
   _remember (record) {
     const key = `${record.category}\u0000${record.id}`
-    const records = this._records
-    if (records.delete(key) === false && records.size >= this._keptRecords) {
-      records.delete(/** @type {string} */ (records.keys().next().value))
+    const kept = this._details
+    if (kept.delete(key) === false && kept.size >= this._keptRecords) {
+      kept.delete(/** @type {string} */ (kept.keys().next().value))
     }
-    records.set(key, record)
+    kept.set(key, record.details)
   }
 
   /**
@@ -372,10 +431,7 @@ class EventTracker extends EventEmitter {
       }
       case 'config_updated': {
         const key = `${e.record.category}\u0000${e.record.id}`
-        const known = this._records.get(key)
-        const record = { ...e.record, details: known?.details }
-        if (known !== undefined) this._records.set(key, record)
-        this.emit('config_updated', record)
+        this.emit('config_updated', { ...e.record, details: this._details.get(key) })
         break
       }
       case 'error':
@@ -384,6 +440,16 @@ class EventTracker extends EventEmitter {
       default:
         break
     }
+  }
+}
+
+/**
+ * @param {unknown} category
+ * @param {unknown} id
+ */
+function checkKey (category, id) {
+  if (typeof category !== 'string' || typeof id !== 'string') {
+    throw new TypeError('category and id must be strings.')
   }
 }
 

@@ -11,6 +11,10 @@
  * @property {number | null} scheduledSendAt When the waiting batch is due (Unix ms).
  * @property {number} firstEventTime The record's first event (Unix ms).
  * @property {number} lastEventTime The record's latest event (Unix ms).
+ * @property {'idle' | 'deferred' | 'processing'} [state] `getEvent`: whether a batch
+ *   waits (`deferred`), one is being processed or retried (`processing`), or neither.
+ * @property {number} [inFlight] `getEvent`: batches being processed or retried.
+ * @property {number} [failedRounds] `getEvent`: failed rounds of the waiting batch.
  */
 
 /**
@@ -35,4 +39,21 @@ function eventRecord (category, id, details, r) {
   }
 }
 
-module.exports = { eventRecord }
+/**
+ * A record as the tracker's store holds it (`getEvent`).
+ * @param {string} category
+ * @param {string} id
+ * @param {unknown} details
+ * @param {{ total: number, deferred: number, scheduledAt?: number | null, firstSeen: number, lastSeen: number, state: string, inFlight: number, failedRounds: number }} r
+ * @returns {EventRecord}
+ */
+function storedRecord (category, id, details, r) {
+  return {
+    ...eventRecord(category, id, details, r),
+    state: /** @type {'idle' | 'deferred' | 'processing'} */ (r.state),
+    inFlight: r.inFlight,
+    failedRounds: r.failedRounds
+  }
+}
+
+module.exports = { eventRecord, storedRecord }

@@ -14,8 +14,8 @@ use tidegate::tracker::{ConfigPatch, DeliveredRecord, Details, EventTracker, Tra
 use tokio::task::JoinHandle;
 
 use crate::delivered::batch_value;
-use crate::errors::{track_error, type_error};
-use crate::outcome::TrackResult;
+use crate::errors::{range_error, track_error, type_error};
+use crate::outcome::{StoredRecord, TrackResult};
 use crate::redis_connection::RedisConnection;
 use crate::strategy::{StrategySpec, duration_ms, whole};
 use crate::tracker_events::{EventSink, forward};
@@ -177,6 +177,47 @@ impl NativeTracker {
         let tracker = self.tracker.clone();
         tracker
             .update_config(&category, &id, patch)
+            .await
+            .map_err(track_error)
+    }
+
+    /// The record as the store holds it (with Redis: every instance's events), or
+    /// `null`.
+    #[napi]
+    pub async fn record(&self, category: String, id: String) -> Result<Option<StoredRecord>> {
+        let tracker = self.tracker.clone();
+        let snapshot = tracker.record(&category, &id).await.map_err(track_error)?;
+        Ok(snapshot.as_ref().map(StoredRecord::from))
+    }
+
+    /// The records whose batch waits (`due_only`: only those already due), earliest due
+    /// first, at most `limit`; nothing is claimed.
+    #[napi]
+    pub async fn waiting(&self, due_only: bool, limit: f64) -> Result<Vec<StoredRecord>> {
+        if !(limit.is_finite() && limit >= 1.0 && limit.fract() == 0.0) {
+            return Err(range_error(format!(
+                "invalid limit: {limit} is not a whole number of at least 1"
+            )));
+        }
+        let limit = limit.min(usize::MAX as f64) as usize;
+        let tracker = self.tracker.clone();
+        let records = if due_only {
+            tracker.due_records(limit).await
+        } else {
+            tracker.waiting_records(limit).await
+        }
+        .map_err(track_error)?;
+        Ok(records.iter().map(StoredRecord::from).collect())
+    }
+
+    /// Forgets the record so its next event is immediate; a batch of it that waits is
+    /// handed to the processor on the next tick. Resolves to `false` when it does not
+    /// exist.
+    #[napi]
+    pub async fn reset(&self, category: String, id: String) -> Result<bool> {
+        let tracker = self.tracker.clone();
+        tracker
+            .reset_record(&category, &id)
             .await
             .map_err(track_error)
     }

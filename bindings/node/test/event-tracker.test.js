@@ -97,6 +97,96 @@ test('events after the deferral join the batch: deferred, never ignored', async 
   tracker.destroy()
 })
 
+test('getEvent reads the record from the tracker\'s store: counts, due time, state; undefined when unknown', async () => {
+  const tracker = new EventTracker({ limit: 1, deferInterval: 60000, processor: async () => {} })
+  assert.equal(await tracker.getEvent('c', 'i'), undefined)
+  const before = Date.now()
+  await tracker.trackEvent('c', 'i', { n: 1 })
+  const idle = await tracker.getEvent('c', 'i')
+  assert.equal(idle.state, 'idle')
+  assert.equal(idle.count, 1)
+  assert.equal(idle.deferred, false)
+  assert.deepEqual(idle.details, { n: 1 })
+  await tracker.trackEvent('c', 'i', { n: 2 })
+  const r = await tracker.getEvent('c', 'i')
+  assert.equal(r.state, 'deferred')
+  assert.equal(r.category, 'c')
+  assert.equal(r.id, 'i')
+  assert.equal(r.count, 2)
+  assert.equal(r.deferredCount, 1)
+  assert.equal(r.inFlight, 0)
+  assert.ok(r.scheduledSendAt >= before + 60000 && r.scheduledSendAt <= Date.now() + 60001, `${r.scheduledSendAt}`)
+  assert.ok(r.firstEventTime >= before - 1 && r.lastEventTime >= r.firstEventTime)
+  assert.deepEqual(r.details, { n: 2 })
+  await assert.rejects(tracker.getEvent('c', 3), { name: 'TypeError' })
+  tracker.destroy()
+})
+
+test('resetEvent forgets a record: its next event is immediate, and its waiting batch is still delivered', async () => {
+  const delivered = []
+  const tracker = new EventTracker({
+    limit: 1,
+    deferInterval: 60000,
+    processingInterval: 20,
+    processor: async (b) => { delivered.push(...b) }
+  })
+  assert.equal(await tracker.resetEvent('c', 'missing'), false)
+  await tracker.trackEvent('c', 'idle')
+  assert.equal(await tracker.resetEvent('c', 'idle'), true)
+  assert.equal(await tracker.getEvent('c', 'idle'), undefined)
+  assert.equal((await tracker.trackEvent('c', 'idle')).type, 'immediate')
+
+  const types = []
+  for (let i = 0; i < 3; i++) types.push((await tracker.trackEvent('c', 'i', { i })).type)
+  assert.deepEqual(types, ['immediate', 'deferred', 'deferred'])
+  assert.equal(await tracker.resetEvent('c', 'i'), true)
+  const next = await tracker.trackEvent('c', 'i', { i: 3 })
+  assert.equal(next.type, 'immediate')
+  assert.equal(next.data.count, 1)
+  // The batch waiting at the reset (60 s away) is handed over at the next round.
+  await waitUntil(() => delivered.length === 1, 3000)
+  assert.equal(delivered[0].id, 'i')
+  assert.equal(delivered[0].count, 2)
+  assert.deepEqual(delivered[0].details, [{ i: 1 }, { i: 2 }])
+  const after = await tracker.getEvent('c', 'i')
+  assert.equal(after.count, 1)
+  assert.equal(after.deferred, false)
+  await tracker.shutdown()
+  assert.equal(delivered.length, 1, 'nothing else was waiting')
+})
+
+test('getDeferredEvents lists waiting batches earliest first within a limit; peekDueEvents only the due ones', async () => {
+  // A long processing interval: a due batch waits for the round.
+  const tracker = new EventTracker({ limit: 1, deferInterval: 60000, processingInterval: 60000, processor: async () => {} })
+  assert.deepEqual(await tracker.getDeferredEvents(), [])
+  for (const id of ['late', 'soon']) {
+    await tracker.trackEvent('c', id)
+    await tracker.trackEvent('c', id, { id })
+  }
+  await tracker.trackEvent('c', 'idle')
+  const waiting = await tracker.getDeferredEvents()
+  assert.deepEqual(waiting.map((r) => [r.id, r.state, r.deferredCount]), [['late', 'deferred', 1], ['soon', 'deferred', 1]])
+  assert.deepEqual((await tracker.getDeferredEvents(1)).map((r) => r.id), ['late'])
+  assert.deepEqual(await tracker.peekDueEvents(), [], 'both batches are due in a minute')
+  await assert.rejects(tracker.getDeferredEvents(0), { name: 'RangeError', message: 'limit must be a whole number of at least 1.' })
+  await assert.rejects(tracker.peekDueEvents(1.5), { name: 'RangeError' })
+  tracker.destroy()
+})
+
+test('peekDueEvents shows a due batch without processing it', async () => {
+  const delivered = []
+  const tracker = new EventTracker({ limit: 1, deferInterval: 1, processingInterval: 60000, processor: async (b) => { delivered.push(...b) } })
+  await tracker.trackEvent('c', 'i')
+  await tracker.trackEvent('c', 'i', { late: true })
+  await sleep(20)
+  const due = await tracker.peekDueEvents()
+  assert.deepEqual(due.map((r) => [r.category, r.id, r.deferredCount]), [['c', 'i', 1]])
+  assert.deepEqual(await tracker.peekDueEvents(), due.map((r) => ({ ...r })), 'peeking twice sees the same')
+  assert.equal(delivered.length, 0)
+  await tracker.shutdown()
+  assert.equal(delivered.length, 1)
+})
+
 test('a deferred record outlives an expireTime shorter than its deferral and is delivered', async () => {
   const delivered = []
   const tracker = quick({ limit: 1, expireTime: 20, deferInterval: 200, processor: async (b) => { delivered.push(...b) } })

@@ -67,6 +67,62 @@ test('a batch claimed by a process that is killed is delivered by another once i
   }
 })
 
+test('getEvent, getDeferredEvents and resetEvent act on the record in Redis, whichever process tracked it', async () => {
+  const redis = await startRedis()
+  const a = startNode('tracker-worker.js', [redis.url, 'shared-reads', 'slow'])
+  const delivered = []
+  const tracker = new EventTracker({
+    storage: new RedisAdapter({ url: redis.url, name: 'shared-reads' }),
+    limit: 5,
+    deferInterval: 60000,
+    processingInterval: 20,
+    lease: 5000,
+    processor: async (b) => { delivered.push(...b) }
+  })
+  try {
+    await a.next()
+    assert.equal(await tracker.getEvent('alerts', 'disk'), undefined)
+    a.send({ track: 8 })
+    assert.deepEqual(await a.next(), { immediate: 5, deferred: 3, ignored: 0 })
+    const seen = await tracker.getEvent('alerts', 'disk')
+    assert.equal(seen.count, 8, 'the other process\'s events')
+    assert.equal(seen.deferredCount, 3)
+    assert.equal(seen.state, 'deferred')
+    assert.ok(seen.scheduledSendAt > Date.now() + 30000)
+    assert.equal(seen.details, undefined, 'no event of this process')
+    const listed = await tracker.getDeferredEvents(10)
+    assert.deepEqual(listed.map((r) => [r.category, r.id, r.deferredCount]), [['alerts', 'disk', 3]])
+    assert.deepEqual(await tracker.peekDueEvents(10), [], 'due in a minute')
+
+    // Reset here: the other process's next event is immediate, and the waiting batch
+    // is delivered by this process (it claimed it), not dropped.
+    assert.equal(await tracker.resetEvent('alerts', 'disk'), true)
+    await waitUntil(() => delivered.length === 1, 5000)
+    assert.equal(delivered[0].count, 3)
+    a.send({ track: 1 })
+    assert.deepEqual(await a.next(), { immediate: 1, deferred: 0, ignored: 0 })
+    a.send({ get: true })
+    const there = await a.next()
+    assert.equal(there.count, 1)
+    assert.equal(there.deferred, false)
+    // Once the delivered batch is settled, the record is idle and a reset forgets it.
+    const deadline = Date.now() + 5000
+    while ((await tracker.getEvent('alerts', 'disk')).state !== 'idle' && Date.now() < deadline) {
+      await sleep(20)
+    }
+    a.send({ reset: true })
+    assert.deepEqual(await a.next(), { reset: true })
+    assert.equal(await tracker.getEvent('alerts', 'disk'), undefined, 'an idle record is forgotten')
+    assert.equal(delivered.length, 1)
+    a.send({ shutdown: true })
+    await a.next()
+  } finally {
+    await tracker.shutdown()
+    await a.stop()
+    await redis.stop()
+  }
+})
+
 test('a Redis tracker in this process: same outcomes as memory, stats, clear', async () => {
   const redis = await startRedis()
   const delivered = []

@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::json;
 use tidegate::ManualClock;
 use tidegate::tracker::{
-    ConfigPatch, DeadLetter, DeliveredRecord, EventTracker, IgnoreReason, Strategy, TrackError,
-    TrackOutcome, TrackerBuilder, TrackerEvent,
+    ConfigPatch, DeadLetter, DeliveredRecord, EventTracker, IgnoreReason, RecordState, Strategy,
+    TrackError, TrackOutcome, TrackerBuilder, TrackerEvent,
 };
 
 const MS: u64 = 1_000;
@@ -84,6 +84,11 @@ on_every_store!(
     a_new_key_beyond_max_keys_is_ignored_counted_and_emitted,
     invalid_arguments_and_settings_are_clear_errors,
     a_deferred_record_outlives_an_expire_time_shorter_than_its_deferral,
+    record_reads_the_counts_the_waiting_batch_and_the_state_from_the_store,
+    reset_forgets_an_idle_record_and_its_next_event_is_immediate,
+    reset_hands_the_waiting_batch_to_the_processor_and_the_next_event_is_immediate,
+    a_reset_batch_whose_delivery_fails_waits_again_and_is_not_lost,
+    waiting_and_due_records_list_the_due_index_earliest_first_within_the_limit,
 );
 
 /// Collects every batch the processor receives; fails the first `fail_first` calls.
@@ -682,4 +687,204 @@ async fn the_processing_loop_delivers_on_its_own() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(sink.delivered()[0].details, vec![json!("later")]);
+}
+
+async fn record_reads_the_counts_the_waiting_batch_and_the_state_from_the_store(store: &Store) {
+    let sink = Sink::default();
+    let t = sink
+        .builder(store, 1)
+        .limit(1)
+        .defer_interval(Duration::from_millis(100))
+        .max_retries(1)
+        .retry_delay(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    assert_eq!(t.record("a", "1").await.unwrap(), None);
+    t.track_event_at("a", "1", json!(null), 0).await.unwrap();
+    let r = t.record("a", "1").await.unwrap().unwrap();
+    assert_eq!(
+        (r.view.total, r.view.deferred, r.state()),
+        (1, 0, RecordState::Idle)
+    );
+    t.track_event_at("a", "1", json!(1), 10 * MS).await.unwrap();
+    t.track_event_at("a", "1", json!(null), 20 * MS)
+        .await
+        .unwrap();
+    let r = t.record("a", "1").await.unwrap().unwrap();
+    assert_eq!(r.state(), RecordState::Deferred);
+    assert_eq!(
+        (r.view.total, r.view.deferred, r.view.scheduled_at_ms()),
+        (3, 2, Some(110))
+    );
+    assert_eq!((r.view.first_seen_us, r.view.last_seen_us), (0, 20 * MS));
+    assert_eq!((r.details, r.details_dropped, r.in_flight), (1, 0, 0));
+    // The first call fails: the batch is in flight, waiting for its retry.
+    t.tick_at(110 * MS).await;
+    let r = t.record("a", "1").await.unwrap().unwrap();
+    assert_eq!(
+        (r.state(), r.in_flight, r.view.deferred),
+        (RecordState::Processing, 1, 0)
+    );
+    t.tick_at(120 * MS).await;
+    assert_eq!(sink.delivered().len(), 1);
+    let r = t.record("a", "1").await.unwrap().unwrap();
+    assert_eq!(
+        (r.state(), r.in_flight, r.view.total),
+        (RecordState::Idle, 0, 3)
+    );
+    assert_eq!(t.record("a", "other").await.unwrap(), None);
+}
+
+async fn reset_forgets_an_idle_record_and_its_next_event_is_immediate(store: &Store) {
+    let sink = Sink::default();
+    let t = sink
+        .builder(store, 0)
+        .limit(1)
+        .defer_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    assert!(!t.reset_record("a", "1").await.unwrap());
+    t.track_event_at("a", "1", json!(null), 0).await.unwrap();
+    assert!(t.reset_record_at("a", "1", MS).await.unwrap());
+    assert_eq!(t.record("a", "1").await.unwrap(), None);
+    t.tick_at(MS).await; // (Redis: reads the record count)
+    assert_eq!(t.stats().records, 0);
+    let o = t
+        .track_event_at("a", "1", json!(null), 2 * MS)
+        .await
+        .unwrap();
+    assert_eq!((kind(&o), o.record().total), ("immediate", 1));
+    assert_eq!(o.record().first_seen_us, 2 * MS);
+    t.tick_at(1_000 * MS).await;
+    assert!(sink.delivered().is_empty());
+}
+
+async fn reset_hands_the_waiting_batch_to_the_processor_and_the_next_event_is_immediate(
+    store: &Store,
+) {
+    let sink = Sink::default();
+    let t = sink
+        .builder(store, 0)
+        .limit(1)
+        .defer_interval(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    for (i, at) in [0, 1, 2].into_iter().enumerate() {
+        t.track_event_at("a", "1", json!({"n": i}), at * MS)
+            .await
+            .unwrap();
+    }
+    assert!(t.reset_record_at("a", "1", 10 * MS).await.unwrap());
+    let r = t.record("a", "1").await.unwrap().unwrap();
+    assert_eq!(
+        (r.state(), r.view.total, r.view.deferred, r.in_flight),
+        (RecordState::Processing, 0, 0, 1)
+    );
+    assert_eq!(t.stats().retrying, 1);
+    let o = t
+        .track_event_at("a", "1", json!(null), 11 * MS)
+        .await
+        .unwrap();
+    assert_eq!((kind(&o), o.record().total), ("immediate", 1));
+    let o = t
+        .track_event_at("a", "1", json!({"n": 9}), 12 * MS)
+        .await
+        .unwrap();
+    assert_eq!(
+        (kind(&o), o.record().scheduled_at_ms()),
+        ("deferred", Some(1_012))
+    );
+    // The next tick delivers the batch the reset took out, not the new one.
+    t.tick_at(13 * MS).await;
+    let d = sink.delivered();
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        (d[0].count, d[0].first_seen_us, d[0].last_seen_us),
+        (2, MS, 2 * MS)
+    );
+    assert_eq!(d[0].details, vec![json!({"n": 1}), json!({"n": 2})]);
+    t.tick_at(1_012 * MS).await;
+    let d = sink.delivered();
+    assert_eq!(d.len(), 2);
+    assert_eq!((d[1].count, d[1].details.len()), (1, 1));
+    assert_eq!(t.stats().processed_events, 3);
+}
+
+async fn a_reset_batch_whose_delivery_fails_waits_again_and_is_not_lost(store: &Store) {
+    let sink = Sink::default();
+    let t = sink
+        .builder(store, 1)
+        .limit(1)
+        .defer_interval(Duration::from_millis(100))
+        .max_retries(0)
+        .build()
+        .unwrap();
+    t.track_event_at("a", "1", json!(null), 0).await.unwrap();
+    t.track_event_at("a", "1", json!(1), MS).await.unwrap();
+    assert!(t.reset_record_at("a", "1", 5 * MS).await.unwrap());
+    t.tick_at(5 * MS).await; // the only attempt fails: deferred again, due at 105 ms
+    let r = t.record("a", "1").await.unwrap().unwrap();
+    assert_eq!(r.state(), RecordState::Deferred);
+    assert_eq!(
+        (r.view.deferred, r.view.scheduled_at_ms(), r.failed_rounds),
+        (1, Some(105), 1)
+    );
+    t.tick_at(105 * MS).await;
+    let d = sink.delivered();
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        (d[0].count, d[0].failed_rounds, d[0].details.len()),
+        (1, 1, 1)
+    );
+}
+
+async fn waiting_and_due_records_list_the_due_index_earliest_first_within_the_limit(store: &Store) {
+    let sink = Sink::default();
+    let t = sink
+        .builder(store, 0)
+        .limit(1)
+        .defer_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    assert!(t.waiting_records(10).await.unwrap().is_empty());
+    // Batches of d (due 100 ms), b (105 ms), a (110 ms), c (130 ms); e has none.
+    for id in ["a", "b", "c", "d", "e"] {
+        t.track_event_at("k", id, json!(null), 0).await.unwrap();
+    }
+    for (id, at) in [("d", 0), ("b", 5), ("a", 10), ("a", 11), ("c", 30)] {
+        t.track_event_at("k", id, json!({"at": at}), at * MS)
+            .await
+            .unwrap();
+    }
+    let ids = |v: Vec<tidegate::tracker::RecordSnapshot>| {
+        v.into_iter()
+            .map(|s| {
+                (
+                    s.view.id().to_string(),
+                    s.view.scheduled_at_ms(),
+                    s.view.deferred,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(t.waiting_records(10).await.unwrap()),
+        [
+            ("d".to_string(), Some(100), 1),
+            ("b".to_string(), Some(105), 1),
+            ("a".to_string(), Some(110), 2),
+            ("c".to_string(), Some(130), 1),
+        ]
+    );
+    assert_eq!(t.waiting_records(2).await.unwrap().len(), 2);
+    let a = &t.waiting_records(3).await.unwrap()[2];
+    assert_eq!((a.details, a.view.total, a.view.first_seen_us), (2, 3, 0));
+    let due = ids(t.due_records_at(110 * MS, 10).await.unwrap());
+    assert_eq!(due.len(), 3);
+    assert_eq!(due[2].0, "a");
+    assert_eq!(ids(t.due_records_at(104 * MS, 1).await.unwrap()).len(), 1);
+    // Listing claims nothing: the tick still delivers all three.
+    t.tick_at(110 * MS).await;
+    assert_eq!(sink.delivered().len(), 3);
+    assert_eq!(ids(t.waiting_records(10).await.unwrap()).len(), 1);
 }

@@ -53,6 +53,8 @@ enum Op {
     },
     /// Purges records idle for `expire` µs.
     Purge { expire: u64 },
+    /// Resets a record (its waiting batch becomes a claim held here).
+    Reset { key: usize },
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +101,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..KEYS.len(), patch(), any::<bool>())
             .prop_map(|(key, patch, stale)| Op::Reconfigure { key, patch, stale }),
         1 => prop::sample::select(vec![0u64, 100 * MS, 1_000 * MS]).prop_map(|expire| Op::Purge { expire }),
+        1 => (0..KEYS.len()).prop_map(|key| Op::Reset { key }),
     ]
 }
 
@@ -297,7 +300,7 @@ fn fields(r: &Record) -> Vec<f64> {
 /// Compares every record, its gate state and details, the due and idle indexes and the
 /// record count.
 fn same_state(step: usize, m: &Model, lua: &mut Lua<'_>) -> Result<(), TestCaseError> {
-    for k in 0..KEYS.len() {
+    for (k, &(c, i)) in KEYS.iter().enumerate() {
         let rec = rec_of(k);
         let raw = lua.get(&format!("r:{rec}"));
         let model = m.records.get(&k).map(|(r, _)| r);
@@ -308,9 +311,23 @@ fn same_state(step: usize, m: &Model, lua: &mut Lua<'_>) -> Result<(), TestCaseE
             step,
             k
         );
+        let read: Vec<i64> = lua.call("record", &[c.to_string(), i.to_string()]);
         let (Some(raw), Some(r)) = (raw, model) else {
+            prop_assert!(read.is_empty(), "step {}: read of missing {}", step, k);
             continue;
         };
+        let s = r.snapshot(std::sync::Arc::new(RecordKey {
+            category: c.into(),
+            id: i.into(),
+        }));
+        let mut want = view_tuple(0, r)[1..].to_vec();
+        want.extend([
+            i64::from(s.in_flight),
+            i64::from(s.failed_rounds),
+            s.details as i64,
+            s.details_dropped as i64,
+        ]);
+        prop_assert_eq!(read, want, "step {}: read of {}", step, k);
         let mut got: Vec<f64> = raw
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
@@ -562,6 +579,38 @@ fn check(run: Run, lua: &mut Lua<'_>) -> Result<(), TestCaseError> {
                 }
                 let got: i64 = lua.call("purge", &[cutoff.to_string(), "1000".to_string()]);
                 prop_assert_eq!(got, idle.len() as i64, "step {}: purged", step);
+            }
+            &Op::Reset { key } => {
+                let (c, i) = KEYS[key];
+                let lease_until = now + (1 << 40);
+                let args = [now, lease_until].map(|n| n.to_string());
+                let v: Vec<Value> = lua.call("reset", &[&args[..], &[c.into(), i.into()]].concat());
+                let Some((r, seq)) = m.records.get_mut(&key) else {
+                    prop_assert!(v.is_empty(), "step {}: reset of a missing record", step);
+                    same_state(step, &m, lua)?;
+                    continue;
+                };
+                if let Some(p) = &r.pending {
+                    m.due.remove(&(p.due_at, *seq));
+                }
+                let reset = r.reset(now);
+                if reset.remove {
+                    m.records.remove(&key);
+                }
+                let removed = if reset.remove { "1" } else { "0" };
+                prop_assert_eq!(text(&v[0]), removed, "step {}: reset removes", step);
+                match reset.batch {
+                    None => prop_assert_eq!(v.len(), 1, "step {}: reset claims nothing", step),
+                    Some(b) => {
+                        let want = vec![b.deliver(&RecordKey {
+                            category: c.into(),
+                            id: i.into(),
+                        })];
+                        let (id, got) = parse_claim(&v[1..]);
+                        prop_assert_eq!(&got, &want, "step {}: reset's claim", step);
+                        claims.push((id, want));
+                    }
+                }
             }
         }
         same_state(step, &m, lua)?;

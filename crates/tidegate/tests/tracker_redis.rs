@@ -42,7 +42,8 @@ struct Scenario {
     max_retries: u32,
     dead_letter: bool,
     /// `(ms since the previous event, key, with details, patch)`: a patch 1..=3 sets the
-    /// limit, 4 switches to a token bucket (2 tokens, 0.1/s), 5 to a 300 ms sliding window.
+    /// limit, 4 switches to a token bucket (2 tokens, 0.1/s), 5 to a 300 ms sliding window,
+    /// 6 resets the record instead.
     events: Vec<(u64, u8, bool, Option<u64>)>,
 }
 
@@ -84,7 +85,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 prop::sample::select(vec![0u64, 0, 1, 7, 40, 100, 250, 600]),
                 0u8..5,
                 any::<bool>(),
-                prop::option::weighted(0.06, 1u64..=5),
+                prop::option::weighted(0.08, 1u64..=6),
             ),
             1..50,
         ),
@@ -176,7 +177,10 @@ async fn trace(s: &Scenario, store: TrackerStore) -> Vec<String> {
         collect(&mut rx, &mut out);
         clock.set_micros(now);
         let id = format!("k{key}");
-        if let Some(p) = patch {
+        if patch == Some(6) {
+            let reset = tracker.reset_record_at("cat", &id, now).await;
+            out.push(format!("reset {id} {reset:?}"));
+        } else if let Some(p) = patch {
             let patch = match p {
                 4 => ConfigPatch {
                     strategy: Some(TrackStrategy::TokenBucket {
@@ -219,6 +223,8 @@ async fn trace(s: &Scenario, store: TrackerStore) -> Vec<String> {
             r.first_seen_us,
             r.last_seen_us
         ));
+        let read = tracker.record("cat", &id).await.unwrap();
+        out.push(format!("read {id} {read:?}"));
         collect(&mut rx, &mut out);
     }
     let mut guard = 0;
@@ -695,6 +701,60 @@ fn concurrent_update_config_calls_on_one_record_both_take_effect() {
                 "{id}: the deferral patch was lost"
             );
         }
+        a.clear().await.unwrap();
+    });
+}
+
+#[test]
+fn an_instance_reads_lists_and_resets_records_another_instance_tracked() {
+    let server = RedisServer::start();
+    let rt = runtime();
+    rt.block_on(async {
+        let store = connect(&[server.url()]).await;
+        let name = unique("reads");
+        let got = Deliveries::default();
+        let a = got.builder(0, &store, &name).build().unwrap();
+        let b = got.builder(1, &store, &name).build().unwrap();
+        for at in [0, 10, 20] {
+            a.track_event_at("disk", "full", json!(at), at * MS)
+                .await
+                .unwrap();
+        }
+        let seen = b.record("disk", "full").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                seen.view.total,
+                seen.view.deferred,
+                seen.view.scheduled_at_ms()
+            ),
+            (3, 2, Some(110))
+        );
+        let listed = b.waiting_records(10).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].view.id(), "full");
+        assert!(b.due_records_at(109 * MS, 10).await.unwrap().is_empty());
+        assert_eq!(b.due_records_at(110 * MS, 10).await.unwrap().len(), 1);
+        // b resets it: b holds the batch, a's next event is immediate.
+        assert!(b.reset_record_at("disk", "full", 30 * MS).await.unwrap());
+        assert!(b.waiting_records(10).await.unwrap().is_empty());
+        let o = a
+            .track_event_at("disk", "full", json!(null), 31 * MS)
+            .await
+            .unwrap();
+        assert!(
+            matches!(o, TrackOutcome::Immediate(ref r) if r.total == 1),
+            "{o:?}"
+        );
+        a.tick_at(40 * MS).await;
+        assert_eq!(got.count(), 0, "the reset batch is b's to deliver");
+        b.tick_at(40 * MS).await;
+        let delivered = got.0.lock().unwrap().clone();
+        assert_eq!(delivered.len(), 1);
+        assert_eq!((delivered[0].0, delivered[0].1.count), (1, 2));
+        let after = a.record("disk", "full").await.unwrap().unwrap();
+        assert_eq!((after.view.total, after.in_flight), (1, 0));
+        assert!(a.reset_record("disk", "full").await.unwrap());
+        assert_eq!(b.record("disk", "full").await.unwrap(), None);
         a.clear().await.unwrap();
     });
 }

@@ -1,9 +1,11 @@
 'use strict'
 
 // One process of the shared-tracker tests: a Redis tracker named argv[3] on argv[2];
-// with argv[4] = "hang" its processor announces {"claimed": n} and never settles.
+// with argv[4] = "hang" its processor announces {"claimed": n} and never settles; with
+// "slow" batches wait a minute.
 // Each stdin line {"track": n} tracks n events of ('alerts', 'disk') and answers the
-// outcome counts; {"shutdown": true} shuts down and answers what this process
+// outcome counts; {"get": true} answers getEvent('alerts', 'disk') (or null),
+// {"reset": true} resetEvent's answer; {"shutdown": true} shuts down and answers what this process
 // delivered.
 
 const readline = require('node:readline')
@@ -16,7 +18,7 @@ const say = (value) => process.stdout.write(JSON.stringify(value) + '\n')
 const tracker = new EventTracker({
   storage: new RedisAdapter({ url, name }),
   limit: 5,
-  deferInterval: 200,
+  deferInterval: mode === 'slow' ? 60000 : 200,
   processingInterval: 50,
   lease: 2000,
   processor: async (batch) => {
@@ -37,6 +39,10 @@ readline.createInterface({ input: process.stdin }).on('line', async (line) => {
       counts[r.type]++
     }))
     say(counts)
+  } else if (msg.get) {
+    say((await tracker.getEvent('alerts', 'disk')) ?? null)
+  } else if (msg.reset) {
+    say({ reset: await tracker.resetEvent('alerts', 'disk') })
   } else if (msg.delivered) {
     say({ delivered })
   } else if (msg.shutdown) {

@@ -215,6 +215,73 @@ impl EventTracker {
         }))
     }
 
+    /// The record `(category, id)` as the store holds it, or `None`: read only, nothing
+    /// changes. With Redis it is read from Redis now, so it shows what every instance
+    /// sharing the tracker (and `tidegate serve` with the same tracker name) tracked.
+    pub async fn record(
+        &self,
+        category: &str,
+        id: &str,
+    ) -> Result<Option<RecordSnapshot>, TrackError> {
+        self.inner.records.snapshot(category, id).await
+    }
+
+    /// The records whose deferred batch waits, earliest due first, at most `limit`
+    /// (read only; with Redis, every instance's, read now). A batch being processed or
+    /// retried is not waiting and is not listed.
+    pub async fn waiting_records(&self, limit: usize) -> Result<Vec<RecordSnapshot>, TrackError> {
+        self.inner.records.waiting_records(u64::MAX, limit).await
+    }
+
+    /// The records whose deferred batch is due at `now` (µs on the tracker's clock) and
+    /// waits for a tick to claim it, earliest first, at most `limit`; nothing is
+    /// claimed.
+    pub async fn due_records_at(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordSnapshot>, TrackError> {
+        self.inner.records.waiting_records(now, limit).await
+    }
+
+    /// [`due_records_at`](Self::due_records_at) the clock's time.
+    pub async fn due_records(&self, limit: usize) -> Result<Vec<RecordSnapshot>, TrackError> {
+        self.due_records_at(self.inner.clock.now_micros(), limit)
+            .await
+    }
+
+    /// Forgets the record `(category, id)` so that its next event is decided as the
+    /// first of a new record (with the simple counter: immediate). Nothing is lost: a
+    /// batch of it that waits is claimed by this instance and handed to the processor
+    /// on the next tick, through the same retries, failed rounds and dead letters as any
+    /// due batch; a record with a batch being processed is kept, with no events counted,
+    /// until that batch is settled. `Ok(false)` when the record does not exist.
+    pub async fn reset_record(&self, category: &str, id: &str) -> Result<bool, TrackError> {
+        self.reset_record_at(category, id, self.inner.clock.now_micros())
+            .await
+    }
+
+    /// [`reset_record`](Self::reset_record) at an explicit time (µs on the tracker's
+    /// clock): a batch it takes out is delivered by the first tick at or after `now`.
+    pub async fn reset_record_at(
+        &self,
+        category: &str,
+        id: &str,
+        now: u64,
+    ) -> Result<bool, TrackError> {
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return Err(TrackError::ShutDown);
+        }
+        let Some(claimed) = self.inner.records.reset(category, id, now).await? else {
+            return Ok(false);
+        };
+        if let Some(batch) = claimed {
+            let seq = self.inner.retry_seq.fetch_add(1, Ordering::Relaxed);
+            lock(&self.inner.retries).insert((now, seq), RetryBatch { batch, attempts: 0 });
+        }
+        Ok(true)
+    }
+
     /// The counters and gauges.
     pub fn stats(&self) -> TrackerStats {
         let c = &self.inner.counters;

@@ -10,7 +10,7 @@ use hashbrown::HashTable;
 use super::Details;
 use super::budget::{MemoryBudget, detail_cost};
 use super::core::{DetailFate, DetailLimits, Record, RecordSettings, Tracked};
-use super::record::{DeliveredRecord, IgnoreReason, RecordKey, TrackOutcome};
+use super::record::{DeliveredRecord, IgnoreReason, RecordKey, RecordSnapshot, TrackOutcome};
 use super::store::Reconfigured;
 
 /// A record in its shard: its identity, its state (decided by the core) and, while a
@@ -309,6 +309,59 @@ impl MemoryRecords {
         let mut out = None;
         self.with_entry(category, id, |e| out = Some(e.record.settings));
         out
+    }
+
+    /// The record, read without changing it.
+    pub(crate) fn snapshot(&self, category: &str, id: &str) -> Option<RecordSnapshot> {
+        let mut out = None;
+        self.with_entry(category, id, |e| {
+            out = Some(e.record.snapshot(Arc::clone(&e.key)));
+        });
+        out
+    }
+
+    /// The records whose waiting batch is due at or before `due_by`, earliest first, at
+    /// most `limit`, read without changing them.
+    pub(crate) fn waiting_records(&self, due_by: u64, limit: usize) -> Vec<RecordSnapshot> {
+        let keys: Vec<Arc<RecordKey>> = lock(&self.due)
+            .range(..(due_by.saturating_add(1), 0))
+            .take(limit)
+            .map(|(_, k)| Arc::clone(k))
+            .collect();
+        keys.iter()
+            .filter_map(|k| self.snapshot(&k.category, &k.id))
+            .filter(|s| s.view.scheduled_at_us.is_some())
+            .collect()
+    }
+
+    /// Resets the record at `now` (the core decides): `None` when it does not exist,
+    /// else the batch that was waiting, now claimed for delivery. A record with nothing
+    /// in flight is removed.
+    pub(crate) fn reset(
+        &self,
+        category: &str,
+        id: &str,
+        now: u64,
+    ) -> Option<Option<DeliveredRecord>> {
+        let hash = self.hash(category, id);
+        let mut table = lock(self.shard(hash));
+        let Ok(mut found) =
+            table.find_entry(hash, |e| e.key.category == category && e.key.id == id)
+        else {
+            return None;
+        };
+        let e = found.get_mut();
+        if let Some(p) = &e.record.pending {
+            lock(&self.due).remove(&(p.due_at, e.seq));
+        }
+        let reset = e.record.reset(now);
+        let batch = reset.batch.map(|b| b.deliver(&e.key));
+        if reset.remove {
+            let (gone, _) = found.remove();
+            self.budget.release(record_cost(&gone.key));
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
+        Some(batch)
     }
 
     /// Removes records idle since `now - expire_us`, looking at most at `budget` buckets

@@ -41,7 +41,8 @@ pub use details::Details;
 pub use error::{StoreError, TrackError};
 pub use event_tracker::EventTracker;
 pub use record::{
-    DeadLetter, DeliveredRecord, IgnoreReason, RecordKey, RecordView, TrackOutcome, TrackerEvent,
+    DeadLetter, DeliveredRecord, IgnoreReason, RecordKey, RecordSnapshot, RecordState, RecordView,
+    TrackOutcome, TrackerEvent,
 };
 pub use spec::TrackerSpec;
 pub use stats::{ShutdownReport, TrackerStats};

@@ -50,6 +50,48 @@ impl RecordView {
     }
 }
 
+/// What a record is doing now, as [`RecordSnapshot::state`] tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordState {
+    /// No batch waits and none is being processed: the strategy decides the next event.
+    Idle,
+    /// A deferred batch waits for its due time (a batch may be processed as well).
+    Deferred,
+    /// No batch waits; a claimed batch is being processed (or waits for a retry).
+    Processing,
+}
+
+/// A record as its store holds it, read without changing it
+/// ([`EventTracker::record`](super::EventTracker::record)); with Redis, what every
+/// instance sharing the tracker did to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordSnapshot {
+    /// Counts, first and last seen, and the waiting batch's count and due time.
+    pub view: RecordView,
+    /// Batches of this record claimed and not settled yet (being processed or retried).
+    pub in_flight: u32,
+    /// Failed rounds of the waiting batch (0 when none waits).
+    pub failed_rounds: u32,
+    /// Details kept with the waiting batch.
+    pub details: u64,
+    /// Details of the waiting batch the caps left out.
+    pub details_dropped: u64,
+}
+
+impl RecordSnapshot {
+    /// Whether a batch waits, one is being processed, or neither.
+    pub fn state(&self) -> RecordState {
+        if self.view.scheduled_at_us.is_some() {
+            RecordState::Deferred
+        } else if self.in_flight > 0 {
+            RecordState::Processing
+        } else {
+            RecordState::Idle
+        }
+    }
+}
+
 /// Why an event was not tracked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

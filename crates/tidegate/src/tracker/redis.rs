@@ -12,7 +12,9 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::core::{Gate, RecordSettings};
-use super::record::{DeliveredRecord, IgnoreReason, RecordKey, RecordView, TrackOutcome};
+use super::record::{
+    DeliveredRecord, IgnoreReason, RecordKey, RecordSnapshot, RecordView, TrackOutcome,
+};
 use super::store::Reconfigured;
 use super::{Details, StoreError, Strategy, TrackError};
 use crate::store::redis::batcher::{self, BatchCall, Counters, Queued};
@@ -206,6 +208,22 @@ fn view(category: &str, id: &str, v: &[i64]) -> RecordView {
         first_seen_us: v[3].max(0) as u64,
         last_seen_us: v[4].max(0) as u64,
     }
+}
+
+/// A snapshot from the script's `record` reply: the view's five values, then in flight,
+/// failed rounds, details kept and dropped of the waiting batch.
+fn snapshot_of(category: &str, id: &str, v: &[i64]) -> Result<RecordSnapshot, TrackError> {
+    if v.len() != 9 {
+        return Err(bad_reply(format!("record has {} values", v.len())));
+    }
+    let count = |i: usize| v[i].max(0) as u64;
+    Ok(RecordSnapshot {
+        view: view(category, id, &v[..5]),
+        in_flight: count(5) as u32,
+        failed_rounds: count(6) as u32,
+        details: count(7),
+        details_dropped: count(8),
+    })
 }
 
 /// Escapes the glob characters of SCAN MATCH.
@@ -442,6 +460,70 @@ impl RedisRecords {
         })
     }
 
+    /// The record as Redis holds it, or `None`.
+    pub(crate) async fn snapshot(
+        &self,
+        category: &str,
+        id: &str,
+    ) -> Result<Option<RecordSnapshot>, TrackError> {
+        let v: Vec<i64> = self.call("record", &[category, id]).await?;
+        if v.is_empty() {
+            return Ok(None);
+        }
+        snapshot_of(category, id, &v).map(Some)
+    }
+
+    /// The records whose waiting batch is due at or before `due_by`, earliest first, at
+    /// most `limit`.
+    pub(crate) async fn waiting_records(
+        &self,
+        due_by: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordSnapshot>, TrackError> {
+        let (due_by, limit) = (due_by.to_string(), limit.to_string());
+        let v: Vec<redis::Value> = self.call("waiting", &[&due_by, &limit]).await?;
+        let items = texts(v)?;
+        items
+            .chunks(11)
+            .map(|part| {
+                let [category, id, values @ ..] = part else {
+                    return Err(bad_reply("a waiting record ends early"));
+                };
+                let values = values
+                    .iter()
+                    .map(|s| {
+                        s.parse::<i64>()
+                            .map_err(|_| bad_reply(format!("`{s}` is not a number")))
+                    })
+                    .collect::<Result<Vec<i64>, TrackError>>()?;
+                snapshot_of(category, id, &values)
+            })
+            .collect()
+    }
+
+    /// Resets the record at `now`: `None` when it does not exist, else the batch that was
+    /// waiting, claimed under a lease of this instance.
+    pub(crate) async fn reset(
+        &self,
+        category: &str,
+        id: &str,
+        now: u64,
+    ) -> Result<Option<Option<RedisClaim>>, TrackError> {
+        let lease_until = now.saturating_add(self.lease_us).to_string();
+        let now = now.to_string();
+        let mut v: Vec<redis::Value> = self
+            .call("reset", &[&now, &lease_until, category, id])
+            .await?;
+        if v.is_empty() {
+            return Ok(None);
+        }
+        v.remove(0);
+        if v.is_empty() {
+            return Ok(Some(None));
+        }
+        parse_claim(v).map(|c| Some(Some(c)))
+    }
+
     pub(crate) async fn purge_step(
         &self,
         now: u64,
@@ -473,11 +555,9 @@ impl RedisRecords {
     }
 }
 
-/// Parses a claim reply: `{id, taken_over, then per record: category, id, count,
-/// first_seen, last_seen, dropped, failed_rounds, #details, details...}`.
-fn parse_claim(v: Vec<redis::Value>) -> Result<RedisClaim, TrackError> {
-    let items = v
-        .into_iter()
+/// A reply's items as text (bulk strings, integers).
+fn texts(v: Vec<redis::Value>) -> Result<Vec<String>, TrackError> {
+    v.into_iter()
         .map(|x| match x {
             redis::Value::BulkString(b) => {
                 String::from_utf8(b).map_err(|e| bad_reply(e.to_string()))
@@ -486,7 +566,13 @@ fn parse_claim(v: Vec<redis::Value>) -> Result<RedisClaim, TrackError> {
             redis::Value::SimpleString(s) => Ok(s),
             other => Err(bad_reply(format!("{other:?}"))),
         })
-        .collect::<Result<Vec<String>, TrackError>>()?;
+        .collect()
+}
+
+/// Parses a claim reply: `{id, taken_over, then per record: category, id, count,
+/// first_seen, last_seen, dropped, failed_rounds, #details, details...}`.
+fn parse_claim(v: Vec<redis::Value>) -> Result<RedisClaim, TrackError> {
+    let items = texts(v)?;
     let mut items = items.into_iter();
     let mut next = || items.next().ok_or_else(|| bad_reply("a claim ends early"));
     let int = |s: String| -> Result<u64, TrackError> {

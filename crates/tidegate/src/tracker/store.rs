@@ -3,7 +3,7 @@
 
 use super::core::RecordSettings;
 use super::memory::MemoryRecords;
-use super::record::{DeliveredRecord, RecordView, TrackOutcome};
+use super::record::{DeliveredRecord, RecordSnapshot, RecordView, TrackOutcome};
 use super::{Details, TrackError};
 
 /// Where an [`EventTracker`](super::EventTracker) keeps its records.
@@ -216,6 +216,60 @@ impl Records {
             Self::Memory(m) => Ok(m.settings(category, id)),
             #[cfg(feature = "redis")]
             Self::Redis(r) => r.settings(category, id).await,
+        }
+    }
+
+    /// The record as the store holds it (for Redis, read now: every instance's events).
+    pub(crate) async fn snapshot(
+        &self,
+        category: &str,
+        id: &str,
+    ) -> Result<Option<RecordSnapshot>, TrackError> {
+        match self {
+            Self::Memory(m) => Ok(m.snapshot(category, id)),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.snapshot(category, id).await,
+        }
+    }
+
+    /// The records whose waiting batch is due at or before `due_by`, earliest first, at
+    /// most `limit` (for Redis, read now).
+    pub(crate) async fn waiting_records(
+        &self,
+        due_by: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordSnapshot>, TrackError> {
+        match self {
+            Self::Memory(m) => Ok(m.waiting_records(due_by, limit)),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.waiting_records(due_by, limit).await,
+        }
+    }
+
+    /// Resets a record at `now`: `None` when it does not exist, else the batch that was
+    /// waiting, claimed for this instance to deliver (in Redis under a lease).
+    pub(crate) async fn reset(
+        &self,
+        category: &str,
+        id: &str,
+        now: u64,
+    ) -> Result<Option<Option<Claimed>>, TrackError> {
+        match self {
+            Self::Memory(m) => Ok(m.reset(category, id, now).map(|batch| {
+                batch.map(|r| Claimed {
+                    claim: None,
+                    records: vec![r],
+                })
+            })),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.reset(category, id, now).await.map(|done| {
+                done.map(|claim| {
+                    claim.map(|c| Claimed {
+                        claim: Some(c.id),
+                        records: c.records,
+                    })
+                })
+            }),
         }
     }
 

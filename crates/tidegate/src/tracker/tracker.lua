@@ -2,7 +2,7 @@
 -- limiter's arithmetic, for the token bucket and sliding window strategies) followed by
 -- this file; ARGV[1] names the operation. The record functions below (gate_admit,
 -- track_record, add_detail, claim_record, settle_record, defer_record, is_idle,
--- reconfigure_record) mirror the tracker's pure core, crates/tidegate/src/tracker/core/,
+-- reconfigure_record, reset_record, snapshot) mirror the tracker's pure core, crates/tidegate/src/tracker/core/,
 -- one function each: they take the record and their inputs as arguments and return a
 -- table with named fields; the operations at the end do the reading and writing of keys.
 -- tests/tracker_core_lua.rs drives both with the same random operations and compares
@@ -50,6 +50,13 @@ local op = ARGV[1]
 local now
 
 local function rec_of(category, id) return #category .. ':' .. category .. id end
+
+-- The category and id of a record key (rec_of's inverse).
+local function key_of(rec)
+  local colon = find(rec, ':', 1, true)
+  local clen = tonumber(sub(rec, 1, colon - 1))
+  return sub(rec, colon + 1, colon + clen), sub(rec, colon + clen + 1)
+end
 
 local function load(rk)
   local v = call('GET', rk)
@@ -248,6 +255,59 @@ local function reconfigure_record(r, e, n)
   return {changed = true}
 end
 
+-- Record::reset (core/reset.rs): forgets the record's events at `now`: the gate starts
+-- fresh (its state key gk deleted), the counts from zero; the waiting batch, if any, is
+-- claimed (counted in flight). Returns {claimed (a batch was waiting), remove (nothing in
+-- flight: the caller deletes the record)}; the caller takes the batch out first
+-- (take_batch) when one waits.
+local function reset_record(r, gk, now)
+  local claimed = r[PC] >= 0
+  if claimed then
+    clear_pending(r)
+    r[INF] = r[INF] + 1
+  end
+  call('DEL', gk)
+  r[SK], r[ADM] = r[KIND], 0
+  r[TOT], r[FS], r[LS] = 0, now, now
+  return {claimed = claimed, remove = r[INF] == 0}
+end
+
+-- Record::snapshot (core/record.rs): the view, then in flight, the waiting batch's
+-- failed rounds, details kept and details dropped.
+local function snapshot(r)
+  local v = view(r)
+  if r[PC] < 0 then
+    v[6], v[7], v[8], v[9] = r[INF], 0, 0, 0
+  else
+    v[6], v[7], v[8], v[9] = r[INF], r[PFR], r[PN], r[PDROP]
+  end
+  return v
+end
+
+-- Appends the waiting batch of record r (key rec) to a claim's items, as `claim` returns
+-- them: category, id, count, first_seen, last_seen, dropped, failed_rounds, #details,
+-- details...; deletes its details list. The batch fields are read before the record
+-- function that takes it out (claim_record, reset_record) clears them.
+local function take_batch(items, category, id, rec, r)
+  local dk = P .. 'd:' .. rec
+  local details = call('LRANGE', dk, 0, -1)
+  local n = #items
+  items[n + 1], items[n + 2], items[n + 3], items[n + 4] = category, id, num(r[PC]),
+    num(r[PFS])
+  items[n + 5], items[n + 6], items[n + 7], items[n + 8] = num(r[PLS]), num(r[PDROP]),
+    num(r[PFR]), #details
+  for j = 1, #details do items[n + 8 + j] = details[j] end
+  call('DEL', dk)
+end
+
+-- A new claim holding `items`, leased until lease_until. Returns its id.
+local function new_claim(items, lease_until)
+  local cid = tostring(call('INCR', P .. 'cseq'))
+  rpush_all(P .. 'c:' .. cid, items)
+  call('ZADD', P .. 'leases', lease_until, cid)
+  return cid
+end
+
 -- track: max_keys (0 = unbounded), max_details, the default settings (SETTINGS order,
 -- used when a record is new), R, then R requests of 4 arguments: now, category, id,
 -- detail ('' = none). Each request is decided in turn, atomically with the others.
@@ -318,30 +378,18 @@ if op == 'claim' then
   end
   local due = call('ZRANGEBYSCORE', P .. 'due', '-inf', ARGV[2], 'LIMIT', 0, max_records)
   if #due == 0 then return {} end
-  local cid = tostring(call('INCR', P .. 'cseq'))
   local items = {}
   for _, member in ipairs(due) do
     local rec = sub(member, 17)
-    local rk, dk = P .. 'r:' .. rec, P .. 'd:' .. rec
-    local colon = find(rec, ':', 1, true)
-    local clen = tonumber(sub(rec, 1, colon - 1))
-    local category = sub(rec, colon + 1, colon + clen)
-    local id = sub(rec, colon + clen + 1)
+    local rk = P .. 'r:' .. rec
+    local category, id = key_of(rec)
     local r = load(rk)
-    local details = call('LRANGE', dk, 0, -1)
-    local b = claim_record(r)
-    local n = #items
-    items[n + 1], items[n + 2], items[n + 3], items[n + 4] = category, id, num(b.count),
-      num(b.fs)
-    items[n + 5], items[n + 6], items[n + 7], items[n + 8] = num(b.ls), num(b.dropped),
-      num(b.fr), #details
-    for j = 1, #details do items[n + 8 + j] = details[j] end
+    take_batch(items, category, id, rec, r)
+    claim_record(r)
     save(rk, r)
-    call('DEL', dk)
   end
   call('ZREM', P .. 'due', spread(due))
-  rpush_all(P .. 'c:' .. cid, items)
-  call('ZADD', P .. 'leases', lease_until, cid)
+  local cid = new_claim(items, lease_until)
   local reply = {cid, 0}
   for i = 1, #items do reply[i + 2] = items[i] end
   return reply
@@ -426,6 +474,64 @@ if op == 'configure' then
   if not reconfigure_record(r, 4, 14).changed then return {-1} end
   save(rk, r)
   return view(r)
+end
+
+-- record: category, id. The record read without changing it (snapshot), or {}.
+if op == 'record' then
+  local r = load(P .. 'r:' .. rec_of(ARGV[2], ARGV[3]))
+  if not r then return {} end
+  return snapshot(r)
+end
+
+-- waiting: due_by µs, limit. The records whose waiting batch is due at or before due_by,
+-- earliest first, at most limit, read without changing them. Reply: per record
+-- category, id, then its snapshot (9 values).
+if op == 'waiting' then
+  local due = call('ZRANGEBYSCORE', P .. 'due', '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
+  local reply = {}
+  for _, member in ipairs(due) do
+    local rec = sub(member, 17)
+    local r = load(P .. 'r:' .. rec)
+    if r then
+      local category, id = key_of(rec)
+      reply[#reply + 1], reply[#reply + 2] = category, id
+      for _, v in ipairs(snapshot(r)) do reply[#reply + 1] = v end
+    end
+  end
+  return reply
+end
+
+-- reset: now, lease_until, category, id. Forgets the record's events (reset_record); its
+-- waiting batch becomes a claim of the caller, leased until lease_until, for it to
+-- deliver; a record with nothing in flight is deleted. Reply: {} when missing, else
+-- {removed (0/1)} followed, when a batch was waiting, by the claim as `claim` answers it.
+if op == 'reset' then
+  now = tonumber(ARGV[2])
+  local rec = rec_of(ARGV[4], ARGV[5])
+  local rk, gk = P .. 'r:' .. rec, P .. 'g:' .. rec
+  local r = load(rk)
+  if not r then return {} end
+  local items = {}
+  if r[PC] >= 0 then
+    take_batch(items, ARGV[4], ARGV[5], rec, r)
+    call('ZREM', P .. 'due', member_of(r[PSEQ], rec))
+  end
+  local t = reset_record(r, gk, now)
+  local reply = {0}
+  if t.remove then
+    call('DEL', rk)
+    call('ZREM', P .. 'seen', rec)
+    call('DECR', P .. 'n')
+    reply[1] = 1
+  else
+    save(rk, r)
+    settle_seen(r, rec)
+  end
+  if t.claimed then
+    reply[2], reply[3] = new_claim(items, ARGV[3]), 0
+    for i = 1, #items do reply[i + 3] = items[i] end
+  end
+  return reply
 end
 
 -- purge: cutoff µs, budget. Removes up to budget idle records last seen at or before the

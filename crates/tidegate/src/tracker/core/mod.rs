@@ -11,6 +11,9 @@
 //! - [`Record::claim`]: take a due batch (`claim.rs`).
 //! - [`Record::processed`], [`Record::dead_lettered`], [`Record::defer_again`]: settle a
 //!   claimed batch (`settle.rs`).
+//! - [`Record::reset`]: forget the record's events, handing out its waiting batch
+//!   (`reset.rs`).
+//! - [`Record::snapshot`]: the record read without changing it (`record.rs`).
 //! - [`Record::is_idle`]: whether the purge may remove the record (`purge.rs`).
 //! - [`Record::reconfigure`], [`RecordSettings::patched`]: change its settings
 //!   (`reconfigure.rs`, `settings.rs`).
@@ -21,6 +24,7 @@ mod gate;
 mod purge;
 mod reconfigure;
 mod record;
+mod reset;
 mod settings;
 mod settle;
 mod track;
@@ -28,6 +32,7 @@ mod track;
 pub use batch::{Batch, DetailFate};
 pub use gate::{Gate, GateState, defer_micros};
 pub use record::Record;
+pub use reset::Reset;
 pub use settings::{DetailLimits, RecordSettings};
 pub use settle::Requeued;
 pub use track::Tracked;

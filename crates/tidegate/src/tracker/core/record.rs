@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::batch::Batch;
 use super::gate::GateState;
 use super::settings::RecordSettings;
-use crate::tracker::record::{RecordKey, RecordView};
+use crate::tracker::record::{RecordKey, RecordSnapshot, RecordView};
 
 /// The state of one record, everything the tracker's decisions read and change.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +49,19 @@ impl Record {
             scheduled_at_us: self.pending.as_ref().map(|p| p.due_at),
             first_seen_us: self.first_seen,
             last_seen_us: self.last_seen,
+        }
+    }
+
+    /// The record as a read-only snapshot (its view, what is in flight, the waiting
+    /// batch's failed rounds and details).
+    pub fn snapshot(&self, key: Arc<RecordKey>) -> RecordSnapshot {
+        let p = self.pending.as_ref();
+        RecordSnapshot {
+            view: self.view(key),
+            in_flight: self.in_flight,
+            failed_rounds: p.map_or(0, |p| p.failed_rounds),
+            details: p.map_or(0, |p| p.details.len() as u64),
+            details_dropped: p.map_or(0, |p| p.dropped),
         }
     }
 
