@@ -70,9 +70,9 @@ impl Client {
     }
 }
 
-/// A key of `len` bytes, unique for `(thread, n)`.
-fn key(thread: usize, n: u64, len: usize) -> String {
-    let k = format!("t{thread}-{n}-");
+/// A key of `len` bytes, unique for `(round, thread, n)`.
+fn key(round: u64, thread: usize, n: u64, len: usize) -> String {
+    let k = format!("r{round}-t{thread}-{n}-");
     format!("{k}{}", "k".repeat(len.saturating_sub(k.len())))
 }
 
@@ -101,7 +101,7 @@ fn flood(addr: &str, threads: usize, per_thread: u64, key_len: usize, round: u64
             thread::spawn(move || {
                 let mut c = Client::connect(&addr);
                 for n in 0..per_thread {
-                    let (status, _) = c.check(&key(t, round * per_thread + n, key_len));
+                    let (status, _) = c.check(&key(round, t, n, key_len));
                     let slot = match status {
                         200 => 0,
                         429 => 1,
@@ -252,39 +252,41 @@ fn with_on_full_evict_a_flood_keeps_every_new_key_limited_and_counts_each_evicti
 #[test]
 #[ignore = "figures, not a check: run with --ignored --nocapture"]
 fn flood_figures() {
-    for (budget, bytes) in [("64MB", 64_000_000u64), ("256MB", 256_000_000)] {
-        for key_len in [16, 250] {
-            let dir = TempDir::new();
-            let server = Server::with_config(&dir, &config(budget, "fixed_window:10/1h", "reject"));
-            let max_keys = metric(&server, "tidegate_memory_max_keys{policy=\"api\"}") as u64;
-            let before = probe(&server.addr, 2000);
-            let rss_start = rss_kib(server.pid());
-            let threads = 4;
-            let filled = flood(&server.addr, threads, max_keys / threads as u64, key_len, 0);
-            let rss_full = rss_kib(server.pid());
-            let keys = metric(&server, "tidegate_memory_keys{policy=\"api\"}") as u64;
-            let beyond = flood(
-                &server.addr,
-                threads,
-                max_keys / 10 / threads as u64,
-                key_len,
-                1,
-            );
-            let at_bound = probe(&server.addr, 2000);
-            let per_key = (rss_full - rss_start) * 1024 / keys.max(1);
-            println!(
-                "budget {budget} ({bytes} B), keys of {key_len} B: max_keys {max_keys}; filled {keys} keys in {:.1} s ({:.0} keys/s, {:?}); RSS {} -> {} KiB ({per_key} B/key measured, {} B/key budgeted); {} more keys at the bound in {:.1} s ({:.0}/s, {:?}); probe p99 {before:?} before, {at_bound:?} at the bound",
-                filled.elapsed.as_secs_f64(),
-                filled.sent as f64 / filled.elapsed.as_secs_f64(),
-                filled.by_status,
-                rss_start,
-                rss_full,
-                bytes / max_keys,
-                beyond.sent,
-                beyond.elapsed.as_secs_f64(),
-                beyond.sent as f64 / beyond.elapsed.as_secs_f64(),
-                beyond.by_status,
-            );
-        }
+    for (budget, bytes, key_len) in [
+        ("64MB", 64_000_000u64, 16),
+        ("64MB", 64_000_000, 250),
+        ("256MB", 256_000_000, 250),
+    ] {
+        let dir = TempDir::new();
+        let server = Server::with_config(&dir, &config(budget, "fixed_window:10/1h", "reject"));
+        let max_keys = metric(&server, "tidegate_memory_max_keys{policy=\"api\"}") as u64;
+        let before = probe(&server.addr, 2000);
+        let rss_start = rss_kib(server.pid());
+        let threads = 4;
+        let filled = flood(&server.addr, threads, max_keys / threads as u64, key_len, 0);
+        let rss_full = rss_kib(server.pid());
+        let keys = metric(&server, "tidegate_memory_keys{policy=\"api\"}") as u64;
+        let beyond = flood(
+            &server.addr,
+            threads,
+            max_keys / 10 / threads as u64,
+            key_len,
+            1,
+        );
+        let at_bound = probe(&server.addr, 2000);
+        let per_key = (rss_full - rss_start) * 1024 / keys.max(1);
+        println!(
+            "budget {budget} ({bytes} B), keys of {key_len} B: max_keys {max_keys}; filled {keys} keys in {:.1} s ({:.0} keys/s, {:?}); RSS {} -> {} KiB ({per_key} B/key measured, {} B/key budgeted); {} more keys at the bound in {:.1} s ({:.0}/s, {:?}); probe p99 {before:?} before, {at_bound:?} at the bound",
+            filled.elapsed.as_secs_f64(),
+            filled.sent as f64 / filled.elapsed.as_secs_f64(),
+            filled.by_status,
+            rss_start,
+            rss_full,
+            bytes / max_keys,
+            beyond.sent,
+            beyond.elapsed.as_secs_f64(),
+            beyond.sent as f64 / beyond.elapsed.as_secs_f64(),
+            beyond.by_status,
+        );
     }
 }

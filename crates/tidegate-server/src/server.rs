@@ -79,13 +79,10 @@ impl Server {
             None => None,
             Some(t) => Some(tracker(t, &config.store).await?),
         };
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServeError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = listen(config.listen).map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let http = listener.local_addr().map_err(ServeError::LocalAddr)?;
         let envoy = match &config.envoy {
             None => None,
@@ -334,4 +331,22 @@ fn routes(
     ));
     let router = app::router(Arc::clone(&app));
     (app, router)
+}
+
+/// Connections the kernel queues for `accept` (it caps this at `net.core.somaxconn`).
+/// The usual 128 overflows under a burst of new connections, and the kernel then drops
+/// handshakes that clients retry only after a second or more.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` (with `SO_REUSEADDR`, as `TcpListener::bind` does) and listens with
+/// [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
