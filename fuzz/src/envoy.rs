@@ -10,7 +10,8 @@ use prost::Message;
 use tidegate_envoy::proto::RateLimitRequest;
 use tidegate_envoy::{Backend, Config, RateLimiter};
 
-use crate::http::{ENVOY_YAML, runtime};
+use crate::http::ENVOY_YAML;
+use crate::runtime;
 
 /// Reads the input as a YAML configuration; an accepted one builds a limiter that
 /// answers a request for each of its rules.

@@ -60,17 +60,6 @@ descriptors:
     policy: "gcra:10/1s"
 "#;
 
-/// The one runtime every target runs its async work on.
-pub fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime")
-    })
-}
-
 fn router() -> &'static axum::Router {
     static ROUTER: OnceLock<axum::Router> = OnceLock::new();
     ROUTER.get_or_init(|| {
@@ -81,7 +70,7 @@ fn router() -> &'static axum::Router {
         let text = CONFIG.replace("ENVOY_CONFIG", &yaml.display().to_string());
         let config = Config::from_toml("fuzz", &text, Vec::<(String, String)>::new())
             .expect("the fuzz configuration is valid");
-        runtime().block_on(async {
+        crate::runtime().block_on(async {
             Server::bind(config)
                 .await
                 .expect("the fuzz server binds")
@@ -122,7 +111,7 @@ pub fn request(data: &[u8]) {
     // Envoy's routes answer in plain text, as envoyproxy/ratelimit's do.
     let envoy_route = matches!(request.uri().path(), "/json" | "/healthcheck");
     let router = router().clone();
-    let response = runtime().block_on(async {
+    let response = crate::runtime().block_on(async {
         tokio::time::timeout(Duration::from_secs(5), router.oneshot(request))
             .await
             .expect("answered within 5 s")

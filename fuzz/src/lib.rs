@@ -11,6 +11,8 @@ pub mod http;
 pub mod policy;
 pub mod tracker_spec;
 
+use std::sync::OnceLock;
+
 /// A target: takes one input, panics on a defect.
 pub type Target = fn(&[u8]);
 
@@ -28,6 +30,17 @@ pub const TARGETS: &[(&str, Target)] = &[
 /// The target called `name`.
 pub fn target(name: &str) -> Option<Target> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+}
+
+/// The one runtime every target runs its async work on.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    })
 }
 
 /// The input as text, if it is UTF-8 (every target reads text but the Envoy protobuf).

@@ -11,7 +11,7 @@ pub fn spec(data: &[u8]) {
     let Ok(spec) = text.parse::<TrackerSpec>() else {
         return;
     };
-    crate::http::runtime().block_on(async {
+    crate::runtime().block_on(async {
         if let Ok(tracker) = spec.apply(EventTracker::builder().manual_ticks()).build() {
             tracker.shutdown().await;
         }

@@ -21,3 +21,17 @@ fn every_corpus_input_runs_through_its_target_without_a_panic() {
         }
     }
 }
+
+#[test]
+fn every_corpus_folder_is_a_target() {
+    // scripts/fuzz runs one target per folder.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let mut folders: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    folders.sort();
+    let mut targets: Vec<&str> = tidegate_fuzz::TARGETS.iter().map(|(n, _)| *n).collect();
+    targets.sort_unstable();
+    assert_eq!(folders, targets);
+}
