@@ -376,6 +376,7 @@ async fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn run_str(policy: &str, input: &str) -> (Result<Summary>, String) {
         let policies: PolicySet = policy.parse().unwrap();
@@ -425,6 +426,84 @@ mod tests {
             e.contains("line 1") && e.contains("cost 4 can never be admitted"),
             "{e}"
         );
+    }
+
+    fn garbage() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,40}",
+            Just(format!("{{\"t_ms\":{},\"key\":\"a\"}}", u64::MAX)),
+            Just("{\"t_ms\":1,\"key\":\"a\",\"cost\":-1}".to_string()),
+            Just("{\"t_ms\":1e3,\"key\":\"a\"}".to_string()),
+            Just("{\"t_ms\":1,\"key\":\"a\",\"extra\":1}".to_string()),
+            Just("[]".to_string()),
+            Just("\u{0}\r".to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Fuzzed replay input: events in time order (any key, costs up to u64::MAX,
+        /// times up to the bound) with one line possibly replaced by garbage, through
+        /// every algorithm. The replay never panics; it prints one decision per line
+        /// up to the first bad one, whose number its error names.
+        #[test]
+        fn replay_of_fuzzed_lines_never_panics_and_stops_at_the_first_bad_line(
+            policy in prop::sample::select(vec![
+                "gcra:10/1s", "fixed_window:3/10s,align=epoch", "sliding_window:5/1s",
+                "sliding_log:3/1s", "token_bucket:100/1m,burst=20", "leaky_bucket:20/1m",
+                "throttle:10s", "gcra:1000000000000000/1ms;fixed_window:1/18250d",
+            ]),
+            start in prop_oneof![Just(0u64), Just(MAX_TIME_MICROS / 1_000 - 100_000)],
+            events in prop::collection::vec(
+                (0u64..20_000, "\\PC{0,6}", prop_oneof![Just(1u64), 0u64..5, Just(u64::MAX)]),
+                0..30,
+            ),
+            bad in prop::option::of((any::<prop::sample::Index>(), garbage())),
+        ) {
+            let mut t = start;
+            let mut lines: Vec<String> = events
+                .iter()
+                .map(|(dt, key, cost)| {
+                    t += dt;
+                    serde_json::json!({"t_ms": t, "key": key, "cost": cost}).to_string()
+                })
+                .collect();
+            let mut bad_line = None;
+            if let Some((i, g)) = bad
+                && !lines.is_empty()
+            {
+                let i = i.index(lines.len());
+                lines[i] = g;
+                bad_line = Some(i + 1);
+            }
+            let (r, out) = run_str(policy, &lines.join("\n"));
+            let printed = out.lines().count();
+            match r {
+                Ok(summary) => {
+                    prop_assert_eq!(summary.lines as usize, printed);
+                    let blank = lines.iter().filter(|l| l.trim().is_empty()).count();
+                    prop_assert_eq!(printed, lines.len() - blank);
+                }
+                Err(e) => {
+                    let e = format!("{e:#}");
+                    prop_assert!(e.starts_with("line "), "{}", e);
+                    let n: usize = e[5..].split(':').next().unwrap().parse().unwrap();
+                    prop_assert!(printed < n, "{} decisions printed before the error {}", printed, e);
+                    // A valid line fails only on a cost of 0 or one no policy can ever
+                    // admit, or a time past the clock's bound.
+                    if bad_line != Some(n) {
+                        prop_assert!(
+                            e.contains("can never be admitted")
+                                || e.contains("cost must be at least 1")
+                                || e.contains("is out of range"),
+                            "{}",
+                            e
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

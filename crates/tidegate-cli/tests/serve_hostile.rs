@@ -370,7 +370,7 @@ fn store_bounds_that_would_switch_limits_off_are_refused_and_the_default_is_size
     for (extra, expected) in [
         (
             "max_keys = 0",
-            "`store.max_keys`: must be at least 1 (remove it to size the store from store.max_memory_bytes)",
+            "`store.max_keys`: must be at least 1 (remove it to size the store from store.max_memory)",
         ),
         (
             "on_full = \"ignore\"",
@@ -378,7 +378,19 @@ fn store_bounds_that_would_switch_limits_off_are_refused_and_the_default_is_size
         ),
         (
             "max_memory_bytes = 1000",
-            "`store.max_memory_bytes`: must be at least 1048576 (1 MiB)",
+            "`store.max_memory_bytes`: must be at least 1 MiB (1048576 bytes), got 1000 bytes",
+        ),
+        (
+            "max_memory = \"512KiB\"",
+            "`store.max_memory`: must be at least 1 MiB (1048576 bytes), got 524288 bytes",
+        ),
+        (
+            "max_memory = \"8 megs\"",
+            "`store.max_memory`: `8 megs` has an unknown unit `megs`: write a whole number with a unit",
+        ),
+        (
+            "max_memory = \"8MB\"\nmax_memory_bytes = 8000000",
+            "`store.max_memory`: and store.max_memory_bytes are both set: keep one",
         ),
     ] {
         let path = dir.write(

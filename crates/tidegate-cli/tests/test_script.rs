@@ -41,7 +41,7 @@ fn without_apt_get_and_redis_it_names_what_to_install_and_stops() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.starts_with(
-            "scripts/test: missing redis-server redis-cli openssl python3 node npm chromium (the tests start their own"
+            "scripts/test: missing redis-server redis-cli openssl python3 node npm chromium c++ (the tests start their own"
         ),
         "{stderr}"
     );

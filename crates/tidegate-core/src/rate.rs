@@ -68,7 +68,10 @@ pub(crate) fn window_micros(window: Duration) -> Result<u64, PolicyError> {
     if us > MAX_WINDOW_MICROS {
         return Err(PolicyError::new(
             "window",
-            format!("{window:?} is too long: at most 50 years (18250 days)"),
+            format!(
+                "{window:?} is too long: at most 18250 days (50 years of 365 days; `y` in a window \
+                 is 365.25 days, so `50y` is longer)"
+            ),
         ));
     }
     Ok(us)
@@ -92,6 +95,14 @@ pub(crate) fn check_limit(field: &str, value: u64) -> Result<(), PolicyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_of_50y_is_refused_saying_that_a_year_there_is_365_25_days() {
+        let e = "fixed_window:1/50y".parse::<crate::Policy>().unwrap_err();
+        assert!(e.reason.contains("at most 18250 days"), "{e}");
+        assert!(e.reason.contains("`50y` is longer"), "{e}");
+        assert!("fixed_window:1/18250d".parse::<crate::Policy>().is_ok());
+    }
 
     #[test]
     fn rate_defaults_burst_to_limit() {

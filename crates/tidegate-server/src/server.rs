@@ -86,13 +86,10 @@ impl Server {
             None => None,
             Some(t) => Some(tracker(t, &config.store).await?),
         };
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServeError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = listen(config.listen).map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let http = listener.local_addr().map_err(ServeError::LocalAddr)?;
         let envoy = match &config.envoy {
             None => None,
@@ -130,6 +127,26 @@ impl Server {
         Some(EnvoyReloader::new(limiter, &settings.config))
     }
 
+    /// The routes [`Server::run`] would serve (with `[envoy]`'s `/json` and
+    /// `/healthcheck`), without the listener, the connection limits or the tracker's
+    /// ticks: for driving whole requests in-process, e.g. with
+    /// `tower::ServiceExt::oneshot` in tests and fuzzing. The server never stops.
+    pub fn into_router(self) -> axum::Router {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (app, mut router) = routes(
+            &self.config,
+            self.policies,
+            self.tracker,
+            self.metrics,
+            stop_rx,
+        );
+        if let Some((limiter, _)) = &self.envoy {
+            router = router.merge(envoy::router(limiter, &app));
+        }
+        // The sender lives as long as the routes: a request never sees a shutdown.
+        router.layer(axum::Extension(Arc::new(stop_tx)))
+    }
+
     /// Serves until `shutdown` completes (e.g. on SIGTERM), then stops accepting,
     /// answers `/readyz` with 503, lets the requests in progress finish (at most
     /// `shutdown_timeout`; idle connections are closed at once) and shuts the tracker
@@ -148,20 +165,13 @@ impl Server {
             metrics,
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let app = Arc::new(app::App::new(
+        let (app, mut router) = routes(
+            &config,
             policies,
             tracker.clone(),
-            config.admin_token.clone(),
-            config.max_key_bytes,
-            config.max_body_bytes,
-            config.legacy_headers,
             metrics.clone(),
-            (stop_rx.clone(), config.server.body_timeout),
-        ));
-        let mut router = app::router(Arc::clone(&app));
-        if app.admin_token.is_some() {
-            router = router.merge(dashboard::router(&app, &config.dashboard_queues));
-        }
+            stop_rx.clone(),
+        );
         let mut envoy_tasks = None;
         if let (Some((limiter, grpc)), Some(settings)) = (envoy, &config.envoy) {
             router = router.merge(envoy::router(&limiter, &app));
@@ -306,4 +316,47 @@ async fn tracker(t: &TrackerSettings, store: &StoreSettings) -> Result<EventTrac
         .map_err(ServeError::Tracker)?;
     tracing::info!(sink = sink.label(), spec = %t.spec_text, "event tracker ready");
     Ok(tracker)
+}
+
+/// The shared state of the routes and the routes of `app.rs` over it.
+fn routes(
+    config: &Config,
+    policies: limits::Policies,
+    tracker: Option<EventTracker>,
+    metrics: PrometheusHandle,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> (Arc<app::App>, axum::Router) {
+    let app = Arc::new(app::App::new(
+        policies,
+        tracker,
+        config.admin_token.clone(),
+        config.max_key_bytes,
+        config.max_body_bytes,
+        config.legacy_headers,
+        metrics,
+        (stop, config.server.body_timeout),
+    ));
+    let mut router = app::router(Arc::clone(&app));
+    if app.admin_token.is_some() {
+        router = router.merge(dashboard::router(&app, &config.dashboard_queues));
+    }
+    (app, router)
+}
+
+/// Connections the kernel queues for `accept` (it caps this at `net.core.somaxconn`).
+/// The usual 128 overflows under a burst of new connections, and the kernel then drops
+/// handshakes that clients retry only after a second or more.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` (with `SO_REUSEADDR`, as `TcpListener::bind` does) and listens with
+/// [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }

@@ -3,6 +3,33 @@
 
 use super::*;
 
+/// A size as written: a string with a unit (`"256MB"`, `"64 MiB"`) or a number of
+/// bytes; checked by [`store::parse_size`](super::store::parse_size).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Size(pub(super) String);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size like \"256MB\" or \"64MiB\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Size, E> {
+                Ok(Size(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
+                Ok(Size(v.to_string()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
+                Ok(Size(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A string or a number, for numeric keys that environment overrides set as text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Num(pub(super) u64);
@@ -155,6 +182,7 @@ pub(super) struct RawStore {
     pub(super) tls_ca_file: Option<PathBuf>,
     pub(super) deny_cache: Option<Flag>,
     pub(super) max_keys: Option<Num>,
+    pub(super) max_memory: Option<Size>,
     pub(super) max_memory_bytes: Option<Num>,
     pub(super) on_full: Option<String>,
 }
