@@ -196,7 +196,8 @@ impl<A: Algorithm + 'static> Limiter<A> {
 
 impl<A: Algorithm, K: Hash + Eq, C: Clock> Limiter<A, K, C> {
     /// Decides now for `key`, consuming `cost` if admitted.
-    #[inline]
+    // Always inlined, as `MemoryStore::acquire`: the known key's path is small.
+    #[inline(always)]
     pub fn check<Q>(&self, key: &Q, cost: u64) -> Result<Decision, LimitError>
     where
         K: Borrow<Q>,
@@ -206,7 +207,7 @@ impl<A: Algorithm, K: Hash + Eq, C: Clock> Limiter<A, K, C> {
     }
 
     /// Decides at time `now` (µs on this limiter's timeline) for `key`.
-    #[inline]
+    #[inline(always)]
     pub fn check_at<Q>(&self, key: &Q, cost: u64, now: u64) -> Result<Decision, LimitError>
     where
         K: Borrow<Q>,

@@ -20,6 +20,11 @@
 //!
 //! Memory: `--rss-child governor|tidegate N` (run by the parent in a fresh process)
 //! inserts N keys and prints the growth of the resident set (/proc/self/smaps_rollup).
+//!
+//! Instruction counts: `--count governor|tidegate --keys K --ops N` runs only N checks
+//! of one subject (CoarseClock for tidegate, the same key sequence as the timed runs)
+//! in `count_loop`, to be run under `valgrind --tool=callgrind
+//! --toggle-collect='*count_loop*'` (instructions per check = Ir / N).
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
@@ -430,8 +435,57 @@ fn rss_in_child(which: &str, n: usize) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// The loop `--count` runs: every check of `seq`, decision digested (out of line, so
+/// that a profiler can count exactly its instructions).
+#[inline(never)]
+fn count_loop<F: Fn(&u64) -> u64>(check: F, seq: &[u64]) -> u64 {
+    let mut digest = 0u64;
+    for k in seq {
+        digest = digest.wrapping_add(check(black_box(k)));
+    }
+    digest
+}
+
+/// `--count SUBJECT`: one subject's checks only, for an instruction counter.
+fn count(which: &str, o: &Options) {
+    let keys = o.keys[0];
+    let universe = universe(keys);
+    let seq = sequence(&universe, o.ops, 0xC0FFEE);
+    let digest = match which {
+        "governor" => {
+            let governor = RateLimiter::keyed(quota());
+            for k in &universe {
+                assert!(governor.check_key(k).is_ok());
+            }
+            count_loop(|k: &u64| u64::from(governor.check_key(k).is_ok()), &seq)
+        }
+        "tidegate" => {
+            let coarse = tidegate_limiter(CoarseClock);
+            for k in &universe {
+                assert!(coarse.check(k, 1).expect("check").allowed);
+            }
+            if o.allowed_only {
+                count_loop(
+                    |k: &u64| u64::from(coarse.check(k, 1).is_ok_and(|d| d.allowed)),
+                    &seq,
+                )
+            } else {
+                count_loop(|k: &u64| digest(coarse.check(k, 1)), &seq)
+            }
+        }
+        other => panic!("unknown subject {other}"),
+    };
+    println!(
+        "{which}: {} checks over {keys} keys, digest {digest}",
+        o.ops
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--count") {
+        return count(&args[i + 1], &options(&args));
+    }
     if let Some(i) = args.iter().position(|a| a == "--rss-child") {
         let n = args[i + 2].parse().expect("key count");
         return rss_child(&args[i + 1], n);

@@ -26,6 +26,8 @@ pub struct Gcra {
     parts: u64,
     /// `burst × T`: the furthest the schedule may run ahead of `now`.
     tolerance: Span,
+    /// `T` itself, the span a request of cost 1 adds (the usual cost: no division).
+    unit: Span,
 }
 
 /// Per-key state of [`Gcra`], [`TokenBucket`](super::TokenBucket) and
@@ -71,6 +73,10 @@ impl Gcra {
             period,
             parts,
             tolerance: Span { us, frac },
+            unit: Span {
+                us: period / parts,
+                frac: period % parts,
+            },
         }
     }
 
@@ -151,15 +157,22 @@ impl Gcra {
 
     /// Admits or denies, returning the decision and `⌈max(tat, now) - now⌉` before it
     /// (the leaky bucket's delay).
-    #[inline]
+    // Always inlined: a call here passes the 64-byte decision through memory, and its
+    // spills and reloads sit on every decision's critical path (see `MemoryStore::acquire`).
+    #[inline(always)]
     pub(crate) fn decide(&self, s: &mut GcraState, now: u64, cost: u64) -> (Decision, u64) {
         if self.parts == 1 {
             return self.decide_whole(s, now, cost);
         }
         let limit = self.rate.limit;
         let ahead = self.ahead(s, now);
-        let (us, frac) = mul_add_div(cost, self.period, 0, self.parts);
-        let needed = self.add(ahead, Span { us, frac });
+        let cost_span = if cost == 1 {
+            self.unit
+        } else {
+            let (us, frac) = mul_add_div(cost, self.period, 0, self.parts);
+            Span { us, frac }
+        };
+        let needed = self.add(ahead, cost_span);
         let decision = if needed <= self.tolerance {
             *s = GcraState {
                 tat: now.saturating_add(needed.us),
@@ -232,7 +245,7 @@ impl Algorithm for Gcra {
         GcraState::default()
     }
 
-    #[inline]
+    #[inline(always)]
     fn acquire(&self, state: &mut GcraState, now: u64, cost: u64) -> Decision {
         self.decide(state, now, cost).0
     }
@@ -358,6 +371,10 @@ mod tests {
             period,
             parts,
             tolerance: Span { us, frac },
+            unit: Span {
+                us: period / parts,
+                frac: period % parts,
+            },
             ..fast
         }
     }
