@@ -250,7 +250,7 @@ def test_when_redis_does_not_answer_the_failure_policy_decides(on_error, expecte
 def test_bad_arguments_name_the_field():
     with pytest.raises(ValueError, match=r'^`on_error` must be "local", "fail_open" or "fail_closed", got "sometimes"$'):
         tidegate.RedisLimiter("redis://127.0.0.1:1", "n", "gcra:1/1s", on_error="sometimes")
-    with pytest.raises(ValueError, match=r"^`url`: .*must start with redis:// or rediss://"):
+    with pytest.raises(ValueError, match=r"^`url`: .*must start with redis://, rediss:// \(TLS\) or redis\+sentinel://"):
         tidegate.RedisLimiter("http://127.0.0.1:1", "n", "gcra:1/1s")
     with pytest.raises(tidegate.PolicyError, match=r"`name` `a:b` must be non-empty and free of"):
         tidegate.RedisLimiter("redis://127.0.0.1:1", "a:b", "gcra:1/1s")
