@@ -20,6 +20,7 @@ use crate::algorithm::{
 };
 use crate::decision::Decision;
 use crate::error::PolicyError;
+use crate::lease::Lease;
 use crate::rate::Rate;
 use crate::time::micros_to_duration;
 
@@ -207,6 +208,56 @@ impl Policy {
         }
     }
 
+    /// Applies the `lease` option (see [`crate::lease`]): how much of a key's quota an
+    /// instance takes at once from a shared store. Only `fixed_window`, `token_bucket`
+    /// and `gcra` take it (see docs/REDIS_STORE.md, "Leases for hot keys", for why);
+    /// the lease must fit the policy's capacity.
+    pub fn leased(self, lease: Option<Lease>) -> Result<Self, PolicyError> {
+        let Some(lease) = lease else {
+            return Ok(self);
+        };
+        let lease = Some(lease.check(self.capacity())?);
+        match self {
+            Self::FixedWindow(a) => Ok(Self::FixedWindow(a.with_lease(lease))),
+            Self::TokenBucket(a) => Ok(Self::TokenBucket(a.with_lease(lease))),
+            Self::Gcra(a) => Ok(Self::Gcra(a.with_lease(lease))),
+            Self::SlidingWindow(_)
+            | Self::SlidingLog(_)
+            | Self::LeakyBucket(_)
+            | Self::Throttle(_) => {
+                let why = match self.kind() {
+                    AlgorithmKind::LeakyBucket => {
+                        "an admitted request's delay depends on every request before it, which a local slice cannot know"
+                    }
+                    AlgorithmKind::Throttle => {
+                        "a throttle admits one event per window: there is nothing to share out"
+                    }
+                    _ => "a slice taken now cannot be returned to the right moments of its window",
+                };
+                Err(PolicyError::new(
+                    "lease",
+                    format!(
+                        "is not an option of {} ({why}; only fixed_window, token_bucket and gcra take a lease)",
+                        self.kind()
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// The `lease` option, if set (see [`Policy::leased`]).
+    pub fn lease(&self) -> Option<Lease> {
+        match self {
+            Self::FixedWindow(a) => a.lease(),
+            Self::TokenBucket(a) => a.lease(),
+            Self::Gcra(a) => a.lease(),
+            Self::SlidingWindow(_)
+            | Self::SlidingLog(_)
+            | Self::LeakyBucket(_)
+            | Self::Throttle(_) => None,
+        }
+    }
+
     /// The algorithm's name.
     pub fn kind(&self) -> AlgorithmKind {
         match self {
@@ -382,21 +433,25 @@ impl FromStr for Policy {
                 }
             };
             let window = parse_window(window)?;
-            let (mut burst, mut align) = (None, None);
+            let (mut burst, mut align, mut lease) = (None, None, None);
             for option in options {
                 let (key, value) = option.split_once('=').unwrap_or((option, ""));
                 match key.trim() {
                     "burst" => burst = Some(parse_count("burst", value)?),
                     "align" => align = Some(value.trim()),
+                    "lease" => lease = Some(value.parse::<Lease>()?),
                     other => {
                         return Err(PolicyError::new(
                             other,
-                            "is not a policy option (the options are `burst=N` and `align=epoch`)",
+                            "is not a policy option (the options are `burst=N`, `align=epoch` \
+                             and `lease=N` or `lease=N%`)",
                         ));
                     }
                 }
             }
-            Policy::new(kind, limit, window, burst)?.aligned(align)
+            Policy::new(kind, limit, window, burst)?
+                .aligned(align)?
+                .leased(lease)
         };
         parse().map_err(|e| e.in_policy(text.trim()))
     }
@@ -418,6 +473,9 @@ impl fmt::Display for Policy {
                     && a.is_epoch_aligned()
                 {
                     f.write_str(",align=epoch")?;
+                }
+                if let Some(lease) = self.lease() {
+                    write!(f, ",lease={lease}")?;
                 }
                 Ok(())
             }
@@ -456,7 +514,7 @@ impl<'de> Visitor<'de> for PolicyVisitor {
 
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Policy, M::Error> {
         let (mut algorithm, mut limit, mut window, mut burst) = (None, None, None, None);
-        let mut align = None;
+        let (mut align, mut lease) = (None, None);
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "algorithm" => algorithm = Some(map.next_value::<String>()?),
@@ -464,10 +522,11 @@ impl<'de> Visitor<'de> for PolicyVisitor {
                 "window" => window = Some(map.next_value::<String>()?),
                 "burst" => burst = Some(map.next_value::<u64>()?),
                 "align" => align = Some(map.next_value::<String>()?),
+                "lease" => lease = Some(map.next_value::<Lease>()?),
                 other => {
                     return Err(de::Error::custom(PolicyError::new(
                         other,
-                        "is not a policy field (expected algorithm, limit, window, burst, align)",
+                        "is not a policy field (expected algorithm, limit, window, burst, align, lease)",
                     )));
                 }
             }
@@ -478,7 +537,9 @@ impl<'de> Visitor<'de> for PolicyVisitor {
                 .parse()?;
             let window =
                 parse_window(&window.ok_or_else(|| PolicyError::new("window", "is required"))?)?;
-            Policy::new(algorithm, limit, window, burst)?.aligned(align.as_deref())
+            Policy::new(algorithm, limit, window, burst)?
+                .aligned(align.as_deref())?
+                .leased(lease)
         };
         build().map_err(de::Error::custom)
     }
@@ -505,6 +566,10 @@ mod tests {
             "gcra:7/1m30s",
             "fixed_window:1000/1day",
             "fixed_window:100/1m,align=epoch",
+            "fixed_window:1000/1m,lease=50",
+            "fixed_window:1000/1m,align=epoch,lease=10%",
+            "token_bucket:100/1m,burst=20,lease=5",
+            "gcra:10/1s,lease=100%",
         ] {
             let p: Policy = text.parse().unwrap();
             let again: Policy = p.to_string().parse().unwrap();
@@ -626,5 +691,72 @@ mod tests {
         .remove("p")
         .unwrap();
         assert_eq!(table.to_string(), "fixed_window:5/1s,align=epoch");
+    }
+
+    #[test]
+    fn lease_is_an_option_of_fixed_window_and_the_buckets_that_grant_in_advance() {
+        let p: Policy = "fixed_window:1000/1m,lease=50".parse().unwrap();
+        assert_eq!(p.lease(), Some(Lease::Units(50)));
+        assert_eq!(p.to_string(), "fixed_window:1000/1m,lease=50");
+        assert_ne!(p, "fixed_window:1000/1m".parse::<Policy>().unwrap());
+        let p: Policy = "token_bucket:100/1m,burst=20,lease=10%".parse().unwrap();
+        assert_eq!(p.lease().map(|l| l.units(p.capacity())), Some(2));
+        let aligned: Policy = "fixed_window:10/1s,align=epoch,lease=3".parse().unwrap();
+        assert!(
+            matches!(aligned, Policy::FixedWindow(a) if a.is_epoch_aligned() && a.lease().is_some())
+        );
+        for text in [
+            "sliding_window:100/1m,lease=5",
+            "sliding_log:100/1m,lease=5",
+            "leaky_bucket:100/1m,lease=5",
+            "throttle:1s,lease=1",
+        ] {
+            let e = err(text);
+            assert_eq!(e.field, "lease", "{text}");
+            assert!(e.reason.contains("is not an option of"), "{e}");
+            assert!(
+                e.reason
+                    .contains("only fixed_window, token_bucket and gcra"),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            err("fixed_window:10/1m,lease=11").to_string(),
+            "invalid policy `fixed_window:10/1m,lease=11`: `lease` 11 is larger than the \
+             policy's capacity 10 (its limit, or burst)"
+        );
+        assert_eq!(err("token_bucket:100/1m,burst=20,lease=21").field, "lease");
+        assert_eq!(err("fixed_window:10/1m,lease=0").field, "lease");
+        assert_eq!(err("fixed_window:10/1m,lease=lots").field, "lease");
+        assert_eq!(err("fixed_window:10/1m,lease=0%").field, "lease");
+    }
+
+    #[test]
+    fn toml_tables_take_a_lease_as_units_or_a_percentage() {
+        let cfg: Config = toml::from_str(
+            r#"
+            [policies]
+            units = { algorithm = "fixed_window", limit = 1000, window = "1m", lease = 50 }
+            share = { algorithm = "gcra", limit = 100, window = "1s", lease = "10%" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.policies["units"].to_string(),
+            "fixed_window:1000/1m,lease=50"
+        );
+        assert_eq!(cfg.policies["share"].to_string(), "gcra:100/1s,lease=10%");
+        let e = toml::from_str::<Config>(
+            "[policies]\np = { algorithm = \"sliding_log\", limit = 3, window = \"10s\", lease = 2 }",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`lease` is not an option of sliding_log"), "{e}");
+        let e = toml::from_str::<Config>(
+            "[policies]\np = { algorithm = \"fixed_window\", limit = 3, window = \"10s\", lease = -1 }",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`lease` must be at least 1"), "{e}");
     }
 }
