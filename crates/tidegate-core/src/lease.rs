@@ -128,31 +128,47 @@ impl<'de> Deserialize<'de> for Lease {
 pub struct Slice {
     /// Units of cost not spent yet.
     pub left: u64,
-    /// Local µs from which the slice may no longer be spent.
+    /// Local µs by which the slice must be spent: the end of the fixed window it was
+    /// taken from; for a bucket, the moment the shared schedule, as the take left it,
+    /// stops running ahead of now (see [`Slice::valid`]).
     pub expires_at: u64,
     /// The store's µs time of the (earliest) take, which a return of the slice names.
     pub taken_at: u64,
-    /// Local µs when the shared quota is full again, as the store said at the take.
-    pub reset_at: u64,
+    /// For a bucket, its emission interval `T = period / parts` µs: each unit still held
+    /// must be covered by `T` of the schedule's lead.
+    pub interval: Option<(u64, u64)>,
+}
+
+impl Slice {
+    /// Whether the slice may be spent (or returned) at local time `now`: before the end
+    /// of its window; for a bucket while `now + left × T < expires_at`, i.e. while the
+    /// shared schedule still runs ahead of now by at least the units held, so the shared
+    /// bucket can never have refilled through them.
+    pub fn valid(&self, now: u64) -> bool {
+        match self.interval {
+            None => now < self.expires_at,
+            Some((period, parts)) => {
+                let hold = (u128::from(self.left) * u128::from(period)).div_ceil(u128::from(parts));
+                u128::from(now) + hold < u128::from(self.expires_at)
+            }
+        }
+    }
 }
 
 /// What [`LeaseState::spend`] answers.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Spend {
-    /// Admitted from the slice: `left` units remain in it; the shared quota is full
-    /// again after `reset_after` µs (as of the take).
+    /// Admitted from the slice: `left` units remain in it.
     Local {
         /// Units left in the slice.
         left: u64,
-        /// µs until the shared quota is full again, as of the take.
-        reset_after: u64,
     },
     /// The slice cannot pay: take a new one from the store (see [`Take`]).
     Take(Take),
 }
 
 /// A take to ask the store for: at least `min` units (else deny the request), up to
-/// `want`. The unexpired rest of the old slice is held in it until the answer.
+/// `want`. The still valid rest of the old slice is held in it until the answer.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Take {
     /// Fewest units that, with what is held, pay for the request.
@@ -160,6 +176,22 @@ pub struct Take {
     /// Units to take if the store has them: a full slice, or the request's cost.
     pub want: u64,
     held: Option<Slice>,
+}
+
+/// What the store answered to a granted [`Take`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// Units granted (`take.min <= units <= take.want`).
+    pub units: u64,
+    /// Local µs when the take was sent (no later than the store's moment of the take).
+    pub sent_at: u64,
+    /// The store's µs time of the take.
+    pub taken_at: u64,
+    /// The store's `reset_after` for the take: the rest of the window, or for a bucket
+    /// how far the schedule runs ahead of the take's moment.
+    pub reset_after: u64,
+    /// For a bucket, `T = period / parts` µs (see [`Slice::interval`]).
+    pub interval: Option<(u64, u64)>,
 }
 
 /// One key's lease on one instance: at most one slice at a time.
@@ -175,23 +207,20 @@ impl LeaseState {
     }
 
     /// Pays `cost` from the slice at local time `now`, or says what to take instead
-    /// (slices of `lease` units). An expired slice is dropped (stranded).
+    /// (slices of `lease` units). A slice no longer valid is dropped (stranded).
     pub fn spend(&mut self, now: u64, cost: u64, lease: u64) -> Spend {
-        if self.slice.is_some_and(|s| now >= s.expires_at) {
+        if self.slice.is_some_and(|s| !s.valid(now)) {
             self.slice = None;
         }
         if let Some(s) = &mut self.slice
             && s.left >= cost
         {
             s.left -= cost;
-            let spent = Spend::Local {
-                left: s.left,
-                reset_after: s.reset_at.saturating_sub(now),
-            };
-            if s.left == 0 {
+            let left = s.left;
+            if left == 0 {
                 self.slice = None;
             }
-            return spent;
+            return Spend::Local { left };
         }
         let held = self.slice.take();
         let have = held.map_or(0, |s| s.left);
@@ -202,33 +231,24 @@ impl LeaseState {
         })
     }
 
-    /// The store granted `grant` units (`take.min <= grant <= take.want`) to a take
-    /// sent at local time `sent_at`: the request's `cost` is paid from them and what
-    /// was held, and the rest becomes the slice, spendable for `lifetime` µs from
-    /// `sent_at` (and no longer than what was held). `taken_at` is the store's time of
-    /// the take, `reset_after` its µs until the quota is full. Returns the units left.
-    #[allow(clippy::too_many_arguments)]
-    pub fn granted(
-        &mut self,
-        take: Take,
-        sent_at: u64,
-        cost: u64,
-        grant: u64,
-        lifetime: u64,
-        taken_at: u64,
-        reset_after: u64,
-    ) -> u64 {
-        debug_assert!(grant >= take.min && grant <= take.want);
+    /// The store granted a take: the request's `cost` is paid from the grant and what
+    /// was held, and the rest becomes the slice. A window's slice expires with the
+    /// earlier of the two windows; a bucket's with the new take, whose schedule covers
+    /// what was held as well. Returns the units left.
+    pub fn granted(&mut self, take: Take, cost: u64, grant: Grant) -> u64 {
+        debug_assert!(grant.units >= take.min && grant.units <= take.want);
         let mut slice = Slice {
-            left: grant,
-            expires_at: sent_at.saturating_add(lifetime),
-            taken_at,
-            reset_at: sent_at.saturating_add(reset_after),
+            left: grant.units,
+            expires_at: grant.sent_at.saturating_add(grant.reset_after),
+            taken_at: grant.taken_at,
+            interval: grant.interval,
         };
         if let Some(h) = take.held {
             slice.left += h.left;
-            slice.expires_at = slice.expires_at.min(h.expires_at);
             slice.taken_at = slice.taken_at.min(h.taken_at);
+            if slice.interval.is_none() {
+                slice.expires_at = slice.expires_at.min(h.expires_at);
+            }
         }
         slice.left = slice.left.saturating_sub(cost);
         self.slice = (slice.left > 0).then_some(slice);
@@ -240,10 +260,10 @@ impl LeaseState {
         self.slice = take.held;
     }
 
-    /// Gives up the slice (for a return to the store): its unspent units and the
-    /// store's time of its take. The store decides what of it may still be refunded.
-    pub fn release(&mut self) -> Option<Slice> {
-        self.slice.take().filter(|s| s.left > 0)
+    /// Gives up the slice for a return to the store, if it is still valid at `now`
+    /// (only a valid slice may be returned; an expired one is stranded).
+    pub fn release(&mut self, now: u64) -> Option<Slice> {
+        self.slice.take().filter(|s| s.left > 0 && s.valid(now))
     }
 }
 
@@ -296,20 +316,24 @@ mod tests {
         }
     }
 
+    fn window(units: u64, sent_at: u64, taken_at: u64, reset_after: u64) -> Grant {
+        Grant {
+            units,
+            sent_at,
+            taken_at,
+            reset_after,
+            interval: None,
+        }
+    }
+
     #[test]
     fn a_fresh_state_takes_a_full_slice_then_answers_locally_until_spent() {
         let mut s = LeaseState::default();
         let t = take(&mut s, 0, 1, 10);
         assert_eq!((t.min, t.want), (1, 10));
-        assert_eq!(s.granted(t, 0, 1, 10, 1_000, 5, 700), 9);
+        assert_eq!(s.granted(t, 1, window(10, 0, 5, 700)), 9);
         for left in (0..9).rev() {
-            assert_eq!(
-                s.spend(100, 1, 10),
-                Spend::Local {
-                    left,
-                    reset_after: 600
-                }
-            );
+            assert_eq!(s.spend(100, 1, 10), Spend::Local { left });
         }
         assert_eq!(s.slice(), None);
         let t = take(&mut s, 100, 1, 10);
@@ -317,14 +341,11 @@ mod tests {
     }
 
     #[test]
-    fn a_slice_is_not_spent_from_its_expiry_on() {
+    fn a_window_slice_is_not_spent_from_the_end_of_its_window() {
         let mut s = LeaseState::default();
         let t = take(&mut s, 0, 1, 10);
-        s.granted(t, 1_000, 1, 10, 500, 0, 500);
-        assert!(matches!(
-            s.spend(1_499, 1, 10),
-            Spend::Local { left: 8, .. }
-        ));
+        s.granted(t, 1, window(10, 1_000, 0, 500));
+        assert!(matches!(s.spend(1_499, 1, 10), Spend::Local { left: 8 }));
         let t = take(&mut s, 1_500, 1, 10);
         assert_eq!((t.min, t.want), (1, 10), "the expired rest is stranded");
         s.refused(t);
@@ -332,15 +353,43 @@ mod tests {
     }
 
     #[test]
+    fn a_bucket_slice_must_be_spent_while_the_schedule_covers_what_is_held() {
+        // T = 10 µs; the take left the schedule 100 µs ahead (a full bucket of 10 taken).
+        let mut s = LeaseState::default();
+        let t = take(&mut s, 0, 1, 10);
+        let grant = Grant {
+            units: 10,
+            sent_at: 0,
+            taken_at: 0,
+            reset_after: 100,
+            interval: Some((10, 1)),
+        };
+        assert_eq!(s.granted(t, 1, grant), 9);
+        // 9 held need 90 µs of lead: valid while now + 90 < 100.
+        assert!(matches!(s.spend(9, 1, 10), Spend::Local { left: 8 }));
+        // 8 held: valid while now + 80 < 100; at 20 it is not.
+        assert!(matches!(s.spend(20, 1, 10), Spend::Take(_)));
+        assert_eq!(s.slice(), None);
+        // A third of a microsecond per unit rounds the hold up.
+        let slice = Slice {
+            left: 3,
+            expires_at: 3,
+            taken_at: 0,
+            interval: Some((1, 3)),
+        };
+        assert!(slice.valid(1) && !slice.valid(2));
+    }
+
+    #[test]
     fn a_cost_larger_than_what_is_left_merges_the_rest_with_the_new_take() {
         let mut s = LeaseState::default();
         let t = take(&mut s, 0, 1, 10);
-        s.granted(t, 0, 1, 10, 1_000, 7, 1_000);
-        assert!(matches!(s.spend(1, 6, 10), Spend::Local { left: 3, .. }));
+        s.granted(t, 1, window(10, 0, 7, 1_000));
+        assert!(matches!(s.spend(1, 6, 10), Spend::Local { left: 3 }));
         let t = take(&mut s, 2, 5, 10);
         assert_eq!((t.min, t.want), (2, 7), "3 are held");
-        // The store had only 4: 3 + 4 - 5 = 2 left, expiring with the older slice.
-        assert_eq!(s.granted(t, 2, 5, 4, 5_000, 9, 5_000), 2);
+        // The store had only 4: 3 + 4 - 5 = 2 left, expiring with the older window.
+        assert_eq!(s.granted(t, 5, window(4, 2, 9, 5_000)), 2);
         let slice = s.slice().unwrap();
         assert_eq!(
             (slice.left, slice.expires_at, slice.taken_at),
@@ -352,16 +401,23 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_take_keeps_what_was_held_and_release_gives_it_up() {
+    fn a_refused_take_keeps_what_was_held_and_release_gives_up_only_a_valid_slice() {
         let mut s = LeaseState::default();
         let t = take(&mut s, 0, 1, 10);
-        s.granted(t, 0, 1, 10, 1_000, 42, 1_000);
+        s.granted(t, 1, window(10, 0, 42, 1_000));
         let t = take(&mut s, 1, 20, 10);
         s.refused(t);
         assert_eq!(s.slice().map(|x| x.left), Some(9));
-        let back = s.release().unwrap();
+        let back = s.release(999).unwrap();
         assert_eq!((back.left, back.taken_at), (9, 42));
-        assert_eq!(s.release(), None);
+        assert_eq!(s.release(999), None);
+        let t = take(&mut s, 0, 1, 10);
+        s.granted(t, 1, window(10, 0, 42, 1_000));
+        assert_eq!(
+            s.release(1_000),
+            None,
+            "an expired slice is stranded, not returned"
+        );
     }
 
     #[test]
@@ -392,10 +448,18 @@ mod tests {
                     if next(4) == 0 {
                         s.refused(t);
                     } else {
-                        let grant = t.min + next(t.want - t.min + 1);
-                        granted += grant;
+                        let units = t.min + next(t.want - t.min + 1);
+                        granted += units;
                         paid += cost;
-                        let left = s.granted(t, now, cost, grant, 1 + next(400), now, 0);
+                        let interval = (next(2) == 0).then(|| (1 + next(5), 1 + next(3)));
+                        let grant = Grant {
+                            units,
+                            sent_at: now,
+                            taken_at: now,
+                            reset_after: 1 + next(400),
+                            interval,
+                        };
+                        let left = s.granted(t, cost, grant);
                         assert!(left < 8, "left {left} of a slice of 8");
                     }
                 }
