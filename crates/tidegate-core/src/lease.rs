@@ -162,6 +162,9 @@ pub enum Spend {
     Local {
         /// Units left in the slice.
         left: u64,
+        /// µs until the slice's expiry: a lower bound of the time until the shared
+        /// quota is full again (the rest of the window; the schedule's lead).
+        reset_after: u64,
     },
     /// The slice cannot pay: take a new one from the store (see [`Take`]).
     Take(Take),
@@ -216,11 +219,14 @@ impl LeaseState {
             && s.left >= cost
         {
             s.left -= cost;
-            let left = s.left;
-            if left == 0 {
+            let spent = Spend::Local {
+                left: s.left,
+                reset_after: s.expires_at.saturating_sub(now),
+            };
+            if s.left == 0 {
                 self.slice = None;
             }
-            return Spend::Local { left };
+            return spent;
         }
         let held = self.slice.take();
         let have = held.map_or(0, |s| s.left);
@@ -333,7 +339,13 @@ mod tests {
         assert_eq!((t.min, t.want), (1, 10));
         assert_eq!(s.granted(t, 1, window(10, 0, 5, 700)), 9);
         for left in (0..9).rev() {
-            assert_eq!(s.spend(100, 1, 10), Spend::Local { left });
+            assert_eq!(
+                s.spend(100, 1, 10),
+                Spend::Local {
+                    left,
+                    reset_after: 600
+                }
+            );
         }
         assert_eq!(s.slice(), None);
         let t = take(&mut s, 100, 1, 10);
@@ -345,7 +357,10 @@ mod tests {
         let mut s = LeaseState::default();
         let t = take(&mut s, 0, 1, 10);
         s.granted(t, 1, window(10, 1_000, 0, 500));
-        assert!(matches!(s.spend(1_499, 1, 10), Spend::Local { left: 8 }));
+        assert!(matches!(
+            s.spend(1_499, 1, 10),
+            Spend::Local { left: 8, .. }
+        ));
         let t = take(&mut s, 1_500, 1, 10);
         assert_eq!((t.min, t.want), (1, 10), "the expired rest is stranded");
         s.refused(t);
@@ -366,7 +381,7 @@ mod tests {
         };
         assert_eq!(s.granted(t, 1, grant), 9);
         // 9 held need 90 µs of lead: valid while now + 90 < 100.
-        assert!(matches!(s.spend(9, 1, 10), Spend::Local { left: 8 }));
+        assert!(matches!(s.spend(9, 1, 10), Spend::Local { left: 8, .. }));
         // 8 held: valid while now + 80 < 100; at 20 it is not.
         assert!(matches!(s.spend(20, 1, 10), Spend::Take(_)));
         assert_eq!(s.slice(), None);
@@ -385,7 +400,7 @@ mod tests {
         let mut s = LeaseState::default();
         let t = take(&mut s, 0, 1, 10);
         s.granted(t, 1, window(10, 0, 7, 1_000));
-        assert!(matches!(s.spend(1, 6, 10), Spend::Local { left: 3 }));
+        assert!(matches!(s.spend(1, 6, 10), Spend::Local { left: 3, .. }));
         let t = take(&mut s, 2, 5, 10);
         assert_eq!((t.min, t.want), (2, 7), "3 are held");
         // The store had only 4: 3 + 4 - 5 = 2 left, expiring with the older window.
