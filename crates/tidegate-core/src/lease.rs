@@ -166,6 +166,12 @@ pub enum Spend {
         /// quota is full again (the rest of the window; the schedule's lead).
         reset_after: u64,
     },
+    /// The store denied a take `retry_after` µs ago or less and nothing held pays:
+    /// denied locally until then (denying is always within the allowance).
+    Denied {
+        /// µs until the store said the cost could be admitted.
+        retry_after: u64,
+    },
     /// The slice cannot pay: take a new one from the store (see [`Take`]).
     Take(Take),
 }
@@ -198,9 +204,19 @@ pub struct Grant {
 }
 
 /// One key's lease on one instance: at most one slice at a time.
+///
+/// The size of the next slice adapts: halved (down to 1) when a slice expires with
+/// units left, so that a key spent more slowly than its slices last strands little,
+/// and doubled back (up to the lease) each time a slice is spent in full.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LeaseState {
     slice: Option<Slice>,
+    /// Units of the next slice; 0 for the full lease.
+    size: u64,
+    /// Local µs until which a denial of the store answers, and the fewest units it
+    /// denied: asking for as many again before then is denied as well.
+    denied_until: u64,
+    denied_min: u64,
 }
 
 impl LeaseState {
@@ -210,11 +226,16 @@ impl LeaseState {
     }
 
     /// Pays `cost` from the slice at local time `now`, or says what to take instead
-    /// (slices of `lease` units). A slice no longer valid is dropped (stranded).
+    /// (slices of up to `lease` units). A slice no longer valid is dropped (stranded).
     pub fn spend(&mut self, now: u64, cost: u64, lease: u64) -> Spend {
-        if self.slice.is_some_and(|s| !s.valid(now)) {
+        let size_now = |size: u64| if size == 0 { lease } else { size.min(lease) };
+        if let Some(s) = self.slice
+            && !s.valid(now)
+        {
             self.slice = None;
+            self.size = (size_now(self.size) / 2).max(1);
         }
+        let size = size_now(self.size);
         if let Some(s) = &mut self.slice
             && s.left >= cost
         {
@@ -225,14 +246,20 @@ impl LeaseState {
             };
             if s.left == 0 {
                 self.slice = None;
+                self.size = size.saturating_mul(2).min(lease);
             }
             return spent;
         }
+        let have = self.slice.map_or(0, |s| s.left);
+        if now < self.denied_until && cost - have >= self.denied_min {
+            return Spend::Denied {
+                retry_after: self.denied_until - now,
+            };
+        }
         let held = self.slice.take();
-        let have = held.map_or(0, |s| s.left);
         Spend::Take(Take {
             min: cost - have,
-            want: lease.max(cost) - have,
+            want: size.max(cost) - have,
             held,
         })
     }
@@ -258,12 +285,25 @@ impl LeaseState {
         }
         slice.left = slice.left.saturating_sub(cost);
         self.slice = (slice.left > 0).then_some(slice);
+        if slice.left == 0 && self.size != 0 {
+            // Spent in full with its request.
+            self.size = self.size.saturating_mul(2);
+        }
         slice.left
     }
 
-    /// The store denied the take, or could not answer: what was held is kept.
+    /// The store could not answer: what was held is kept.
     pub fn refused(&mut self, take: Take) {
         self.slice = take.held;
+    }
+
+    /// The store denied the take at local time `now`, its `min` admitted only after
+    /// `retry_after` µs: what was held is kept, and until then requests that would
+    /// need as many units again are denied locally.
+    pub fn denied(&mut self, take: Take, now: u64, retry_after: u64) {
+        self.slice = take.held;
+        self.denied_until = now.saturating_add(retry_after);
+        self.denied_min = take.min;
     }
 
     /// Gives up the slice for a return to the store, if it is still valid at `now`
@@ -362,7 +402,11 @@ mod tests {
             Spend::Local { left: 8, .. }
         ));
         let t = take(&mut s, 1_500, 1, 10);
-        assert_eq!((t.min, t.want), (1, 10), "the expired rest is stranded");
+        assert_eq!(
+            (t.min, t.want),
+            (1, 5),
+            "the expired rest is stranded, the next slice halved"
+        );
         s.refused(t);
         assert_eq!(s.slice(), None);
     }
@@ -383,8 +427,9 @@ mod tests {
         // 9 held need 90 µs of lead: valid while now + 90 < 100.
         assert!(matches!(s.spend(9, 1, 10), Spend::Local { left: 8, .. }));
         // 8 held: valid while now + 80 < 100; at 20 it is not.
-        assert!(matches!(s.spend(20, 1, 10), Spend::Take(_)));
+        let t = take(&mut s, 20, 1, 10);
         assert_eq!(s.slice(), None);
+        assert_eq!(t.want, 5, "a stranded slice halves the next one");
         // A third of a microsecond per unit rounds the hold up.
         let slice = Slice {
             left: 3,
@@ -393,6 +438,34 @@ mod tests {
             interval: Some((1, 3)),
         };
         assert!(slice.valid(1) && !slice.valid(2));
+    }
+
+    #[test]
+    fn a_denied_take_denies_locally_until_its_retry_after() {
+        let mut s = LeaseState::default();
+        let t = take(&mut s, 0, 1, 10);
+        s.denied(t, 100, 50);
+        assert_eq!(s.spend(120, 1, 10), Spend::Denied { retry_after: 30 });
+        assert!(matches!(s.spend(150, 1, 10), Spend::Take(_)));
+        // A smaller request than the one denied still asks the store.
+        let t = take(&mut s, 150, 3, 10);
+        s.denied(t, 150, 50);
+        assert_eq!(s.spend(160, 4, 10), Spend::Denied { retry_after: 40 });
+        assert!(matches!(s.spend(160, 2, 10), Spend::Take(_)));
+    }
+
+    #[test]
+    fn the_slice_size_halves_on_a_strand_and_doubles_back_when_spent() {
+        let mut s = LeaseState::default();
+        // Each slice expires with units left, but the slice of 1 is spent with its
+        // request, which doubles the next.
+        for (at, want) in [(0, 8), (1_000, 4), (2_000, 2), (3_000, 1), (4_000, 2)] {
+            let t = take(&mut s, at, 1, 8);
+            assert_eq!(t.want, want, "at {at}");
+            s.granted(t, 1, window(want, at, at, 10));
+        }
+        assert!(matches!(s.spend(4_001, 1, 8), Spend::Local { left: 0, .. }));
+        assert_eq!(take(&mut s, 4_003, 1, 8).want, 4);
     }
 
     #[test]
@@ -451,17 +524,19 @@ mod tests {
         for _ in 0..20_000 {
             now += next(50);
             let cost = 1 + next(12);
-            let held_before = s.slice();
+            if let Some(h) = s.slice()
+                && !h.valid(now)
+            {
+                stranded += h.left;
+            }
             match s.spend(now, cost, 8) {
                 Spend::Local { .. } => paid += cost,
+                Spend::Denied { retry_after } => assert!(retry_after > 0),
                 Spend::Take(t) => {
-                    if let Some(h) = held_before
-                        && t.held.is_none()
-                    {
-                        stranded += h.left;
-                    }
-                    if next(4) == 0 {
+                    if next(8) == 0 {
                         s.refused(t);
+                    } else if next(8) == 0 {
+                        s.denied(t, now, next(100));
                     } else {
                         let units = t.min + next(t.want - t.min + 1);
                         granted += units;

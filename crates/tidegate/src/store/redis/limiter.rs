@@ -308,6 +308,17 @@ impl RedisLimiter {
                     delay_us: None,
                 }));
             }
+            Spend::Denied { retry_after } => {
+                self.leased.fetch_add(1, Ordering::Relaxed);
+                return Some(Ok(Decision {
+                    allowed: false,
+                    limit,
+                    remaining: 0,
+                    retry_after_us: Some(retry_after),
+                    reset_after_us: retry_after,
+                    delay_us: None,
+                }));
+            }
             Spend::Take(take) => take,
         };
         let sent_at = MonotonicClock.now_micros();
@@ -317,7 +328,8 @@ impl RedisLimiter {
                 self.decisions.fetch_add(1, Ordering::Relaxed);
                 let mut d = decode(&reply, 1);
                 if !d.allowed {
-                    state.refused(take);
+                    let retry_after = d.retry_after_us.unwrap_or(0);
+                    state.denied(take, MonotonicClock.now_micros(), retry_after);
                     return Some(Ok(d));
                 }
                 self.lease_takes.fetch_add(1, Ordering::Relaxed);
