@@ -123,6 +123,33 @@ impl<'de> Deserialize<'de> for Lease {
     }
 }
 
+/// An `Option<Lease>` in 8 bytes (0 for none), as the algorithms keep it: their
+/// parameters are copied into every tracker record, so they stay small.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub(crate) struct PackedLease(u64);
+
+impl PackedLease {
+    const PERCENT: u64 = 1 << 63;
+
+    /// Packs a checked lease (units are at most 10^15, never 0).
+    pub(crate) fn new(lease: Option<Lease>) -> Self {
+        match lease {
+            None => Self(0),
+            Some(Lease::Units(n)) => Self(n),
+            Some(Lease::Percent(p)) => Self(Self::PERCENT | u64::from(p)),
+        }
+    }
+
+    /// The lease packed.
+    pub(crate) fn get(self) -> Option<Lease> {
+        match self.0 {
+            0 => None,
+            v if v & Self::PERCENT != 0 => Some(Lease::Percent((v & !Self::PERCENT) as u8)),
+            n => Some(Lease::Units(n)),
+        }
+    }
+}
+
 /// The slice of a key's quota an instance holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slice {
@@ -341,6 +368,19 @@ mod tests {
         assert!(Lease::Percent(0).check(10).is_err());
         assert!(Lease::Percent(101).check(10).is_err());
         assert_eq!(Lease::Percent(100).check(10), Ok(Lease::Percent(100)));
+    }
+
+    #[test]
+    fn a_packed_lease_unpacks_to_itself() {
+        for lease in [
+            None,
+            Some(Lease::Units(1)),
+            Some(Lease::Units(1_000_000_000_000_000)),
+            Some(Lease::Percent(1)),
+            Some(Lease::Percent(100)),
+        ] {
+            assert_eq!(PackedLease::new(lease).get(), lease);
+        }
     }
 
     #[test]

@@ -106,12 +106,12 @@ pub enum Policy {
     SlidingWindow(SlidingWindow),
     /// See [`SlidingLog`].
     SlidingLog(SlidingLog),
-    /// See [`TokenBucket`].
-    TokenBucket(TokenBucket),
+    /// See [`TokenBucket`]; with its `lease` option (see [`Policy::leased`]).
+    TokenBucket(TokenBucket, Option<Lease>),
     /// See [`LeakyBucket`].
     LeakyBucket(LeakyBucket),
-    /// See [`Gcra`].
-    Gcra(Gcra),
+    /// See [`Gcra`]; with its `lease` option (see [`Policy::leased`]).
+    Gcra(Gcra, Option<Lease>),
     /// See [`Throttle`].
     Throttle(Throttle),
 }
@@ -158,17 +158,19 @@ impl Policy {
             K::FixedWindow => Self::FixedWindow(FixedWindow::new(need_limit()?, window)?),
             K::SlidingWindow => Self::SlidingWindow(SlidingWindow::new(need_limit()?, window)?),
             K::SlidingLog => Self::SlidingLog(SlidingLog::new(need_limit()?, window)?),
-            K::TokenBucket => Self::TokenBucket(TokenBucket::from_rate(Rate::new(
-                need_limit()?,
-                window,
-                burst,
-            )?)),
+            K::TokenBucket => Self::TokenBucket(
+                TokenBucket::from_rate(Rate::new(need_limit()?, window, burst)?),
+                None,
+            ),
             K::LeakyBucket => Self::LeakyBucket(LeakyBucket::from_rate(Rate::new(
                 need_limit()?,
                 window,
                 burst,
             )?)),
-            K::Gcra => Self::Gcra(Gcra::from_rate(Rate::new(need_limit()?, window, burst)?)),
+            K::Gcra => Self::Gcra(
+                Gcra::from_rate(Rate::new(need_limit()?, window, burst)?),
+                None,
+            ),
             K::Throttle => {
                 if let Some(l) = limit.filter(|&l| l != 1) {
                     return Err(PolicyError::new(
@@ -219,8 +221,8 @@ impl Policy {
         let lease = Some(lease.check(self.capacity())?);
         match self {
             Self::FixedWindow(a) => Ok(Self::FixedWindow(a.with_lease(lease))),
-            Self::TokenBucket(a) => Ok(Self::TokenBucket(a.with_lease(lease))),
-            Self::Gcra(a) => Ok(Self::Gcra(a.with_lease(lease))),
+            Self::TokenBucket(a, _) => Ok(Self::TokenBucket(a, lease)),
+            Self::Gcra(a, _) => Ok(Self::Gcra(a, lease)),
             Self::SlidingWindow(_)
             | Self::SlidingLog(_)
             | Self::LeakyBucket(_)
@@ -249,8 +251,7 @@ impl Policy {
     pub fn lease(&self) -> Option<Lease> {
         match self {
             Self::FixedWindow(a) => a.lease(),
-            Self::TokenBucket(a) => a.lease(),
-            Self::Gcra(a) => a.lease(),
+            Self::TokenBucket(_, lease) | Self::Gcra(_, lease) => *lease,
             Self::SlidingWindow(_)
             | Self::SlidingLog(_)
             | Self::LeakyBucket(_)
@@ -264,9 +265,9 @@ impl Policy {
             Self::FixedWindow(_) => AlgorithmKind::FixedWindow,
             Self::SlidingWindow(_) => AlgorithmKind::SlidingWindow,
             Self::SlidingLog(_) => AlgorithmKind::SlidingLog,
-            Self::TokenBucket(_) => AlgorithmKind::TokenBucket,
+            Self::TokenBucket(_, _) => AlgorithmKind::TokenBucket,
             Self::LeakyBucket(_) => AlgorithmKind::LeakyBucket,
-            Self::Gcra(_) => AlgorithmKind::Gcra,
+            Self::Gcra(_, _) => AlgorithmKind::Gcra,
             Self::Throttle(_) => AlgorithmKind::Throttle,
         }
     }
@@ -278,9 +279,9 @@ impl Policy {
             Self::FixedWindow(a) => (a.params().0, a.params().1, None),
             Self::SlidingWindow(a) => (a.params().0, a.params().1, None),
             Self::SlidingLog(a) => (a.params().0, a.params().1, None),
-            Self::TokenBucket(a) => rate(a.rate()),
+            Self::TokenBucket(a, _) => rate(a.rate()),
             Self::LeakyBucket(a) => rate(a.rate()),
-            Self::Gcra(a) => rate(a.rate()),
+            Self::Gcra(a, _) => rate(a.rate()),
             Self::Throttle(a) => (1, a.window_micros(), None),
         }
     }
@@ -308,9 +309,9 @@ macro_rules! with_state {
                     let $s = &mut **$s;
                     break $body;
                 }
-                (Policy::TokenBucket($alg), PolicyState::TokenBucket($s)) => break $body,
+                (Policy::TokenBucket($alg, _), PolicyState::TokenBucket($s)) => break $body,
                 (Policy::LeakyBucket($alg), PolicyState::Gcra($s)) => break $body,
-                (Policy::Gcra($alg), PolicyState::Gcra($s)) => break $body,
+                (Policy::Gcra($alg, _), PolicyState::Gcra($s)) => break $body,
                 (Policy::Throttle($alg), PolicyState::Throttle($s)) => break $body,
                 _ => *$state = policy.fresh(),
             }
@@ -326,9 +327,9 @@ impl Algorithm for Policy {
             Self::FixedWindow(a) => PolicyState::FixedWindow(a.fresh()),
             Self::SlidingWindow(a) => PolicyState::SlidingWindow(a.fresh()),
             Self::SlidingLog(a) => PolicyState::SlidingLog(Box::new(a.fresh())),
-            Self::TokenBucket(a) => PolicyState::TokenBucket(a.fresh()),
+            Self::TokenBucket(a, _) => PolicyState::TokenBucket(a.fresh()),
             Self::LeakyBucket(a) => PolicyState::Gcra(a.fresh()),
-            Self::Gcra(a) => PolicyState::Gcra(a.fresh()),
+            Self::Gcra(a, _) => PolicyState::Gcra(a.fresh()),
             Self::Throttle(a) => PolicyState::Throttle(a.fresh()),
         }
     }
@@ -349,9 +350,9 @@ impl Algorithm for Policy {
             (Policy::FixedWindow(a), PolicyState::FixedWindow(s)) => a.expires_at(s),
             (Policy::SlidingWindow(a), PolicyState::SlidingWindow(s)) => a.expires_at(s),
             (Policy::SlidingLog(a), PolicyState::SlidingLog(s)) => a.expires_at(s),
-            (Policy::TokenBucket(a), PolicyState::TokenBucket(s)) => a.expires_at(s),
+            (Policy::TokenBucket(a, _), PolicyState::TokenBucket(s)) => a.expires_at(s),
             (Policy::LeakyBucket(a), PolicyState::Gcra(s)) => a.expires_at(s),
-            (Policy::Gcra(a), PolicyState::Gcra(s)) => a.expires_at(s),
+            (Policy::Gcra(a, _), PolicyState::Gcra(s)) => a.expires_at(s),
             (Policy::Throttle(a), PolicyState::Throttle(s)) => a.expires_at(s),
             // A state of another algorithm is as good as fresh.
             _ => 0,
@@ -363,9 +364,9 @@ impl Algorithm for Policy {
             Self::FixedWindow(a) => a.capacity(),
             Self::SlidingWindow(a) => a.capacity(),
             Self::SlidingLog(a) => a.capacity(),
-            Self::TokenBucket(a) => a.capacity(),
+            Self::TokenBucket(a, _) => a.capacity(),
             Self::LeakyBucket(a) => a.capacity(),
-            Self::Gcra(a) => a.capacity(),
+            Self::Gcra(a, _) => a.capacity(),
             Self::Throttle(a) => a.capacity(),
         }
     }

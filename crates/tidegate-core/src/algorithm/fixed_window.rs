@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::Algorithm;
 use crate::decision::Decision;
 use crate::error::PolicyError;
-use crate::lease::Lease;
+use crate::lease::{Lease, PackedLease};
 use crate::rate::{check_limit, window_micros};
 
 /// Fixed windows anchored at each key's first admitted hit, or aligned to the epoch.
@@ -20,7 +20,7 @@ pub struct FixedWindow {
     limit: u64,
     window: u64,
     epoch_aligned: bool,
-    lease: Option<Lease>,
+    lease: PackedLease,
 }
 
 /// Per-key state of [`FixedWindow`]: the window's start and the cost admitted in it. 16 bytes.
@@ -41,7 +41,7 @@ impl FixedWindow {
             limit,
             window,
             epoch_aligned: false,
-            lease: None,
+            lease: PackedLease::default(),
         })
     }
 
@@ -68,12 +68,15 @@ impl FixedWindow {
     /// The `lease` option: how much a shared store hands out at once (the algorithm
     /// itself ignores it; see [`crate::lease`]).
     pub fn lease(&self) -> Option<Lease> {
-        self.lease
+        self.lease.get()
     }
 
     /// The same policy with the `lease` option set.
     pub(crate) fn with_lease(self, lease: Option<Lease>) -> Self {
-        Self { lease, ..self }
+        Self {
+            lease: PackedLease::new(lease),
+            ..self
+        }
     }
 
     /// The start of a window opened by an admitted hit at `now`.

@@ -14,7 +14,6 @@ use super::Algorithm;
 use super::wide::{gcd, mul_add_div};
 use crate::decision::Decision;
 use crate::error::PolicyError;
-use crate::lease::Lease;
 use crate::rate::Rate;
 
 /// The generic cell rate algorithm (admits exactly what `token_bucket` admits).
@@ -27,8 +26,6 @@ pub struct Gcra {
     parts: u64,
     /// `burst × T`: the furthest the schedule may run ahead of `now`.
     tolerance: Span,
-    /// The `lease` option (see [`crate::lease`]); the algorithm ignores it.
-    lease: Option<Lease>,
 }
 
 /// Per-key state of [`Gcra`], [`TokenBucket`](super::TokenBucket) and
@@ -74,24 +71,12 @@ impl Gcra {
             period,
             parts,
             tolerance: Span { us, frac },
-            lease: None,
         }
     }
 
     /// The parameters.
     pub fn rate(&self) -> Rate {
         self.rate
-    }
-
-    /// The `lease` option: how much a shared store hands out at once (the algorithm
-    /// itself ignores it; see [`crate::lease`]).
-    pub fn lease(&self) -> Option<Lease> {
-        self.lease
-    }
-
-    /// The same policy with the `lease` option set.
-    pub(crate) fn with_lease(self, lease: Option<Lease>) -> Self {
-        Self { lease, ..self }
     }
 
     /// The emission interval in lowest terms, `(period, parts)`: `window / limit` is

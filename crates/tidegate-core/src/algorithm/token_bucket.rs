@@ -42,18 +42,6 @@ impl TokenBucket {
     pub fn rate(&self) -> Rate {
         self.gcra.rate()
     }
-
-    /// The `lease` option (see [`crate::lease`]); the algorithm ignores it.
-    pub fn lease(&self) -> Option<crate::lease::Lease> {
-        self.gcra.lease()
-    }
-
-    /// The same policy with the `lease` option set.
-    pub(crate) fn with_lease(self, lease: Option<crate::lease::Lease>) -> Self {
-        Self {
-            gcra: self.gcra.with_lease(lease),
-        }
-    }
 }
 
 impl Algorithm for TokenBucket {
