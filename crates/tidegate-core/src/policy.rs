@@ -760,4 +760,29 @@ mod tests {
         .to_string();
         assert!(e.contains("`lease` must be at least 1"), "{e}");
     }
+
+    #[test]
+    fn a_lease_changes_no_decision_of_the_algorithm_itself() {
+        // The memory store runs the algorithm as it is: the lease only matters to a
+        // shared store.
+        for (plain, leased) in [
+            ("fixed_window:5/1s", "fixed_window:5/1s,lease=2"),
+            (
+                "token_bucket:5/1s,burst=3",
+                "token_bucket:5/1s,burst=3,lease=2",
+            ),
+            ("gcra:7/1s", "gcra:7/1s,lease=50%"),
+        ] {
+            let (a, b): (Policy, Policy) = (plain.parse().unwrap(), leased.parse().unwrap());
+            let (mut sa, mut sb) = (a.fresh(), b.fresh());
+            for step in 0..200u64 {
+                let (now, cost) = (step * 37_000, 1 + step % 3);
+                assert_eq!(
+                    a.acquire(&mut sa, now, cost),
+                    b.acquire(&mut sb, now, cost),
+                    "{leased}"
+                );
+            }
+        }
+    }
 }
