@@ -421,3 +421,64 @@ fn separate_processes_on_one_key_admit_at_most_the_limit() {
     assert_eq!(remaining, returned);
     assert!(admitted + returned + (lease - 1) >= limit);
 }
+
+#[test]
+fn many_tasks_on_a_few_hot_keys_never_exceed_a_key_limit_under_stress() {
+    const INSTANCES: usize = 3;
+    const TASKS: usize = 48;
+    const KEYS: usize = 3;
+    let server = RedisServer::start();
+    let rt = runtime();
+    rt.block_on(async {
+        let urls = vec![server.url()];
+        let (name, policy, limit, lease) = (
+            unique("lease_stress"),
+            "fixed_window:300/1h,lease=9",
+            300u64,
+            9u64,
+        );
+        let admitted: Arc<Vec<AtomicU64>> =
+            Arc::new((0..KEYS).map(|_| AtomicU64::new(0)).collect());
+        let mut limiters = Vec::new();
+        let mut handles = Vec::new();
+        for i in 0..INSTANCES {
+            let l = Arc::new(limiter(&urls, &name, policy).await);
+            limiters.push(Arc::clone(&l));
+            for t in 0..TASKS {
+                let (l, admitted) = (Arc::clone(&l), Arc::clone(&admitted));
+                let mut rng =
+                    Rng(0xdead_beef
+                        ^ ((i * TASKS + t + 1) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                handles.push(tokio::spawn(async move {
+                    for _ in 0..150 {
+                        let k = rng.below(KEYS as u64) as usize;
+                        if l.acquire(&format!("k{k}"), 1, None).await.unwrap().allowed {
+                            admitted[k].fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }));
+            }
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+        for l in &limiters {
+            assert_eq!(l.stats().fallbacks, 0);
+            l.release_leases().await.unwrap();
+        }
+        for k in 0..KEYS {
+            let n = admitted[k].load(Ordering::Relaxed);
+            assert!(n <= limit, "key {k}: admitted {n} of {limit}");
+            assert!(
+                n + INSTANCES as u64 * (lease - 1) >= limit,
+                "key {k}: admitted {n}"
+            );
+            let key = format!("k{k}");
+            assert_eq!(
+                shared_remaining(&urls, &name, policy, &key).await,
+                limit - n,
+                "key {k}"
+            );
+        }
+    });
+}
