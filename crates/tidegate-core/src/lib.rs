@@ -10,12 +10,14 @@
 //! - [`Limiter`]: policy + store + clock, the thing applications call.
 //! - [`Backoff`]: the exponential backoff retries of the tracker and the queue share.
 //! - [`Throttler`]: first event per key per window, with the API of the Python throttler.
+//! - [`lease`]: the `lease` option and the slice of a hot key's quota one instance holds.
 //! - [`TopKeys`]: the most frequent keys of a stream in fixed memory, with an error bound.
 #![warn(missing_docs)]
 pub mod algorithm;
 pub mod backoff;
 pub mod decision;
 pub mod error;
+pub mod lease;
 pub mod limiter;
 pub mod policy;
 pub mod policy_set;

@@ -20,6 +20,7 @@ use crate::algorithm::{
 };
 use crate::decision::Decision;
 use crate::error::PolicyError;
+use crate::lease::Lease;
 use crate::rate::Rate;
 use crate::time::micros_to_duration;
 
@@ -105,12 +106,12 @@ pub enum Policy {
     SlidingWindow(SlidingWindow),
     /// See [`SlidingLog`].
     SlidingLog(SlidingLog),
-    /// See [`TokenBucket`].
-    TokenBucket(TokenBucket),
+    /// See [`TokenBucket`]; with its `lease` option (see [`Policy::leased`]).
+    TokenBucket(TokenBucket, Option<Lease>),
     /// See [`LeakyBucket`].
     LeakyBucket(LeakyBucket),
-    /// See [`Gcra`].
-    Gcra(Gcra),
+    /// See [`Gcra`]; with its `lease` option (see [`Policy::leased`]).
+    Gcra(Gcra, Option<Lease>),
     /// See [`Throttle`].
     Throttle(Throttle),
 }
@@ -157,17 +158,19 @@ impl Policy {
             K::FixedWindow => Self::FixedWindow(FixedWindow::new(need_limit()?, window)?),
             K::SlidingWindow => Self::SlidingWindow(SlidingWindow::new(need_limit()?, window)?),
             K::SlidingLog => Self::SlidingLog(SlidingLog::new(need_limit()?, window)?),
-            K::TokenBucket => Self::TokenBucket(TokenBucket::from_rate(Rate::new(
-                need_limit()?,
-                window,
-                burst,
-            )?)),
+            K::TokenBucket => Self::TokenBucket(
+                TokenBucket::from_rate(Rate::new(need_limit()?, window, burst)?),
+                None,
+            ),
             K::LeakyBucket => Self::LeakyBucket(LeakyBucket::from_rate(Rate::new(
                 need_limit()?,
                 window,
                 burst,
             )?)),
-            K::Gcra => Self::Gcra(Gcra::from_rate(Rate::new(need_limit()?, window, burst)?)),
+            K::Gcra => Self::Gcra(
+                Gcra::from_rate(Rate::new(need_limit()?, window, burst)?),
+                None,
+            ),
             K::Throttle => {
                 if let Some(l) = limit.filter(|&l| l != 1) {
                     return Err(PolicyError::new(
@@ -207,15 +210,64 @@ impl Policy {
         }
     }
 
+    /// Applies the `lease` option (see [`crate::lease`]): how much of a key's quota an
+    /// instance takes at once from a shared store. Only `fixed_window`, `token_bucket`
+    /// and `gcra` take it (see docs/REDIS_STORE.md, "Leases for hot keys", for why);
+    /// the lease must fit the policy's capacity.
+    pub fn leased(self, lease: Option<Lease>) -> Result<Self, PolicyError> {
+        let Some(lease) = lease else {
+            return Ok(self);
+        };
+        let lease = Some(lease.check(self.capacity())?);
+        match self {
+            Self::FixedWindow(a) => Ok(Self::FixedWindow(a.with_lease(lease))),
+            Self::TokenBucket(a, _) => Ok(Self::TokenBucket(a, lease)),
+            Self::Gcra(a, _) => Ok(Self::Gcra(a, lease)),
+            Self::SlidingWindow(_)
+            | Self::SlidingLog(_)
+            | Self::LeakyBucket(_)
+            | Self::Throttle(_) => {
+                let why = match self.kind() {
+                    AlgorithmKind::LeakyBucket => {
+                        "an admitted request's delay depends on every request before it, which a local slice cannot know"
+                    }
+                    AlgorithmKind::Throttle => {
+                        "a throttle admits one event per window: there is nothing to share out"
+                    }
+                    _ => "a slice taken now cannot be returned to the right moments of its window",
+                };
+                Err(PolicyError::new(
+                    "lease",
+                    format!(
+                        "is not an option of {} ({why}; only fixed_window, token_bucket and gcra take a lease)",
+                        self.kind()
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// The `lease` option, if set (see [`Policy::leased`]).
+    pub fn lease(&self) -> Option<Lease> {
+        match self {
+            Self::FixedWindow(a) => a.lease(),
+            Self::TokenBucket(_, lease) | Self::Gcra(_, lease) => *lease,
+            Self::SlidingWindow(_)
+            | Self::SlidingLog(_)
+            | Self::LeakyBucket(_)
+            | Self::Throttle(_) => None,
+        }
+    }
+
     /// The algorithm's name.
     pub fn kind(&self) -> AlgorithmKind {
         match self {
             Self::FixedWindow(_) => AlgorithmKind::FixedWindow,
             Self::SlidingWindow(_) => AlgorithmKind::SlidingWindow,
             Self::SlidingLog(_) => AlgorithmKind::SlidingLog,
-            Self::TokenBucket(_) => AlgorithmKind::TokenBucket,
+            Self::TokenBucket(_, _) => AlgorithmKind::TokenBucket,
             Self::LeakyBucket(_) => AlgorithmKind::LeakyBucket,
-            Self::Gcra(_) => AlgorithmKind::Gcra,
+            Self::Gcra(_, _) => AlgorithmKind::Gcra,
             Self::Throttle(_) => AlgorithmKind::Throttle,
         }
     }
@@ -227,9 +279,9 @@ impl Policy {
             Self::FixedWindow(a) => (a.params().0, a.params().1, None),
             Self::SlidingWindow(a) => (a.params().0, a.params().1, None),
             Self::SlidingLog(a) => (a.params().0, a.params().1, None),
-            Self::TokenBucket(a) => rate(a.rate()),
+            Self::TokenBucket(a, _) => rate(a.rate()),
             Self::LeakyBucket(a) => rate(a.rate()),
-            Self::Gcra(a) => rate(a.rate()),
+            Self::Gcra(a, _) => rate(a.rate()),
             Self::Throttle(a) => (1, a.window_micros(), None),
         }
     }
@@ -257,9 +309,9 @@ macro_rules! with_state {
                     let $s = &mut **$s;
                     break $body;
                 }
-                (Policy::TokenBucket($alg), PolicyState::TokenBucket($s)) => break $body,
+                (Policy::TokenBucket($alg, _), PolicyState::TokenBucket($s)) => break $body,
                 (Policy::LeakyBucket($alg), PolicyState::Gcra($s)) => break $body,
-                (Policy::Gcra($alg), PolicyState::Gcra($s)) => break $body,
+                (Policy::Gcra($alg, _), PolicyState::Gcra($s)) => break $body,
                 (Policy::Throttle($alg), PolicyState::Throttle($s)) => break $body,
                 _ => *$state = policy.fresh(),
             }
@@ -275,9 +327,9 @@ impl Algorithm for Policy {
             Self::FixedWindow(a) => PolicyState::FixedWindow(a.fresh()),
             Self::SlidingWindow(a) => PolicyState::SlidingWindow(a.fresh()),
             Self::SlidingLog(a) => PolicyState::SlidingLog(Box::new(a.fresh())),
-            Self::TokenBucket(a) => PolicyState::TokenBucket(a.fresh()),
+            Self::TokenBucket(a, _) => PolicyState::TokenBucket(a.fresh()),
             Self::LeakyBucket(a) => PolicyState::Gcra(a.fresh()),
-            Self::Gcra(a) => PolicyState::Gcra(a.fresh()),
+            Self::Gcra(a, _) => PolicyState::Gcra(a.fresh()),
             Self::Throttle(a) => PolicyState::Throttle(a.fresh()),
         }
     }
@@ -298,9 +350,9 @@ impl Algorithm for Policy {
             (Policy::FixedWindow(a), PolicyState::FixedWindow(s)) => a.expires_at(s),
             (Policy::SlidingWindow(a), PolicyState::SlidingWindow(s)) => a.expires_at(s),
             (Policy::SlidingLog(a), PolicyState::SlidingLog(s)) => a.expires_at(s),
-            (Policy::TokenBucket(a), PolicyState::TokenBucket(s)) => a.expires_at(s),
+            (Policy::TokenBucket(a, _), PolicyState::TokenBucket(s)) => a.expires_at(s),
             (Policy::LeakyBucket(a), PolicyState::Gcra(s)) => a.expires_at(s),
-            (Policy::Gcra(a), PolicyState::Gcra(s)) => a.expires_at(s),
+            (Policy::Gcra(a, _), PolicyState::Gcra(s)) => a.expires_at(s),
             (Policy::Throttle(a), PolicyState::Throttle(s)) => a.expires_at(s),
             // A state of another algorithm is as good as fresh.
             _ => 0,
@@ -312,9 +364,9 @@ impl Algorithm for Policy {
             Self::FixedWindow(a) => a.capacity(),
             Self::SlidingWindow(a) => a.capacity(),
             Self::SlidingLog(a) => a.capacity(),
-            Self::TokenBucket(a) => a.capacity(),
+            Self::TokenBucket(a, _) => a.capacity(),
             Self::LeakyBucket(a) => a.capacity(),
-            Self::Gcra(a) => a.capacity(),
+            Self::Gcra(a, _) => a.capacity(),
             Self::Throttle(a) => a.capacity(),
         }
     }
@@ -382,21 +434,25 @@ impl FromStr for Policy {
                 }
             };
             let window = parse_window(window)?;
-            let (mut burst, mut align) = (None, None);
+            let (mut burst, mut align, mut lease) = (None, None, None);
             for option in options {
                 let (key, value) = option.split_once('=').unwrap_or((option, ""));
                 match key.trim() {
                     "burst" => burst = Some(parse_count("burst", value)?),
                     "align" => align = Some(value.trim()),
+                    "lease" => lease = Some(value.parse::<Lease>()?),
                     other => {
                         return Err(PolicyError::new(
                             other,
-                            "is not a policy option (the options are `burst=N` and `align=epoch`)",
+                            "is not a policy option (the options are `burst=N`, `align=epoch` \
+                             and `lease=N` or `lease=N%`)",
                         ));
                     }
                 }
             }
-            Policy::new(kind, limit, window, burst)?.aligned(align)
+            Policy::new(kind, limit, window, burst)?
+                .aligned(align)?
+                .leased(lease)
         };
         parse().map_err(|e| e.in_policy(text.trim()))
     }
@@ -418,6 +474,9 @@ impl fmt::Display for Policy {
                     && a.is_epoch_aligned()
                 {
                     f.write_str(",align=epoch")?;
+                }
+                if let Some(lease) = self.lease() {
+                    write!(f, ",lease={lease}")?;
                 }
                 Ok(())
             }
@@ -456,7 +515,7 @@ impl<'de> Visitor<'de> for PolicyVisitor {
 
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Policy, M::Error> {
         let (mut algorithm, mut limit, mut window, mut burst) = (None, None, None, None);
-        let mut align = None;
+        let (mut align, mut lease) = (None, None);
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "algorithm" => algorithm = Some(map.next_value::<String>()?),
@@ -464,10 +523,11 @@ impl<'de> Visitor<'de> for PolicyVisitor {
                 "window" => window = Some(map.next_value::<String>()?),
                 "burst" => burst = Some(map.next_value::<u64>()?),
                 "align" => align = Some(map.next_value::<String>()?),
+                "lease" => lease = Some(map.next_value::<Lease>()?),
                 other => {
                     return Err(de::Error::custom(PolicyError::new(
                         other,
-                        "is not a policy field (expected algorithm, limit, window, burst, align)",
+                        "is not a policy field (expected algorithm, limit, window, burst, align, lease)",
                     )));
                 }
             }
@@ -478,7 +538,9 @@ impl<'de> Visitor<'de> for PolicyVisitor {
                 .parse()?;
             let window =
                 parse_window(&window.ok_or_else(|| PolicyError::new("window", "is required"))?)?;
-            Policy::new(algorithm, limit, window, burst)?.aligned(align.as_deref())
+            Policy::new(algorithm, limit, window, burst)?
+                .aligned(align.as_deref())?
+                .leased(lease)
         };
         build().map_err(de::Error::custom)
     }
@@ -505,6 +567,10 @@ mod tests {
             "gcra:7/1m30s",
             "fixed_window:1000/1day",
             "fixed_window:100/1m,align=epoch",
+            "fixed_window:1000/1m,lease=50",
+            "fixed_window:1000/1m,align=epoch,lease=10%",
+            "token_bucket:100/1m,burst=20,lease=5",
+            "gcra:10/1s,lease=100%",
         ] {
             let p: Policy = text.parse().unwrap();
             let again: Policy = p.to_string().parse().unwrap();
@@ -626,5 +692,97 @@ mod tests {
         .remove("p")
         .unwrap();
         assert_eq!(table.to_string(), "fixed_window:5/1s,align=epoch");
+    }
+
+    #[test]
+    fn lease_is_an_option_of_fixed_window_and_the_buckets_that_grant_in_advance() {
+        let p: Policy = "fixed_window:1000/1m,lease=50".parse().unwrap();
+        assert_eq!(p.lease(), Some(Lease::Units(50)));
+        assert_eq!(p.to_string(), "fixed_window:1000/1m,lease=50");
+        assert_ne!(p, "fixed_window:1000/1m".parse::<Policy>().unwrap());
+        let p: Policy = "token_bucket:100/1m,burst=20,lease=10%".parse().unwrap();
+        assert_eq!(p.lease().map(|l| l.units(p.capacity())), Some(2));
+        let aligned: Policy = "fixed_window:10/1s,align=epoch,lease=3".parse().unwrap();
+        assert!(
+            matches!(aligned, Policy::FixedWindow(a) if a.is_epoch_aligned() && a.lease().is_some())
+        );
+        for text in [
+            "sliding_window:100/1m,lease=5",
+            "sliding_log:100/1m,lease=5",
+            "leaky_bucket:100/1m,lease=5",
+            "throttle:1s,lease=1",
+        ] {
+            let e = err(text);
+            assert_eq!(e.field, "lease", "{text}");
+            assert!(e.reason.contains("is not an option of"), "{e}");
+            assert!(
+                e.reason
+                    .contains("only fixed_window, token_bucket and gcra"),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            err("fixed_window:10/1m,lease=11").to_string(),
+            "invalid policy `fixed_window:10/1m,lease=11`: `lease` 11 is larger than the \
+             policy's capacity 10 (its limit, or burst)"
+        );
+        assert_eq!(err("token_bucket:100/1m,burst=20,lease=21").field, "lease");
+        assert_eq!(err("fixed_window:10/1m,lease=0").field, "lease");
+        assert_eq!(err("fixed_window:10/1m,lease=lots").field, "lease");
+        assert_eq!(err("fixed_window:10/1m,lease=0%").field, "lease");
+    }
+
+    #[test]
+    fn toml_tables_take_a_lease_as_units_or_a_percentage() {
+        let cfg: Config = toml::from_str(
+            r#"
+            [policies]
+            units = { algorithm = "fixed_window", limit = 1000, window = "1m", lease = 50 }
+            share = { algorithm = "gcra", limit = 100, window = "1s", lease = "10%" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.policies["units"].to_string(),
+            "fixed_window:1000/1m,lease=50"
+        );
+        assert_eq!(cfg.policies["share"].to_string(), "gcra:100/1s,lease=10%");
+        let e = toml::from_str::<Config>(
+            "[policies]\np = { algorithm = \"sliding_log\", limit = 3, window = \"10s\", lease = 2 }",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`lease` is not an option of sliding_log"), "{e}");
+        let e = toml::from_str::<Config>(
+            "[policies]\np = { algorithm = \"fixed_window\", limit = 3, window = \"10s\", lease = -1 }",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`lease` must be at least 1"), "{e}");
+    }
+
+    #[test]
+    fn a_lease_changes_no_decision_of_the_algorithm_itself() {
+        // The memory store runs the algorithm as it is: the lease only matters to a
+        // shared store.
+        for (plain, leased) in [
+            ("fixed_window:5/1s", "fixed_window:5/1s,lease=2"),
+            (
+                "token_bucket:5/1s,burst=3",
+                "token_bucket:5/1s,burst=3,lease=2",
+            ),
+            ("gcra:7/1s", "gcra:7/1s,lease=50%"),
+        ] {
+            let (a, b): (Policy, Policy) = (plain.parse().unwrap(), leased.parse().unwrap());
+            let (mut sa, mut sb) = (a.fresh(), b.fresh());
+            for step in 0..200u64 {
+                let (now, cost) = (step * 37_000, 1 + step % 3);
+                assert_eq!(
+                    a.acquire(&mut sa, now, cost),
+                    b.acquire(&mut sb, now, cost),
+                    "{leased}"
+                );
+            }
+        }
     }
 }

@@ -254,6 +254,23 @@ pub(crate) struct Policies {
 }
 
 impl Policies {
+    /// Returns the unspent lease slices of every Redis policy (at shutdown); the units
+    /// given back. A slice Redis does not take back stays stranded, within its bound.
+    pub(crate) async fn release_leases(&self) -> u64 {
+        let mut returned = 0;
+        for (name, policy) in &self.by_name {
+            if let Backend::Redis(limiter) = &policy.backend {
+                match limiter.release_leases().await {
+                    Ok(n) => returned += n,
+                    Err(e) => {
+                        tracing::warn!(policy = %name, error = %e, "could not return lease slices to Redis");
+                    }
+                }
+            }
+        }
+        returned
+    }
+
     /// Builds the limiters (connecting to Redis when configured).
     pub(crate) async fn build(
         store: &StoreSettings,

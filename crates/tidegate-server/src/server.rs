@@ -254,6 +254,11 @@ impl Server {
             }
         }
 
+        let returned = app.policies.release_leases().await;
+        if returned > 0 {
+            tracing::info!(units = returned, "returned unspent lease slices to Redis");
+        }
+
         let mut undelivered = Vec::new();
         if let Some(tracker) = tracker {
             let pending = tracker.stats();

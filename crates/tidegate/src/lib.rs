@@ -5,6 +5,8 @@
 //!   or a TOML table; [`PolicySet`] guards one key with several policies atomically.
 //! - [`store::memory::MemoryStore`]: the concurrent in-memory store of per-key states.
 //! - [`Limiter`]: policy + store + clock, the thing applications call.
+//! - [`lease`]: the `lease` option, whose slices answer a hot key on the Redis store
+//!   locally.
 //! - [`Throttler`]: first event per key per window, the API of a Python per-key
 //!   EventThrottler.
 //! - `store::redis` (feature `redis`): the same decisions shared through Redis.
@@ -22,8 +24,8 @@
 pub use tidegate_core::{
     Algorithm, AlgorithmKind, Backoff, Clock, CoarseClock, CostError, Decision, LimitError,
     Limiter, ManualClock, MonotonicClock, Policy, PolicyError, PolicySet, PolicyState, SystemClock,
-    Throttler, TopKey, TopKeys, algorithm, backoff, decision, error, limiter, policy, policy_set,
-    rate, throttler, time, top_keys,
+    Throttler, TopKey, TopKeys, algorithm, backoff, decision, error, lease, limiter, policy,
+    policy_set, rate, throttler, time, top_keys,
 };
 
 #[cfg(feature = "queue")]

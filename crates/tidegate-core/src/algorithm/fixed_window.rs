@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::Algorithm;
 use crate::decision::Decision;
 use crate::error::PolicyError;
+use crate::lease::{Lease, PackedLease};
 use crate::rate::{check_limit, window_micros};
 
 /// Fixed windows anchored at each key's first admitted hit, or aligned to the epoch.
@@ -19,6 +20,7 @@ pub struct FixedWindow {
     limit: u64,
     window: u64,
     epoch_aligned: bool,
+    lease: PackedLease,
 }
 
 /// Per-key state of [`FixedWindow`]: the window's start and the cost admitted in it. 16 bytes.
@@ -39,6 +41,7 @@ impl FixedWindow {
             limit,
             window,
             epoch_aligned: false,
+            lease: PackedLease::default(),
         })
     }
 
@@ -60,6 +63,20 @@ impl FixedWindow {
     /// Whether the windows are aligned to the epoch rather than to each key's first hit.
     pub fn is_epoch_aligned(&self) -> bool {
         self.epoch_aligned
+    }
+
+    /// The `lease` option: how much a shared store hands out at once (the algorithm
+    /// itself ignores it; see [`crate::lease`]).
+    pub fn lease(&self) -> Option<Lease> {
+        self.lease.get()
+    }
+
+    /// The same policy with the `lease` option set.
+    pub(crate) fn with_lease(self, lease: Option<Lease>) -> Self {
+        Self {
+            lease: PackedLease::new(lease),
+            ..self
+        }
     }
 
     /// The start of a window opened by an admitted hit at `now`.

@@ -9,8 +9,15 @@
 --          and the GCRA constants period, parts, tol_us, tol_frac (for fixed_window
 --          "1" then 0s when its windows align to the epoch; 0s for others);
 --          then each request: its policy set (1..P), now in µs (or -1 to read the
---          server's TIME), cost, "1" to consume when every policy admits ("0" to only
---          look), extra TTL milliseconds (for explicit, virtual clocks)
+--          server's TIME), cost, its mode, extra TTL milliseconds (for explicit, virtual
+--          clocks), and the mode's argument:
+--            "0" only look; "1" consume the cost when every policy admits;
+--            "T" take a lease slice (one policy: fixed_window or the GCRA family): the
+--                argument units if they fit now, else as many as fit but at least the
+--                cost; the reply's delay field is the number of units granted;
+--            "R" return the cost's unspent units of a slice taken at the argument (the
+--                server's µs time of the take); the reply's remaining field is the
+--                number of units given back.
 -- KEYS     for each request, the state key of each of its N policies (all keys of a
 --          batch in one hash slot: "<ns>:{=<key>}:<i>:<algorithm>")
 --
@@ -64,6 +71,72 @@ end
 -- The server's time, read once per call and only if a request asks for it.
 local server_now = nil
 
+-- Runs policy `b` of `set` on `key` (see algorithms.lua); nil for an unknown algorithm.
+local function run(set, b, key, now, cost)
+  local alg, L, W, B = set[b], set[b + 1], set[b + 2], set[b + 3]
+  if alg == 'gcra' or alg == 'leaky_bucket' or alg == 'token_bucket' then
+    return gcra(key, now, cost, L, W, B, alg == 'leaky_bucket', set[b + 4], set[b + 5],
+      set[b + 6], set[b + 7])
+  elseif alg == 'fixed_window' then
+    return fixed_window(key, now, cost, L, W, set[b + 4])
+  elseif alg == 'sliding_window' then
+    return sliding_window(key, now, cost, L, W)
+  elseif alg == 'sliding_log' then
+    return sliding_log(key, now, cost, L, W)
+  elseif alg == 'throttle' then
+    return throttle(key, now, W)
+  end
+  return nil
+end
+
+-- Returns `units` unspent units of a lease slice taken at `taken_at`; answers the units
+-- given back. A fixed window takes them back only into the window they were taken
+-- from, while it is open: its count is then what it would be had they never been
+-- taken. A GCRA schedule moves back by units × T, but never behind now: the taker
+-- returns only a slice the schedule still covers (crates/tidegate-core/src/lease.rs).
+local function give_back(set, b, key, now, units, taken_at)
+  local alg, L, W = set[b], set[b + 1], set[b + 2]
+  local v = call('GET', key)
+  if not v then return 0 end
+  if alg == 'fixed_window' then
+    local start, count = unpack('<dd', v)
+    if count <= 0 or taken_at < start or taken_at >= start + W or now >= start + W then
+      return 0
+    end
+    local back = min(units, count)
+    count = count - back
+    if count == 0 then
+      call('DEL', key)
+    else
+      call('SET', key, pack('<dd', start, count), 'KEEPTTL')
+    end
+    return back
+  elseif alg == 'gcra' or alg == 'token_bucket' then
+    local period, parts = set[b + 4], set[b + 5]
+    local tat, rem = unpack('<dd', v)
+    if rem >= parts then
+      local carry = idiv(rem, parts)
+      tat, rem = tat + carry, rem - carry * parts
+    end
+    if tat <= now then return 0 end
+    local s_us, s_frac = muldiv(units, period, 0, parts)
+    local t_us, t_frac = tat - s_us, rem - s_frac
+    if t_frac < 0 then t_us, t_frac = t_us - 1, t_frac + parts end
+    if t_us < now then t_us, t_frac = now, 0 end
+    local m_us, m_frac = span_sub(tat, rem, t_us, t_frac, parts)
+    local back = (muldiv(m_us, parts, m_frac, period))
+    if t_us == now and t_frac == 0 then
+      call('DEL', key)
+    else
+      local expires_at = t_us
+      if t_frac > 0 then expires_at = t_us + 1 end
+      store_string(key, pack('<dd', t_us, t_frac), expires_at, now, 0)
+    end
+    return back
+  end
+  return 0
+end
+
 -- Decides the request whose keys start at KEYS[k] and arguments at ARGV[a]; appends its
 -- reply; returns its number of policies.
 local function decide(k, a)
@@ -79,38 +152,53 @@ local function decide(k, a)
     now = server_now
   end
   local cost = number(ARGV[a + 2])
-  local commit = ARGV[a + 3] == '1'
+  local mode = ARGV[a + 3]
   local grace_ms = number(ARGV[a + 4])
   local n = set[1]
   local head = r + 1
   reply[head], reply[head + 1] = 1, now
   r = head + 1
+  if mode == 'R' then
+    local taken_at = tonumber(ARGV[a + 5])
+    for i = 1, n do
+      local b = 8 * i - 6
+      local back = give_back(set, b, KEYS[k + i - 1], now, cost, taken_at)
+      reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4], reply[r + 5], reply[r + 6] =
+        1, set[b + 1], back, -1, 0, -1
+      r = r + 6
+    end
+    return n
+  end
+  local want = 0
+  if mode == 'T' then want = number(ARGV[a + 5]) end
   for i = 1, n do
     local b = 8 * i - 6
-    local alg, L, W, B = set[b], set[b + 1], set[b + 2], set[b + 3]
     local key = KEYS[k + i - 1]
-    local d
-    if alg == 'gcra' or alg == 'leaky_bucket' or alg == 'token_bucket' then
-      d = gcra(key, now, cost, L, W, B, alg == 'leaky_bucket', set[b + 4], set[b + 5],
-        set[b + 6], set[b + 7])
-    elseif alg == 'fixed_window' then
-      d = fixed_window(key, now, cost, L, W, set[b + 4])
-    elseif alg == 'sliding_window' then
-      d = sliding_window(key, now, cost, L, W)
-    elseif alg == 'sliding_log' then
-      d = sliding_log(key, now, cost, L, W)
-    elseif alg == 'throttle' then
-      d = throttle(key, now, W)
+    local d, grant = nil, -1
+    if want > 0 then
+      d = run(set, b, key, now, want)
+      grant = want
+      if d and d.allowed == 0 then
+        -- As many as fit now (then admitted), or the minimum (then denied, with its wait).
+        grant = max(d.remaining, cost)
+        d = run(set, b, key, now, grant)
+      end
     else
-      return nil, 'tidegate: unknown algorithm ' .. tostring(alg)
+      d = run(set, b, key, now, cost)
+    end
+    if not d then return nil, 'tidegate: unknown algorithm ' .. tostring(set[b]) end
+    local delay = d.delay
+    if want > 0 then
+      delay = -1
+      if d.allowed == 1 then delay = grant end
     end
     if d.allowed == 0 then reply[head] = 0 end
     reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4], reply[r + 5], reply[r + 6] =
-      d.allowed, d.limit, d.remaining, d.retry_after, d.reset_after, d.delay
+      d.allowed, d.limit, d.remaining, d.retry_after, d.reset_after, delay
     r = r + 6
     values[i], expiries[i] = d.value, d.expires_at
   end
-  if commit and reply[head] == 1 then
+  if mode ~= '0' and reply[head] == 1 then
     for i = 1, n do
       local value = values[i]
       if type(value) == 'function' then
@@ -128,6 +216,6 @@ for _ = 1, tonumber(ARGV[1]) do
   local n, err = decide(k, a)
   if not n then return redis.error_reply(err) end
   k = k + n
-  a = a + 5
+  a = a + 6
 end
 return reply

@@ -21,8 +21,42 @@ pub(crate) struct Request {
     /// µs, or -1 for the server's `TIME`.
     pub(crate) now: i64,
     pub(crate) cost: u64,
-    pub(crate) commit: bool,
+    pub(crate) mode: Mode,
     pub(crate) grace_ms: u64,
+}
+
+/// What a request does with its key (see `decide.lua`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Decide without consuming.
+    Peek,
+    /// Decide and consume the cost when every policy admits.
+    Commit,
+    /// Take a lease slice: `want` units if they fit now, else as many as fit but at
+    /// least the request's cost (its `cost` is that minimum); the reply's `delay` field
+    /// is the number of units granted.
+    Take {
+        /// Units wanted.
+        want: u64,
+    },
+    /// Return `cost` unspent units of a slice taken at the server's µs time
+    /// `taken_at`; the reply's `remaining` field is the number of units refunded.
+    Return {
+        /// The server's time of the take.
+        taken_at: u64,
+    },
+}
+
+impl Mode {
+    /// The script's mode letter and its extra argument.
+    fn args(self) -> (&'static str, u64) {
+        match self {
+            Self::Peek => ("0", 0),
+            Self::Commit => ("1", 0),
+            Self::Take { want } => ("T", want),
+            Self::Return { taken_at } => ("R", taken_at),
+        }
+    }
 }
 
 impl Request {
@@ -80,11 +114,13 @@ pub(crate) async fn invoke(
         }
     }
     for (r, set) in requests.iter().zip(set_of) {
+        let (mode, extra) = r.mode.args();
         cmd.arg(set)
             .arg(r.now)
             .arg(r.cost)
-            .arg(if r.commit { "1" } else { "0" })
-            .arg(r.grace_ms);
+            .arg(mode)
+            .arg(r.grace_ms)
+            .arg(extra);
     }
     let flat: Vec<i64> = match query(connection, &cmd).await {
         Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {

@@ -4,12 +4,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::decide::Request;
+use super::decide::{Mode, Request};
+use super::lease::LeaseTable;
 use super::{RedisStore, RedisStoreError};
 use crate::algorithm::Algorithm;
 use crate::algorithm::Gcra;
 use crate::decision::Decision;
 use crate::error::{LimitError, PolicyError};
+use crate::lease::{Grant, Spend};
 use crate::limiter::Limiter;
 use crate::policy::Policy;
 use crate::policy_set::PolicySet;
@@ -32,6 +34,10 @@ pub struct RedisLimiterStats {
     pub fallbacks: u64,
     /// Denials answered from the local deny cache without a round trip.
     pub deny_cache_hits: u64,
+    /// Decisions answered from a lease slice held by this instance, without a round trip.
+    pub leased: u64,
+    /// Lease slices taken from Redis (each one round trip, counted in `decisions`).
+    pub lease_takes: u64,
 }
 
 /// Builds a [`RedisLimiter`].
@@ -101,6 +107,22 @@ impl RedisLimiterBuilder {
         let policy_args = std::iter::once(self.policies.policies().len().to_string())
             .chain(self.policies.policies().iter().flat_map(policy_args))
             .collect();
+        let leases = match self.policies.policies() {
+            [one] => LeaseTable::for_policy(one),
+            many => {
+                if many.iter().any(|p| p.lease().is_some()) {
+                    return Err(PolicyError::new(
+                        "lease",
+                        format!(
+                            "applies to a key guarded by one policy; `{}` has {}",
+                            self.policies,
+                            many.len()
+                        ),
+                    ));
+                }
+                None
+            }
+        };
         let fallback = (self.on_error == FailurePolicy::Local)
             .then(|| Limiter::builder(self.policies.clone()).build());
         Ok(RedisLimiter {
@@ -112,10 +134,13 @@ impl RedisLimiterBuilder {
             on_error: self.on_error,
             deny_cache: self.deny_cache.then(|| Mutex::new(HashMap::new())),
             fallback,
+            leases,
             policies: self.policies,
             decisions: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
             deny_cache_hits: AtomicU64::new(0),
+            leased: AtomicU64::new(0),
+            lease_takes: AtomicU64::new(0),
         })
     }
 }
@@ -162,9 +187,13 @@ pub struct RedisLimiter {
     deny_cache: Option<Mutex<HashMap<String, (u64, Decision)>>>,
     /// The insurance limiter of [`FailurePolicy::Local`].
     fallback: Option<Limiter<PolicySet>>,
+    /// The slices held, when the policy has a `lease`.
+    leases: Option<LeaseTable>,
     decisions: AtomicU64,
     fallbacks: AtomicU64,
     deny_cache_hits: AtomicU64,
+    leased: AtomicU64,
+    lease_takes: AtomicU64,
 }
 
 impl std::fmt::Debug for RedisLimiter {
@@ -199,6 +228,8 @@ impl RedisLimiter {
             decisions: self.decisions.load(Ordering::Relaxed),
             fallbacks: self.fallbacks.load(Ordering::Relaxed),
             deny_cache_hits: self.deny_cache_hits.load(Ordering::Relaxed),
+            leased: self.leased.load(Ordering::Relaxed),
+            lease_takes: self.lease_takes.load(Ordering::Relaxed),
         }
     }
 
@@ -223,21 +254,132 @@ impl RedisLimiter {
         at: Option<u64>,
         commit: bool,
     ) -> Result<Decision, RedisStoreError> {
+        let mode = if commit { Mode::Commit } else { Mode::Peek };
+        let reply = self.call(key, cost, at, mode).await?;
+        Ok(decode(&reply, self.suffixes.len()))
+    }
+
+    /// Sends one request for `key` to the script; the raw reply.
+    async fn call(
+        &self,
+        key: &str,
+        cost: u64,
+        at: Option<u64>,
+        mode: Mode,
+    ) -> Result<Vec<i64>, RedisStoreError> {
         let n = self.suffixes.len();
         let request = Request {
             keys: (0..n).map(|i| self.redis_key(key, i)).collect(),
             policies: Arc::clone(&self.policy_args),
             now: at.map_or(-1, |t| t as i64),
             cost,
-            commit,
+            mode,
             grace_ms: if at.is_some() {
                 EXPLICIT_TIME_GRACE_MS
             } else {
                 0
             },
         };
-        let reply = self.store.decide(request).await?;
-        Ok(decode(&reply, n))
+        self.store.decide(request).await
+    }
+
+    /// Decides from this instance's slice of `key`'s quota, taking a new slice from
+    /// Redis when it cannot pay (one round trip); `None` when no lease can be held for
+    /// the key now (the table is full), to decide exactly instead.
+    async fn acquire_leased(
+        &self,
+        leases: &LeaseTable,
+        key: &str,
+        cost: u64,
+    ) -> Option<Result<Decision, LimitError>> {
+        let cell = leases.cell(key)?;
+        let mut state = cell.lock().await;
+        let now = MonotonicClock.now_micros();
+        let limit = self.policies.policies()[0].limit();
+        let take = match state.spend(now, cost, leases.units) {
+            Spend::Local { left, reset_after } => {
+                self.leased.fetch_add(1, Ordering::Relaxed);
+                return Some(Ok(Decision {
+                    allowed: true,
+                    limit,
+                    remaining: left,
+                    retry_after_us: None,
+                    reset_after_us: reset_after,
+                    delay_us: None,
+                }));
+            }
+            Spend::Denied { retry_after } => {
+                self.leased.fetch_add(1, Ordering::Relaxed);
+                return Some(Ok(Decision {
+                    allowed: false,
+                    limit,
+                    remaining: 0,
+                    retry_after_us: Some(retry_after),
+                    reset_after_us: retry_after,
+                    delay_us: None,
+                }));
+            }
+            Spend::Take(take) => take,
+        };
+        let sent_at = MonotonicClock.now_micros();
+        let want = take.want;
+        match self.call(key, take.min, None, Mode::Take { want }).await {
+            Ok(reply) => {
+                self.decisions.fetch_add(1, Ordering::Relaxed);
+                let mut d = decode(&reply, 1);
+                if !d.allowed {
+                    let retry_after = d.retry_after_us.unwrap_or(0);
+                    state.denied(take, MonotonicClock.now_micros(), retry_after);
+                    return Some(Ok(d));
+                }
+                self.lease_takes.fetch_add(1, Ordering::Relaxed);
+                let grant = Grant {
+                    units: d.delay_us.unwrap_or(0),
+                    sent_at,
+                    taken_at: reply[1].max(0) as u64,
+                    reset_after: d.reset_after_us,
+                    interval: leases.interval,
+                };
+                let left = state.granted(take, cost, grant);
+                d.remaining = d.remaining.saturating_add(left);
+                d.delay_us = None;
+                Some(Ok(d))
+            }
+            Err(_) => {
+                state.refused(take);
+                drop(state);
+                Some(self.fail(key, cost, None, true))
+            }
+        }
+    }
+
+    /// Returns the unspent part of every slice this instance holds to Redis, where the
+    /// algorithm allows it (see docs/REDIS_STORE.md, "Leases for hot keys"); call it
+    /// before an instance stops. Answers the units given back; a slice that could not
+    /// be returned (Redis did not answer, its window ended) stays stranded, within the
+    /// documented bound. Without a lease, does nothing.
+    pub async fn release_leases(&self) -> Result<u64, LimitError> {
+        let Some(leases) = &self.leases else {
+            return Ok(0);
+        };
+        // A slice must still be valid when Redis runs the return, up to a timeout away.
+        let margin = duration_to_micros(self.store.options().timeout);
+        let slices = leases.drain(MonotonicClock.now_micros() + margin).await;
+        let mut given_back = 0;
+        let mut failed = None;
+        for (key, slice) in slices {
+            let mode = Mode::Return {
+                taken_at: slice.taken_at,
+            };
+            match self.call(&key, slice.left, None, mode).await {
+                Ok(reply) => given_back += reply[4].max(0) as u64,
+                Err(e) => failed = Some(e),
+            }
+        }
+        match failed {
+            Some(e) => Err(store_error(e)),
+            None => Ok(given_back),
+        }
     }
 
     /// What the failure policy answers when Redis cannot.
@@ -363,6 +505,12 @@ impl LimitStore for RedisLimiter {
     async fn acquire(&self, key: &str, cost: u64, at: Option<u64>) -> Result<Decision, LimitError> {
         self.check_cost(cost)?;
         if at.is_none()
+            && let Some(leases) = &self.leases
+            && let Some(decided) = self.acquire_leased(leases, key, cost).await
+        {
+            return decided;
+        }
+        if at.is_none()
             && let Some(d) = self.cached_denial(key)
         {
             self.deny_cache_hits.fetch_add(1, Ordering::Relaxed);
@@ -394,6 +542,9 @@ impl LimitStore for RedisLimiter {
         }
         if let Some(local) = &self.fallback {
             local.reset(key);
+        }
+        if let Some(leases) = &self.leases {
+            leases.forget(key);
         }
         let mut del = redis::cmd("DEL");
         for i in 0..self.suffixes.len() {

@@ -9,6 +9,7 @@
 pub(crate) mod batcher;
 mod breaker;
 mod decide;
+mod lease;
 mod limiter;
 mod sentinel;
 
