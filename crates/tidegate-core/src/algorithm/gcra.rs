@@ -26,8 +26,6 @@ pub struct Gcra {
     parts: u64,
     /// `burst × T`: the furthest the schedule may run ahead of `now`.
     tolerance: Span,
-    /// `T` itself, the span a request of cost 1 adds (the usual cost: no division).
-    unit: Span,
 }
 
 /// Per-key state of [`Gcra`], [`TokenBucket`](super::TokenBucket) and
@@ -73,10 +71,6 @@ impl Gcra {
             period,
             parts,
             tolerance: Span { us, frac },
-            unit: Span {
-                us: period / parts,
-                frac: period % parts,
-            },
         }
     }
 
@@ -167,7 +161,12 @@ impl Gcra {
         let limit = self.rate.limit;
         let ahead = self.ahead(s, now);
         let cost_span = if cost == 1 {
-            self.unit
+            // `T` itself: one division (quotient and remainder together), not the wide
+            // product. Not kept in the struct: every tracker record holds one `Gcra`.
+            Span {
+                us: self.period / self.parts,
+                frac: self.period % self.parts,
+            }
         } else {
             let (us, frac) = mul_add_div(cost, self.period, 0, self.parts);
             Span { us, frac }
@@ -371,10 +370,6 @@ mod tests {
             period,
             parts,
             tolerance: Span { us, frac },
-            unit: Span {
-                us: period / parts,
-                frac: period % parts,
-            },
             ..fast
         }
     }
