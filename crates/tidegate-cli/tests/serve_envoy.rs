@@ -1,6 +1,7 @@
 //! `tidegate serve` as Envoy's rate limit service (`[envoy]`): gRPC `ShouldRateLimit`
 //! with tonic's client, `POST /json` and `GET /healthcheck` on the HTTP port, reloads on
-//! a file change and on SIGHUP, Redis shared by two servers, Redis stopped.
+//! a file change and on SIGHUP, Redis shared by two servers, Redis stopped, gRPC health
+//! checking (`Check`, `Watch`) through SIGTERM.
 
 mod common;
 
@@ -13,6 +14,10 @@ use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescript
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
 use redis_test_server::RedisServer;
 use serde_json::{Value, json};
+use tidegate_envoy::health::SERVICE_NAMES;
+use tidegate_envoy::health::proto::HealthCheckRequest;
+use tidegate_envoy::health::proto::health_check_response::ServingStatus;
+use tidegate_envoy::health::proto::health_client::HealthClient;
 use tidegate_envoy::proto::rate_limit_response::Code;
 use tidegate_envoy::proto::rate_limit_service_client::RateLimitServiceClient;
 use tidegate_envoy::proto::{RateLimitRequest, RateLimitResponse};
@@ -466,4 +471,77 @@ fn a_file_added_to_the_config_directory_is_loaded_with_its_domain() {
     );
     assert_eq!(limit(&mut grpc), Some(9));
     assert_eq!(grpc.code(&[("path", "/login")]), Code::Ok);
+}
+
+/// A gRPC health request for `service`.
+fn health_request(service: &str) -> HealthCheckRequest {
+    HealthCheckRequest {
+        service: service.into(),
+    }
+}
+
+#[test]
+fn sigterm_turns_grpc_health_not_serving_ends_watch_streams_and_fails_the_healthcheck() {
+    let dir = TempDir::new();
+    let yaml = dir.write("ratelimit.yaml", YAML);
+    // A long shutdown_timeout: an open Watch stream must not hold the exit until it.
+    let config = format!("shutdown_timeout = \"60s\"\n{}", toml(&yaml, ""));
+    let mut server = Server::with_config(&dir, &config);
+    assert_eq!(server.get("/healthcheck").status, 200);
+
+    let rt = runtime();
+    let url = format!("http://{}", grpc_addr(&server));
+    let channel = rt
+        .block_on(
+            tonic::transport::Channel::from_shared(url)
+                .unwrap()
+                .connect(),
+        )
+        .expect("gRPC connect");
+    let mut health = HealthClient::new(channel);
+    for name in SERVICE_NAMES {
+        let status = rt
+            .block_on(health.check(health_request(name)))
+            .unwrap_or_else(|e| panic!("Check {name:?}: {e}"))
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{name:?}");
+    }
+    let unknown = rt
+        .block_on(health.check(health_request("nope")))
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    let mut watch = rt
+        .block_on(health.watch(health_request("ratelimit")))
+        .expect("Watch")
+        .into_inner();
+    let mut next = || {
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), watch.message()).await })
+            .expect("a Watch message or its end within 20 s")
+            .expect("Watch stream")
+            .map(|r| r.status)
+    };
+    assert_eq!(next(), Some(ServingStatus::Serving as i32));
+
+    let sent = Instant::now();
+    signal(server.pid(), "-TERM");
+    assert_eq!(next(), Some(ServingStatus::NotServing as i32));
+    assert_eq!(next(), None, "the Watch stream ends after NOT_SERVING");
+    // The HTTP listener is closed as shutdown begins: a new health check fails (the
+    // connection is refused or dropped; a request accepted just before gets 503).
+    if let Ok(r) = common::serve::http(&server.addr, "GET", "/healthcheck", &[], b"") {
+        assert_eq!(r.status, 503, "{r:?}");
+    }
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(30),
+            "no exit 30 s after SIGTERM (shutdown_timeout 60 s):\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}\n{}", server.log());
 }

@@ -1,6 +1,6 @@
 //! The Envoy rate limit service front end of `[envoy]`: the limiter on the server's
-//! store, its gRPC listener, `POST /json` and `GET /healthcheck` on the HTTP listener,
-//! and its reloads ([`EnvoyReloader`] on demand, and a watch of its files).
+//! store, its gRPC listener (`ShouldRateLimit` and gRPC health checking), `POST /json`
+//! and `GET /healthcheck` on the HTTP listener, and its reloads ([`EnvoyReloader`] on demand, and a watch of its files).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tidegate::store::redis::RedisStore;
-use tidegate_envoy::{Backend, BuildError, RateLimiter};
+use tidegate_envoy::{Backend, BuildError, HealthStatus, RateLimiter};
 use tokio::net::TcpListener;
 
 use crate::ServeError;
@@ -68,8 +68,10 @@ pub(crate) async fn bind_grpc(settings: &EnvoySettings) -> Result<TcpListener, S
         })
 }
 
-/// Serves `ShouldRateLimit` over gRPC (HTTP/2) on `listener` until `stop` turns true,
-/// then lets the calls in progress finish.
+/// Serves `ShouldRateLimit` and gRPC health checking (`grpc.health.v1.Health`,
+/// `SERVING`) over gRPC (HTTP/2) on `listener` until `stop` turns true; then health
+/// turns `NOT_SERVING` (open `Watch` streams are told, then end), the listener stops and
+/// the calls in progress finish.
 pub(crate) fn serve_grpc(
     limiter: &RateLimiter,
     listener: TcpListener,
@@ -78,10 +80,13 @@ pub(crate) fn serve_grpc(
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let service = limiter.grpc_service();
     tokio::spawn(async move {
+        let health = HealthStatus::new().await;
         let result = tonic::transport::Server::builder()
+            .add_service(health.service())
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop.wait_for(|s| *s).await;
+                health.shutting_down().await;
             })
             .await;
         if let Err(e) = result {
