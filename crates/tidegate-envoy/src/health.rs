@@ -5,11 +5,14 @@
 //! Three service names answer: `""` (the whole server, the gRPC convention),
 //! `ratelimit` (the name envoyproxy/ratelimit registers) and
 //! `envoy.service.ratelimit.v3.RateLimitService`; any other name is `NOT_FOUND`. A
-//! `Watch` stream gets the status at once, then each change; after it has sent
-//! `NOT_SERVING` once shutdown has begun it ends, so that an open stream does not hold
-//! a graceful shutdown until its timeout.
+//! `Watch` stream gets the status at once, then each change; it ends on
+//! [`HealthStatus::close`] (once it has sent every change), so that an open stream does
+//! not hold a graceful shutdown until its timeout.
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
@@ -17,7 +20,6 @@ use tokio::sync::watch;
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
-use tonic_health::pb::health_check_response::ServingStatus as WireStatus;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tonic_health::server::{HealthReporter, HealthService};
@@ -41,11 +43,14 @@ pub const SERVICE_NAMES: [&str; 3] = [
 
 /// The health of the rate limit service: [`HealthStatus::service`] to add to the tonic
 /// server beside [`RateLimiter::grpc_service`](crate::RateLimiter::grpc_service),
-/// [`HealthStatus::shutting_down`] when shutdown begins.
+/// [`HealthStatus::shutting_down`] when shutdown begins, [`HealthStatus::close`] when
+/// the server stops taking calls.
 #[derive(Debug, Clone)]
 pub struct HealthStatus {
     reporter: HealthReporter,
-    stopping: watch::Sender<bool>,
+    /// Set by the first [`HealthStatus::shutting_down`] (later calls change nothing).
+    not_serving: Arc<AtomicBool>,
+    closed: watch::Sender<bool>,
 }
 
 impl HealthStatus {
@@ -59,7 +64,8 @@ impl HealthStatus {
         }
         HealthStatus {
             reporter,
-            stopping: watch::channel(false).0,
+            not_serving: Arc::new(AtomicBool::new(false)),
+            closed: watch::channel(false).0,
         }
     }
 
@@ -68,28 +74,36 @@ impl HealthStatus {
     pub fn service(&self) -> HealthServer<HealthGrpc> {
         HealthServer::new(HealthGrpc {
             inner: HealthService::from_health_reporter(self.reporter.clone()),
-            stopping: self.stopping.subscribe(),
+            closed: self.closed.subscribe(),
         })
     }
 
-    /// Shutdown begins: every name turns `NOT_SERVING` (watchers are told, then their
-    /// streams end). Call it before the server stops taking calls.
+    /// Shutdown begins: every name turns `NOT_SERVING` (open `Watch` streams are told,
+    /// once however often it is called).
     pub async fn shutting_down(&self) {
-        self.stopping.send_replace(true);
+        if self.not_serving.swap(true, Ordering::SeqCst) {
+            return;
+        }
         for name in SERVICE_NAMES {
             self.reporter
                 .set_service_status(name, ServingStatus::NotServing)
                 .await;
         }
     }
+
+    /// The server stops taking calls: every `Watch` stream ends, once it has sent the
+    /// changes before this call (call [`HealthStatus::shutting_down`] first).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
 }
 
 /// The tonic service of [`HealthStatus::service`]: tonic-health's `Check` and `Watch`,
-/// with `Watch` streams ending once they have told `NOT_SERVING` during shutdown.
+/// with `Watch` streams ending on [`HealthStatus::close`].
 #[derive(Debug)]
 pub struct HealthGrpc {
     inner: HealthService,
-    stopping: watch::Receiver<bool>,
+    closed: watch::Receiver<bool>,
 }
 
 #[tonic::async_trait]
@@ -108,19 +122,21 @@ impl Health for HealthGrpc {
         request: Request<HealthCheckRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let inner = self.inner.watch(request).await?.into_inner();
+        let mut closed = self.closed.clone();
         Ok(Response::new(WatchStream {
             inner,
-            stopping: self.stopping.clone(),
+            closed: Box::pin(async move {
+                let _ = closed.wait_for(|c| *c).await;
+            }),
             done: false,
         }))
     }
 }
 
-/// A `Watch` stream: the status, then each change, until `NOT_SERVING` has been sent
-/// during shutdown.
+/// A `Watch` stream: the status, then each change, until [`HealthStatus::close`].
 pub struct WatchStream {
     inner: tonic_health::server::WatchStream,
-    stopping: watch::Receiver<bool>,
+    closed: Pin<Box<dyn Future<Output = ()> + Send>>,
     done: bool,
 }
 
@@ -139,13 +155,14 @@ impl tokio_stream::Stream for WatchStream {
         if self.done {
             return Poll::Ready(None);
         }
-        let next = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(Some(Ok(response))) = &next
-            && response.status == WireStatus::NotServing as i32
-            && *self.stopping.borrow()
-        {
-            self.done = true;
+        // A change first, so that the last one (NOT_SERVING) is sent before the end.
+        if let Poll::Ready(next) = Pin::new(&mut self.inner).poll_next(cx) {
+            return Poll::Ready(next);
         }
-        next
+        if self.closed.as_mut().poll(cx).is_ready() {
+            self.done = true;
+            return Poll::Ready(None);
+        }
+        Poll::Pending
     }
 }

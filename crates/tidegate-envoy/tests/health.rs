@@ -1,7 +1,7 @@
 //! gRPC health checking (`grpc.health.v1.Health`) beside `ShouldRateLimit` on one
 //! loopback tonic server, called with the generated health client: `Check` and `Watch`,
-//! `SERVING` then `NOT_SERVING` once shutdown begins, and a `Watch` stream that ends
-//! so that the server's graceful shutdown completes.
+//! `SERVING` then `NOT_SERVING` once shutdown begins, and `Watch` streams that end when
+//! the server stops so that its graceful shutdown completes.
 
 mod support;
 
@@ -152,7 +152,7 @@ async fn check_answers_not_serving_once_shutdown_begins() {
 }
 
 #[tokio::test]
-async fn watch_sends_serving_then_not_serving_at_shutdown_then_ends_and_the_server_stops() {
+async fn watch_sends_serving_then_not_serving_at_shutdown_and_ends_when_the_server_stops() {
     let served = serve_with_health().await;
     let mut hc = health_client(served.addr).await;
     let mut whole = watch(&mut hc, "").await;
@@ -160,15 +160,15 @@ async fn watch_sends_serving_then_not_serving_at_shutdown_then_ends_and_the_serv
     assert_eq!(next(&mut whole).await, Some(SERVING));
     assert_eq!(next(&mut ratelimit).await, Some(SERVING));
 
-    // What serve does when shutdown begins: health first, then the server stops.
+    // What serve does when shutdown begins: health first, streams stay open...
     served.health.shutting_down().await;
-    served.stop.send(()).unwrap();
     assert_eq!(next(&mut whole).await, Some(NOT_SERVING));
-    assert_eq!(
-        next(&mut whole).await,
-        None,
-        "the stream ends after NOT_SERVING"
-    );
+    let open = tokio::time::timeout(Duration::from_millis(300), whole.next()).await;
+    assert!(open.is_err(), "open until close: {open:?}");
+    // ... then they end as the server stops.
+    served.health.close();
+    served.stop.send(()).unwrap();
+    assert_eq!(next(&mut whole).await, None, "the stream ends on close");
     assert_eq!(next(&mut ratelimit).await, Some(NOT_SERVING));
     assert_eq!(next(&mut ratelimit).await, None);
     // The open streams did not hold the graceful shutdown.
@@ -189,4 +189,17 @@ async fn a_watch_opened_while_serving_stays_open_without_a_change() {
         quiet.is_err(),
         "no message and no end without a change: {quiet:?}"
     );
+}
+
+#[tokio::test]
+async fn shutting_down_twice_tells_a_watch_stream_once() {
+    let served = serve_with_health().await;
+    let mut hc = health_client(served.addr).await;
+    let mut stream = watch(&mut hc, "ratelimit").await;
+    assert_eq!(next(&mut stream).await, Some(SERVING));
+    served.health.shutting_down().await;
+    served.health.shutting_down().await;
+    served.health.close();
+    assert_eq!(next(&mut stream).await, Some(NOT_SERVING));
+    assert_eq!(next(&mut stream).await, None);
 }
