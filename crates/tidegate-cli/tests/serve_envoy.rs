@@ -1,6 +1,7 @@
 //! `tidegate serve` as Envoy's rate limit service (`[envoy]`): gRPC `ShouldRateLimit`
 //! with tonic's client, `POST /json` and `GET /healthcheck` on the HTTP port, reloads on
-//! a file change and on SIGHUP, Redis shared by two servers, Redis stopped.
+//! a file change and on SIGHUP, Redis shared by two servers, Redis stopped, gRPC health
+//! checking (`Check`, `Watch`) through SIGTERM.
 
 mod common;
 
@@ -13,6 +14,10 @@ use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescript
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
 use redis_test_server::RedisServer;
 use serde_json::{Value, json};
+use tidegate_envoy::health::SERVICE_NAMES;
+use tidegate_envoy::health::proto::HealthCheckRequest;
+use tidegate_envoy::health::proto::health_check_response::ServingStatus;
+use tidegate_envoy::health::proto::health_client::HealthClient;
 use tidegate_envoy::proto::rate_limit_response::Code;
 use tidegate_envoy::proto::rate_limit_service_client::RateLimitServiceClient;
 use tidegate_envoy::proto::{RateLimitRequest, RateLimitResponse};
@@ -466,4 +471,162 @@ fn a_file_added_to_the_config_directory_is_loaded_with_its_domain() {
     );
     assert_eq!(limit(&mut grpc), Some(9));
     assert_eq!(grpc.code(&[("path", "/login")]), Code::Ok);
+}
+
+/// Waits (at most 30 s after `sent`) for the server to exit, running the gRPC clients'
+/// runtime meanwhile: their connections answer the server's graceful shutdown (GOAWAY,
+/// PING) as a real client's would.
+fn wait_for_exit(
+    rt: &tokio::runtime::Runtime,
+    server: &mut Server,
+    sent: Instant,
+) -> std::process::ExitStatus {
+    rt.block_on(async {
+        loop {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                sent.elapsed() < Duration::from_secs(30),
+                "no exit 30 s after SIGTERM:\n{}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+}
+
+/// A gRPC health request for `service`.
+fn health_request(service: &str) -> HealthCheckRequest {
+    HealthCheckRequest {
+        service: service.into(),
+    }
+}
+
+#[test]
+fn sigterm_turns_grpc_health_not_serving_ends_watch_streams_and_fails_the_healthcheck() {
+    let dir = TempDir::new();
+    let yaml = dir.write("ratelimit.yaml", YAML);
+    // A long shutdown_timeout: an open Watch stream must not hold the exit until it.
+    let config = format!("shutdown_timeout = \"60s\"\n{}", toml(&yaml, ""));
+    let mut server = Server::with_config(&dir, &config);
+    assert_eq!(server.get("/healthcheck").status, 200);
+
+    let rt = runtime();
+    let url = format!("http://{}", grpc_addr(&server));
+    let channel = rt
+        .block_on(
+            tonic::transport::Channel::from_shared(url)
+                .unwrap()
+                .connect(),
+        )
+        .expect("gRPC connect");
+    let mut health = HealthClient::new(channel);
+    for name in SERVICE_NAMES {
+        let status = rt
+            .block_on(health.check(health_request(name)))
+            .unwrap_or_else(|e| panic!("Check {name:?}: {e}"))
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{name:?}");
+    }
+    let unknown = rt
+        .block_on(health.check(health_request("nope")))
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    let mut watch = rt
+        .block_on(health.watch(health_request("ratelimit")))
+        .expect("Watch")
+        .into_inner();
+    let mut next = || {
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), watch.message()).await })
+            .expect("a Watch message or its end within 20 s")
+            .expect("Watch stream")
+            .map(|r| r.status)
+    };
+    assert_eq!(next(), Some(ServingStatus::Serving as i32));
+
+    let sent = Instant::now();
+    signal(server.pid(), "-TERM");
+    assert_eq!(next(), Some(ServingStatus::NotServing as i32));
+    assert_eq!(next(), None, "the Watch stream ends after NOT_SERVING");
+    // The HTTP listener is closed as shutdown begins: a new health check fails (the
+    // connection is refused or dropped; a request accepted just before gets 503).
+    if let Ok(r) = common::serve::http(&server.addr, "GET", "/healthcheck", &[], b"") {
+        assert_eq!(r.status, 503, "{r:?}");
+    }
+    let status = wait_for_exit(&rt, &mut server, sent);
+    assert!(status.success(), "{status:?}\n{}", server.log());
+}
+
+#[test]
+fn during_shutdown_delay_health_checks_fail_while_rate_limit_calls_are_still_answered() {
+    let dir = TempDir::new();
+    let yaml = dir.write("ratelimit.yaml", YAML);
+    let config = format!("shutdown_delay = \"4s\"\n{}", toml(&yaml, ""));
+    let mut server = Server::with_config(&dir, &config);
+    let rt = runtime();
+    let url = format!("http://{}", grpc_addr(&server));
+    let connect = || {
+        rt.block_on(
+            tonic::transport::Channel::from_shared(url.clone())
+                .unwrap()
+                .connect(),
+        )
+        .expect("gRPC connect")
+    };
+    let mut health = HealthClient::new(connect());
+    let mut watch = rt
+        .block_on(health.watch(health_request("")))
+        .expect("Watch")
+        .into_inner();
+    let mut next = || {
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), watch.message()).await })
+            .expect("a Watch message or its end within 20 s")
+            .expect("Watch stream")
+            .map(|r| r.status)
+    };
+    assert_eq!(next(), Some(ServingStatus::Serving as i32));
+    assert_eq!(server.get("/healthcheck").status, 200);
+
+    let sent = Instant::now();
+    signal(server.pid(), "-TERM");
+    assert_eq!(next(), Some(ServingStatus::NotServing as i32));
+    // Within the delay (4 s), on new connections: both HTTP checks answer 503, gRPC
+    // health NOT_SERVING, and rate limit calls are answered as before.
+    assert_eq!(server.get("/healthcheck").status, 503);
+    assert_eq!(server.get("/readyz").status, 503);
+    let mut fresh = HealthClient::new(connect());
+    let status = rt
+        .block_on(fresh.check(health_request("ratelimit")))
+        .expect("Check during the delay")
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::NotServing as i32);
+    let mut rls = RateLimitServiceClient::new(connect());
+    let r = rt
+        .block_on(rls.should_rate_limit(request(&[("path", "/login")])))
+        .expect("ShouldRateLimit during the delay")
+        .into_inner();
+    assert_eq!(r.overall_code, Code::Ok as i32);
+    assert_eq!(json_call(&server, &[("path", "/login")]).0, 200);
+    assert!(
+        sent.elapsed() < Duration::from_secs(4),
+        "the checks above ran after the delay ({:?}); the machine is too slow for this test",
+        sent.elapsed()
+    );
+    // Then the stream ends and the server exits, after the delay.
+    assert_eq!(next(), None);
+    let status = wait_for_exit(&rt, &mut server, sent);
+    assert!(status.success(), "{status:?}\n{}", server.log());
+    assert!(
+        sent.elapsed() >= Duration::from_secs(4),
+        "exited before shutdown_delay: {:?}",
+        sent.elapsed()
+    );
+    assert!(
+        server.log().contains("serving on for shutdown_delay"),
+        "{}",
+        server.log()
+    );
 }

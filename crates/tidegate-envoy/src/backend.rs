@@ -7,8 +7,7 @@ use tidegate::store::memory::OnFull;
 use tidegate::store::redis::{RedisLimiter, RedisStore};
 use tidegate::store::{FailurePolicy, LimitStore};
 use tidegate::{
-    Algorithm, Clock, CoarseClock, Decision, LimitError, Limiter, Policy, PolicyError, PolicySet,
-    SystemClock,
+    Algorithm, Clock, CoarseClock, Decision, LimitError, Limiter, PolicyError, PolicySet,
 };
 
 /// The store of a [`RateLimiter`](crate::RateLimiter)'s counters.
@@ -99,16 +98,16 @@ pub(crate) type SharedClock = Arc<dyn Clock>;
 /// The limiter of one rule (or one override), in the backend's store.
 pub(crate) enum RuleLimiter {
     Memory(Limiter<PolicySet, String, SharedClock>),
-    /// With the window (µs) of an epoch-aligned fixed window, the only policy: its
-    /// counters are keyed by window as well (see [`RuleLimiter::decide`]).
-    Redis(Box<RedisLimiter>, Option<u64>),
+    /// One key per descriptor; an epoch-aligned fixed window (a `rate_limit` rule) finds
+    /// its window from the script's time (Redis's clock, or the injected one).
+    Redis(Box<RedisLimiter>),
 }
 
 impl std::fmt::Debug for RuleLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RuleLimiter::Memory(_) => f.write_str("RuleLimiter::Memory"),
-            RuleLimiter::Redis(r, _) => write!(f, "RuleLimiter::Redis({r:?})"),
+            RuleLimiter::Redis(r) => write!(f, "RuleLimiter::Redis({r:?})"),
         }
     }
 }
@@ -128,22 +127,13 @@ impl RuleLimiter {
                     .clock(Arc::clone(clock))
                     .build(),
             ),
-            Backend::Redis(r) => {
-                let epoch_window = match policies.policies() {
-                    [Policy::FixedWindow(w)] if w.is_epoch_aligned() => Some(w.params().1),
-                    _ => None,
-                };
-                RuleLimiter::Redis(
-                    Box::new(
-                        r.store
-                            .limiter("envoy", policies)
-                            .namespace(&r.namespace)
-                            .on_error(r.on_error)
-                            .build()?,
-                    ),
-                    epoch_window,
-                )
-            }
+            Backend::Redis(r) => RuleLimiter::Redis(Box::new(
+                r.store
+                    .limiter("envoy", policies)
+                    .namespace(&r.namespace)
+                    .on_error(r.on_error)
+                    .build()?,
+            )),
         })
     }
 
@@ -151,7 +141,7 @@ impl RuleLimiter {
     pub(crate) fn capacity(&self) -> u64 {
         match self {
             RuleLimiter::Memory(l) => l.algorithm().capacity(),
-            RuleLimiter::Redis(r, _) => r.policies().capacity(),
+            RuleLimiter::Redis(r) => r.policies().capacity(),
         }
     }
 
@@ -159,7 +149,7 @@ impl RuleLimiter {
     pub(crate) fn policies(&self) -> &PolicySet {
         match self {
             RuleLimiter::Memory(l) => l.algorithm(),
-            RuleLimiter::Redis(r, _) => r.policies(),
+            RuleLimiter::Redis(r) => r.policies(),
         }
     }
 
@@ -181,31 +171,12 @@ impl RuleLimiter {
                     l.peek_at(key, cost, now)
                 }
             }
-            RuleLimiter::Redis(r, None) => {
+            RuleLimiter::Redis(r) => {
                 if commit {
                     r.acquire(key, cost, at).await
                 } else {
                     r.peek(key, cost, at).await
                 }
-            }
-            // An epoch-aligned fixed window: as envoyproxy/ratelimit keys its counters,
-            // the key names the window (`now / window`, on this process's clock), so a
-            // new window is a new counter at the boundary whatever the store's own
-            // window does; the reset is the time to that boundary.
-            RuleLimiter::Redis(r, Some(window)) => {
-                let now = at.unwrap_or_else(|| SystemClock.now_micros());
-                let key = format!("{key}|#{}", now / window);
-                let mut d = if commit {
-                    r.acquire(&key, cost, at).await
-                } else {
-                    r.peek(&key, cost, at).await
-                }?;
-                let to_boundary = window - now % window;
-                d.reset_after_us = to_boundary;
-                if !d.allowed {
-                    d.retry_after_us = Some(to_boundary);
-                }
-                Ok(d)
             }
         }
     }

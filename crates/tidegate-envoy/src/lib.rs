@@ -8,6 +8,8 @@
 //!   `ShouldRateLimit`, reloads its configuration.
 //! - [`RateLimiter::grpc_service`]: the tonic service for a tonic `Server`.
 //! - [`RateLimiter::router`]: an axum `Router` with `POST /json` and `GET /healthcheck`.
+//! - [`HealthStatus`]: gRPC health checking (`grpc.health.v1.Health`) for the gRPC
+//!   listener, `NOT_SERVING` once shutdown begins.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,6 +33,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod headers;
+pub mod health;
 pub mod http;
 mod join;
 pub mod json;
@@ -44,6 +47,7 @@ pub use config::{Config, LoadOptions, Rule, RuleLimit};
 pub use error::{BuildError, ConfigError, RequestError};
 pub use grpc::GrpcService;
 pub use headers::HeaderOptions;
+pub use health::HealthStatus;
 pub use request::InvalidRequest;
 pub use service::{RateLimiter, RateLimiterBuilder, ServiceOptions};
 pub use unit::Unit;

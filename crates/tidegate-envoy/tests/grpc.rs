@@ -538,3 +538,61 @@ async fn a_full_memory_store_answers_unavailable_by_default() {
     assert_eq!(e.code(), tonic::Code::Unavailable);
     assert_eq!(overall(&call(&mut evict, third).await), Code::Ok);
 }
+
+/// Redis's clock (`TIME`), in Unix µs.
+fn redis_now_us(server: &RedisServer) -> u64 {
+    let redis_test_server::Reply::Array(Some(parts)) = server.command(&["TIME"]).unwrap() else {
+        panic!("TIME: not an array");
+    };
+    let n = |i: usize| parts[i].as_text().unwrap().parse::<u64>().unwrap();
+    n(0) * 1_000_000 + n(1)
+}
+
+/// A `rate_limit` rule on Redis with no injected clock: one key per descriptor (no window
+/// in its name) and the window is the epoch minute of Redis's own clock, the same for
+/// every instance whatever their clocks say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_rule_on_redis_is_one_key_per_descriptor_windowed_by_redis_clock() {
+    const MINUTE_US: u64 = 60_000_000;
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&[server.url()], RedisOptions::default())
+        .await
+        .unwrap();
+    let limiter = RateLimiter::builder(Config::from_yaml("edge.yaml", CONFIG).unwrap())
+        .backend(Backend::redis(store).namespace("ns"))
+        .build()
+        .unwrap();
+    let mut c = serve_and_connect(&limiter).await;
+    let mut remaining = 3;
+    for _ in 0..2 {
+        let r = call(
+            &mut c,
+            request("edge", vec![descriptor(&[("client", "alice")])]),
+        )
+        .await;
+        let after = redis_now_us(&server);
+        remaining -= 1;
+        assert_eq!(r.statuses[0].limit_remaining, remaining);
+        let reset = r.statuses[0].duration_until_reset.unwrap();
+        let reset_us = reset.seconds as u64 * 1_000_000 + reset.nanos as u64 / 1_000;
+        // The reset was the time to the next minute of Redis's clock when the script ran,
+        // a moment before `after` (modulo a minute, should a boundary fall in between).
+        let to_boundary = MINUTE_US - after % MINUTE_US;
+        let lag = (reset_us + MINUTE_US - to_boundary) % MINUTE_US;
+        assert!(
+            lag < 5_000_000,
+            "reset {reset_us} µs, to Redis's boundary {to_boundary} µs"
+        );
+    }
+    let keys = server.cli(&["KEYS", "ns:*"]);
+    assert_eq!(
+        keys.trim(),
+        "ns:envoy:{=edge|client=alice}:0:fixed_window",
+        "one key, no window number in it"
+    );
+    let pttl: u64 = server.cli(&["PTTL", keys.trim()]).trim().parse().unwrap();
+    assert!(
+        pttl <= MINUTE_US / 1_000,
+        "the key expires by the end of its window: {pttl} ms"
+    );
+}

@@ -1,6 +1,6 @@
 //! The Envoy rate limit service front end of `[envoy]`: the limiter on the server's
-//! store, its gRPC listener, `POST /json` and `GET /healthcheck` on the HTTP listener,
-//! and its reloads ([`EnvoyReloader`] on demand, and a watch of its files).
+//! store, its gRPC listener (`ShouldRateLimit` and gRPC health checking), `POST /json`
+//! and `GET /healthcheck` on the HTTP listener, and its reloads ([`EnvoyReloader`] on demand, and a watch of its files).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tidegate::store::redis::RedisStore;
-use tidegate_envoy::{Backend, BuildError, RateLimiter};
+use tidegate_envoy::{Backend, BuildError, HealthStatus, RateLimiter};
 use tokio::net::TcpListener;
 
 use crate::ServeError;
@@ -68,20 +68,34 @@ pub(crate) async fn bind_grpc(settings: &EnvoySettings) -> Result<TcpListener, S
         })
 }
 
-/// Serves `ShouldRateLimit` over gRPC (HTTP/2) on `listener` until `stop` turns true,
-/// then lets the calls in progress finish.
+/// Serves `ShouldRateLimit` and gRPC health checking (`grpc.health.v1.Health`,
+/// `SERVING`) over gRPC (HTTP/2) on `listener`: health turns `NOT_SERVING` when
+/// `draining` turns true (open `Watch` streams are told); when `stop` does, the `Watch`
+/// streams end, the listener stops and the calls in progress finish.
 pub(crate) fn serve_grpc(
     limiter: &RateLimiter,
     listener: TcpListener,
+    mut draining: tokio::sync::watch::Receiver<bool>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let service = limiter.grpc_service();
     tokio::spawn(async move {
+        let health = HealthStatus::new().await;
+        let reporter = health.clone();
+        tokio::spawn(async move {
+            if draining.wait_for(|d| *d).await.is_ok() {
+                reporter.shutting_down().await;
+            }
+        });
         let result = tonic::transport::Server::builder()
+            .add_service(health.service())
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop.wait_for(|s| *s).await;
+                // NOT_SERVING first, should `stop` come with `draining`.
+                health.shutting_down().await;
+                health.close();
             })
             .await;
         if let Err(e) = result {

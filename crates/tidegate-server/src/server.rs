@@ -147,8 +147,9 @@ impl Server {
         router.layer(axum::Extension(Arc::new(stop_tx)))
     }
 
-    /// Serves until `shutdown` completes (e.g. on SIGTERM), then stops accepting,
-    /// answers `/readyz` with 503, lets the requests in progress finish (at most
+    /// Serves until `shutdown` completes (e.g. on SIGTERM), then answers `/readyz` (and
+    /// `/healthcheck`, gRPC health) as failing, serves on for `shutdown_delay`, stops
+    /// accepting, lets the requests in progress finish (at most
     /// `shutdown_timeout`; idle connections are closed at once) and shuts the tracker
     /// down, delivering every deferred batch it still holds.
     pub async fn run<F>(self, shutdown: F) -> Result<Stopped, ServeError>
@@ -165,6 +166,7 @@ impl Server {
             metrics,
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
         let (app, mut router) = routes(
             &config,
             policies,
@@ -176,7 +178,7 @@ impl Server {
         if let (Some((limiter, grpc)), Some(settings)) = (envoy, &config.envoy) {
             router = router.merge(envoy::router(&limiter, &app));
             let watch = EnvoyReloader::new(&limiter, &settings.config).watch();
-            let serving = envoy::serve_grpc(&limiter, grpc, stop_rx.clone());
+            let serving = envoy::serve_grpc(&limiter, grpc, drain_rx, stop_rx.clone());
             let mut domains = limiter.domains();
             domains.sort_unstable();
             tracing::info!(
@@ -230,8 +232,16 @@ impl Server {
         tokio::pin!(serving);
         let drained = tokio::select! {
             drained = &mut serving => drained,
-            () = shutdown => {
+            // Health checks fail from here; everything else is served for shutdown_delay.
+            () = async {
+                shutdown.await;
                 app.draining.store(true, Ordering::Relaxed);
+                let _ = drain_tx.send(true);
+                if !config.shutdown_delay.is_zero() {
+                    tracing::info!(delay = ?config.shutdown_delay, "shutting down: health checks fail, serving on for shutdown_delay");
+                    tokio::time::sleep(config.shutdown_delay).await;
+                }
+            } => {
                 tracing::info!("shutting down: no new connections, finishing in-flight requests");
                 let _ = stop_tx.send(true);
                 serving.await

@@ -135,6 +135,7 @@ pub(super) struct RawConfig {
     pub(super) max_key_bytes: Option<Num>,
     pub(super) legacy_headers: Option<Flag>,
     pub(super) shutdown_timeout: Option<String>,
+    pub(super) shutdown_delay: Option<String>,
     #[serde(default)]
     pub(super) server: RawServer,
     #[serde(default)]

@@ -144,6 +144,8 @@ pub struct Config {
     pub(crate) legacy_headers: bool,
     /// Longest wait for in-flight requests at shutdown.
     pub(crate) shutdown_timeout: Duration,
+    /// How long health checks fail before the listeners stop, at shutdown.
+    pub(crate) shutdown_delay: Duration,
     /// Connections: timeouts and their cap.
     pub(crate) server: ServerSettings,
     /// The store.

@@ -391,3 +391,19 @@ fn top_is_on_with_a_thousand_keys_unless_turned_off_and_its_capacity_is_checked(
     let e = parse(policies, &[("TIDEGATE_TOP__ENABLED", "maybe")]).unwrap_err();
     assert_eq!(e.field, "top.enabled");
 }
+
+#[test]
+fn shutdown_delay_is_none_by_default_a_duration_when_set_and_never_zero() {
+    let policy = "[policies]\napi = \"gcra:10/1s\"\n";
+    let s = Config::from_toml("t.toml", policy, env(&[])).unwrap();
+    assert_eq!(s.shutdown_delay, std::time::Duration::ZERO);
+    let s = Config::from_toml(
+        "t.toml",
+        &format!("shutdown_delay = \"5s\"\n{policy}"),
+        env(&[]),
+    )
+    .unwrap();
+    assert_eq!(s.shutdown_delay, std::time::Duration::from_secs(5));
+    let e = err(&format!("shutdown_delay = \"0s\"\n{policy}")).to_string();
+    assert!(e.contains("shutdown_delay"), "{e}");
+}

@@ -42,6 +42,10 @@ pub(super) fn validate(origin: &str, raw: RawConfig) -> Result<Config, Invalid> 
         Some(t) => duration("shutdown_timeout", t)?,
         None => Duration::from_secs(30),
     };
+    let shutdown_delay = match &raw.shutdown_delay {
+        Some(t) => duration("shutdown_delay", t)?,
+        None => Duration::ZERO,
+    };
 
     let server = server_settings(&raw.server)?;
 
@@ -79,6 +83,7 @@ pub(super) fn validate(origin: &str, raw: RawConfig) -> Result<Config, Invalid> 
         max_key_bytes: usize::try_from(max_key_bytes).unwrap_or(usize::MAX),
         legacy_headers: raw.legacy_headers.is_some_and(|f| f.0),
         shutdown_timeout,
+        shutdown_delay,
         server,
         store,
         admin_token,
