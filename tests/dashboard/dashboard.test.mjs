@@ -37,7 +37,11 @@ async function serve(dir) {
   ].join('\n'));
   const child = spawn(BIN, ['serve', '--config', config], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, RUST_LOG: 'info' },
+    // The configuration is the file alone: none of the caller's TIDEGATE_* variables.
+    env: {
+      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TIDEGATE_'))),
+      RUST_LOG: 'info',
+    },
   });
   let log = '';
   const base = await new Promise((ok, fail) => {

@@ -6,7 +6,7 @@
 //! HEALTHCHECK, that the server runs as a non-root user and stops cleanly on SIGTERM.
 //!
 //! Needs podman (with runc) and permission to run it; without podman it prints why and
-//! passes, unless `TIDEGATE_REQUIRE_PODMAN=1` (set by `scripts/test`) makes that a
+//! passes, unless `REQUIRE_PODMAN=1` (set by `scripts/test`) makes that a
 //! failure.
 
 mod common;
@@ -220,8 +220,8 @@ fn three_containers_of_the_image_share_one_redis_limit_exactly() {
     let podman = Podman { conf };
     if let Some(why) = podman_unusable(&podman) {
         assert!(
-            std::env::var_os("TIDEGATE_REQUIRE_PODMAN").is_none(),
-            "TIDEGATE_REQUIRE_PODMAN is set but {why}"
+            std::env::var_os("REQUIRE_PODMAN").is_none(),
+            "REQUIRE_PODMAN is set but {why}"
         );
         eprintln!("container test skipped: {why}");
         return;
