@@ -2,70 +2,18 @@
 //! one hot key through one Redis, answering from slices; together they admit at most
 //! the limit, and the slices they hold are returned to Redis when they shut down.
 
-use std::time::Duration;
+mod support;
 
 use redis_test_server::RedisServer;
-use serde_json::json;
-use tidegate_server::{Config, ServeError, Server, Stopped};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-struct Running {
-    base: String,
-    client: reqwest::Client,
-    stop: oneshot::Sender<()>,
-    running: JoinHandle<Result<Stopped, ServeError>>,
-}
+use support::Running;
+use tidegate_server::{Config, Server};
 
 async fn start(redis: &RedisServer) -> Running {
     let toml = format!(
         "listen = \"127.0.0.1:0\"\n[store]\nurl = \"{}\"\ntimeout = \"2s\"\n[policies]\nhot = \"fixed_window:100/1h,lease=15\"\ntable = {{ algorithm = \"gcra\", limit = 50, window = \"1h\", lease = \"10%\" }}\n",
         redis.url()
     );
-    let config = Config::from_toml("leases.toml", &toml, [("", ""); 0]).unwrap();
-    let server = Server::bind(config).await.unwrap();
-    let base = format!("http://{}", server.local_addrs().http);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
-    Running {
-        base,
-        client: reqwest::Client::new(),
-        stop,
-        running,
-    }
-}
-
-impl Running {
-    /// `n` checks of `key` on `policy`; how many were admitted.
-    async fn admitted(&self, policy: &str, key: &str, n: usize) -> u64 {
-        let mut admitted = 0;
-        for _ in 0..n {
-            let status = self
-                .client
-                .post(format!("{}/v1/check", self.base))
-                .header("content-type", "application/json")
-                .body(json!({"policy": policy, "key": key}).to_string())
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16();
-            assert!(status == 200 || status == 429, "{status}");
-            admitted += u64::from(status == 200);
-        }
-        admitted
-    }
-
-    async fn stopped(self) {
-        self.stop.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), self.running)
-            .await
-            .expect("the server stops")
-            .unwrap()
-            .unwrap();
-    }
+    Running::start("leases.toml", &toml).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

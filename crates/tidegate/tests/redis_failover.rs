@@ -258,8 +258,9 @@ fn the_queue_and_the_tracker_lose_nothing_replicated_across_a_sentinel_failover(
     use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
 
+    use crate::support::worker::counting_worker;
     use serde_json::{Value, json};
-    use tidegate::queue::{ClaimedJob, Job, QueueOptions, WorkQueue, Worker, WorkerOptions};
+    use tidegate::queue::{Job, QueueOptions, WorkQueue};
     use tidegate::tracker::{EventTracker, TrackerStore};
 
     let group = RedisSentinel::start(3);
@@ -304,32 +305,7 @@ fn the_queue_and_the_tracker_lose_nothing_replicated_across_a_sentinel_failover(
             "replicated before the kill"
         );
 
-        let seen: Arc<Mutex<BTreeMap<u64, u32>>> = Arc::default();
-        let s = Arc::clone(&seen);
-        let handler = move |job: ClaimedJob| {
-            let s = Arc::clone(&s);
-            async move {
-                *s.lock()
-                    .unwrap()
-                    .entry(job.payload["n"].as_u64().unwrap())
-                    .or_default() += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                Ok(())
-            }
-        };
-        let worker = Worker::start(
-            q.clone(),
-            WorkerOptions {
-                worker_id: Some("w".into()),
-                concurrency: 2,
-                lease: Duration::from_secs(2),
-                error_pause: Duration::from_millis(100),
-                idle_poll: Duration::from_millis(20),
-                ..WorkerOptions::default()
-            },
-            handler,
-        )
-        .unwrap();
+        let (worker, seen) = counting_worker(&q, 2, Duration::from_millis(20));
         while seen.lock().unwrap().len() < 20 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -21,10 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::redis::{runtime, unique};
+use support::worker::counting_worker;
 
 use serde_json::{Value, json};
 use tidegate::PolicySet;
-use tidegate::queue::{ClaimedJob, Job, QueueOptions, WorkQueue, Worker, WorkerOptions};
+use tidegate::queue::{Job, QueueOptions, WorkQueue};
 use tidegate::store::redis::{RedisLimiter, RedisOptions, RedisStore};
 use tidegate::store::{FailurePolicy, LimitStore};
 use tidegate::tracker::{EventTracker, TrackerStore};
@@ -437,30 +438,7 @@ fn the_queue_and_the_tracker_lose_no_job_and_no_batch_across_a_silent_cut() {
         let q = WorkQueue::open(store.clone(), &unique("cutq"), QueueOptions::default()).unwrap();
         let jobs: Vec<Job> = (0..60).map(|i| Job::new(json!({ "n": i }))).collect();
         q.push_many(&jobs).await.unwrap();
-        let seen: Arc<Mutex<BTreeMap<u64, u32>>> = Arc::default();
-        let s = Arc::clone(&seen);
-        let handler = move |job: ClaimedJob| {
-            let s = Arc::clone(&s);
-            async move {
-                let n = job.payload["n"].as_u64().unwrap();
-                *s.lock().unwrap().entry(n).or_default() += 1;
-                tokio::time::sleep(Duration::from_millis(30)).await;
-                Ok(())
-            }
-        };
-        let worker = Worker::start(
-            q.clone(),
-            WorkerOptions {
-                worker_id: Some("w".into()),
-                concurrency: 4,
-                lease: Duration::from_secs(2),
-                error_pause: Duration::from_millis(100),
-                idle_poll: Duration::from_millis(20),
-                ..WorkerOptions::default()
-            },
-            handler,
-        )
-        .unwrap();
+        let (worker, seen) = counting_worker(&q, 4, Duration::from_millis(30));
         while seen.lock().unwrap().len() < 15 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

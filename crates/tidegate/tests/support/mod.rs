@@ -4,3 +4,5 @@
 pub mod quotas;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "queue")]
+pub mod worker;
