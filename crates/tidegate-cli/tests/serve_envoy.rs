@@ -503,6 +503,25 @@ fn health_request(service: &str) -> HealthCheckRequest {
     }
 }
 
+/// Opens a gRPC health `Watch` of `service`; the returned function waits (at most 20 s)
+/// for its next status, `None` once the stream has ended.
+fn watch<'a>(
+    rt: &'a tokio::runtime::Runtime,
+    health: &mut HealthClient<tonic::transport::Channel>,
+    service: &str,
+) -> impl FnMut() -> Option<i32> + 'a {
+    let mut stream = rt
+        .block_on(health.watch(health_request(service)))
+        .expect("Watch")
+        .into_inner();
+    move || {
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), stream.message()).await })
+            .expect("a Watch message or its end within 20 s")
+            .expect("Watch stream")
+            .map(|r| r.status)
+    }
+}
+
 #[test]
 fn sigterm_turns_grpc_health_not_serving_ends_watch_streams_and_fails_the_healthcheck() {
     let dir = TempDir::new();
@@ -534,22 +553,17 @@ fn sigterm_turns_grpc_health_not_serving_ends_watch_streams_and_fails_the_health
         .block_on(health.check(health_request("nope")))
         .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound);
-    let mut watch = rt
-        .block_on(health.watch(health_request("ratelimit")))
-        .expect("Watch")
-        .into_inner();
-    let mut next = || {
-        rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), watch.message()).await })
-            .expect("a Watch message or its end within 20 s")
-            .expect("Watch stream")
-            .map(|r| r.status)
-    };
+    let mut next = watch(&rt, &mut health, "ratelimit");
     assert_eq!(next(), Some(ServingStatus::Serving as i32));
 
     let sent = Instant::now();
     signal(server.pid(), "-TERM");
     assert_eq!(next(), Some(ServingStatus::NotServing as i32));
-    assert_eq!(next(), None, "the Watch stream ends after NOT_SERVING");
+    assert_eq!(
+        next(),
+        None,
+        "the Watch stream ends when the listener stops"
+    );
     // The HTTP listener is closed as shutdown begins: a new health check fails (the
     // connection is refused or dropped; a request accepted just before gets 503).
     if let Ok(r) = common::serve::http(&server.addr, "GET", "/healthcheck", &[], b"") {
@@ -576,16 +590,7 @@ fn during_shutdown_delay_health_checks_fail_while_rate_limit_calls_are_still_ans
         .expect("gRPC connect")
     };
     let mut health = HealthClient::new(connect());
-    let mut watch = rt
-        .block_on(health.watch(health_request("")))
-        .expect("Watch")
-        .into_inner();
-    let mut next = || {
-        rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), watch.message()).await })
-            .expect("a Watch message or its end within 20 s")
-            .expect("Watch stream")
-            .map(|r| r.status)
-    };
+    let mut next = watch(&rt, &mut health, "");
     assert_eq!(next(), Some(ServingStatus::Serving as i32));
     assert_eq!(server.get("/healthcheck").status, 200);
 

@@ -258,7 +258,7 @@ fn the_queue_and_the_tracker_lose_nothing_replicated_across_a_sentinel_failover(
     use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
 
-    use crate::support::worker::counting_worker;
+    use crate::support::worker::{counting_worker, drained_and_none_lost};
     use serde_json::{Value, json};
     use tidegate::queue::{Job, QueueOptions, WorkQueue};
     use tidegate::tracker::{EventTracker, TrackerStore};
@@ -314,20 +314,9 @@ fn the_queue_and_the_tracker_lose_nothing_replicated_across_a_sentinel_failover(
         group
             .wait_for_new_primary(old.port(), Duration::from_secs(30))
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while q.stats().await.map_or(true, |s| s.pending() > 0) {
-            assert!(
-                Instant::now() < deadline,
-                "the queue did not drain after the failover"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        worker.stop().await;
-        let seen = seen.lock().unwrap().clone();
-        let missing: Vec<u64> = (0..100).filter(|n| !seen.contains_key(n)).collect();
-        assert!(missing.is_empty(), "jobs lost in the failover: {missing:?}");
-        let twice = seen.values().filter(|&&c| c > 1).count();
+        let twice = drained_and_none_lost(&q, worker, &seen, 100, "in the failover").await;
 
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut t = 200_000u64;
         loop {
             tracker.tick_at(t).await;

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::redis::{runtime, unique};
-use support::worker::counting_worker;
+use support::worker::{counting_worker, drained_and_none_lost};
 
 use serde_json::{Value, json};
 use tidegate::PolicySet;
@@ -455,19 +455,7 @@ fn the_queue_and_the_tracker_lose_no_job_and_no_batch_across_a_silent_cut() {
             }
         }
         net.heal();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while q.stats().await.map_or(true, |s| s.pending() > 0) {
-            assert!(
-                Instant::now() < deadline,
-                "the queue did not drain after the cut"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        worker.stop().await;
-        let seen = seen.lock().unwrap().clone();
-        let missing: Vec<u64> = (0..80).filter(|n| !seen.contains_key(n)).collect();
-        assert!(missing.is_empty(), "jobs lost across the cut: {missing:?}");
-        let twice = seen.values().filter(|&&c| c > 1).count();
+        let twice = drained_and_none_lost(&q, worker, &seen, 80, "across the cut").await;
         println!(
             "queue across a 3 s silent cut: 80/80 jobs ran ({twice} more than once: their \
              leases ran out during the cut, so they were claimed again); {push_errors} push \

@@ -43,3 +43,28 @@ pub fn counting_worker(
     .unwrap();
     (worker, runs)
 }
+
+/// Waits (at most 30 s) until `queue` has nothing pending, stops `worker`, and checks
+/// that every job `0..jobs` ran (none lost `across` the failure); returns how many ran
+/// more than once.
+pub async fn drained_and_none_lost(
+    queue: &WorkQueue,
+    worker: WorkerHandle,
+    runs: &Runs,
+    jobs: u64,
+    across: &str,
+) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while queue.stats().await.map_or(true, |s| s.pending() > 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queue did not drain {across}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.stop().await;
+    let runs = runs.lock().unwrap().clone();
+    let missing: Vec<u64> = (0..jobs).filter(|n| !runs.contains_key(n)).collect();
+    assert!(missing.is_empty(), "jobs lost {across}: {missing:?}");
+    runs.values().filter(|&&c| c > 1).count()
+}
