@@ -2,8 +2,10 @@
 //! without the layer, with the layer on the memory store, and with the layer on a local
 //! redis-server, in one run; prints req/s, p50/p99 latency and the ratio to "no layer".
 //!
-//! Run: `cargo bench -p tidegate-http --bench layer` (needs `wrk`, Debian package `wrk`;
-//! `TIDEGATE_BENCH_SECS` sets the seconds per measurement, default 5).
+//! Run: `cargo bench -p tidegate-http --bench layer -- --full` (needs `wrk`, Debian
+//! package `wrk`; `TIDEGATE_BENCH_SECS` sets the seconds per measurement, default 5).
+//! `-- --serve` starts the endpoints, prints their addresses and serves until killed
+//! (to load them by hand, or to profile the process with callgrind or perf).
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -85,7 +87,8 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5u64);
-    if std::env::args().len() <= 1 || std::env::args().any(|a| a == "--test") {
+    let serve_only = std::env::args().any(|a| a == "--serve");
+    if !serve_only && (std::env::args().len() <= 1 || std::env::args().any(|a| a == "--test")) {
         println!(
             "layer bench: pass --full to run it (it needs wrk and takes ~{}s)",
             3 * secs
@@ -122,6 +125,14 @@ fn main() {
         (plain, memory, shared)
     });
     std::thread::sleep(Duration::from_millis(200));
+    if serve_only {
+        println!("no layer: http://{plain}/");
+        println!("layer, memory store: http://{memory}/");
+        println!("layer, Redis store: http://{shared}/");
+        loop {
+            std::thread::park();
+        }
+    }
     let base = wrk(&format!("http://{plain}/"), secs);
     println!(
         "wrk -t1 -c32 -d{secs}s, axum on 1 tokio worker, 2 vCPUs shared with wrk and redis-server"

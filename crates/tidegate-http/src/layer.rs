@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::BoxError;
@@ -14,14 +14,15 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use pin_project_lite::pin_project;
 use serde::Serialize;
 use tidegate::store::LimitStore;
 use tidegate::{Decision, LimitError, Policy};
 use tower::{Layer, Service};
 
 use crate::headers::{
-    RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
-    duration_secs_ceil, push_limit_member, push_policy_member, retry_after_secs, secs_ceil,
+    HeaderText, LimitMember, RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING,
+    X_RATELIMIT_RESET, duration_secs_ceil, push_policy_member, retry_after_secs, secs_ceil,
 };
 use crate::key::{Key, KeyExtractor, MissingKey};
 
@@ -187,6 +188,7 @@ enum Cost {
 
 struct NamedLimit<S> {
     name: Box<str>,
+    member: LimitMember,
     store: S,
 }
 
@@ -329,6 +331,7 @@ impl<S: LimitStore + 'static> RateLimitLayerBuilder<S> {
                     .limits
                     .into_iter()
                     .map(|(name, store, _)| NamedLimit {
+                        member: LimitMember::new(&name),
                         name: name.into(),
                         store,
                     })
@@ -442,8 +445,73 @@ impl<Svc: fmt::Debug, S> fmt::Debug for RateLimit<Svc, S> {
     }
 }
 
-/// The future of a [`RateLimit`] call.
-pub type ResponseFuture<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
+pin_project! {
+    /// The future of a [`RateLimit`] call: the inner service's future when the limits
+    /// decided at once (the in-memory store), a boxed future when they have to be waited
+    /// for (a remote store) or the request waits (a shaping policy's delay).
+    pub struct ResponseFuture<F, E> {
+        #[pin]
+        state: State<F, E>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, E> {
+        // The request was passed on; the headers are added to its response.
+        Inner {
+            #[pin]
+            future: F,
+            headers: Option<RateHeaders>,
+        },
+        // The layer answered itself (429, 400, 503, 500).
+        Answered {
+            response: Option<Response<Body>>,
+        },
+        // The decision or the delay is still pending.
+        Waiting {
+            future: Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>,
+        },
+    }
+}
+
+impl<F, E> fmt::Debug for ResponseFuture<F, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Inner { .. } => "Inner",
+            State::Answered { .. } => "Answered",
+            State::Waiting { .. } => "Waiting",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<F, ResB, E> Future for ResponseFuture<F, E>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    ResB: HttpBody<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Inner { future, headers } => {
+                let mut resp = std::task::ready!(future.poll(cx))?.map(Body::new);
+                if let Some(headers) = headers.take() {
+                    headers.add_to(resp.headers_mut());
+                }
+                Poll::Ready(Ok(resp))
+            }
+            StateProj::Answered { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("a RateLimit future is not polled after it completed"))),
+            StateProj::Waiting { future } => future.as_mut().poll(cx),
+        }
+    }
+}
 
 impl<Svc, S, ReqB, ResB> Service<Request<ReqB>> for RateLimit<Svc, S>
 where
@@ -456,67 +524,141 @@ where
 {
     type Response = Response<Body>;
     type Error = Svc::Error;
-    type Future = ResponseFuture<Svc::Error>;
+    type Future = ResponseFuture<Svc::Future, Svc::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        // The service polled ready goes into the future; a clone takes its place.
+        let (parts, body) = req.into_parts();
+        let mut decide = Box::pin(Arc::clone(&self.shared).decide_owned(parts));
+        // A store that decides without waiting (the in-memory one) is done here: the
+        // request then goes to the inner service polled ready, with no clone of it and
+        // no boxed future. The waker is unused: a future left pending is moved into the
+        // returned one, whose first poll comes with the task's waker.
+        let state = match decide
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready((parts, outcome)) => match outcome {
+                Outcome::Respond(response) => State::Answered {
+                    response: Some(response),
+                },
+                Outcome::Pass => State::Inner {
+                    future: self.inner.call(Request::from_parts(parts, body)),
+                    headers: None,
+                },
+                Outcome::Limited {
+                    headers,
+                    delay_us: 0,
+                } => State::Inner {
+                    future: self.inner.call(Request::from_parts(parts, body)),
+                    headers: Some(headers),
+                },
+                delayed => {
+                    let inner = self.take_ready();
+                    State::Waiting {
+                        future: Box::pin(finish(inner, parts, body, delayed)),
+                    }
+                }
+            },
+            Poll::Pending => {
+                let inner = self.take_ready();
+                State::Waiting {
+                    future: Box::pin(async move {
+                        let (parts, outcome) = decide.await;
+                        finish(inner, parts, body, outcome).await
+                    }),
+                }
+            }
+        };
+        ResponseFuture { state }
+    }
+}
+
+impl<Svc: Clone, S> RateLimit<Svc, S> {
+    /// The inner service polled ready, for a future that calls it later; a clone takes
+    /// its place.
+    fn take_ready(&mut self) -> Svc {
         let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
-        Box::pin(async move { shared.handle(inner, req).await })
+        std::mem::replace(&mut self.inner, clone)
     }
 }
 
 /// What the limits decided for one request.
 enum Outcome {
     Pass,
-    Limited {
-        header: String,
-        binding: Decision,
-        delay_us: u64,
-    },
+    Limited { headers: RateHeaders, delay_us: u64 },
     Respond(Response<Body>),
 }
 
+/// The headers of a limited request, added to its response.
+struct RateHeaders {
+    policy: HeaderValue,
+    limit: Option<HeaderValue>,
+    /// The binding decision, when the legacy headers are on.
+    legacy: Option<Decision>,
+}
+
+impl RateHeaders {
+    /// Adds `RateLimit-Policy`, `RateLimit` (appended, so stacked layers each list their
+    /// policies) and, if enabled, the legacy headers of the binding policy.
+    fn add_to(self, headers: &mut HeaderMap) {
+        headers.append(RATELIMIT_POLICY, self.policy);
+        if let Some(v) = self.limit {
+            headers.append(RATELIMIT, v);
+        }
+        if let Some(binding) = self.legacy {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let reset = now + secs_ceil(binding.reset_after_us);
+            headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(binding.limit));
+            headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(binding.remaining));
+            headers.insert(X_RATELIMIT_RESET, HeaderValue::from(reset));
+        }
+    }
+}
+
+/// The rest of a request once its limits decided: wait out a delay, call the inner
+/// service and add the headers, or answer.
+async fn finish<Svc, ReqB, ResB>(
+    mut inner: Svc,
+    parts: Parts,
+    body: ReqB,
+    outcome: Outcome,
+) -> Result<Response<Body>, Svc::Error>
+where
+    Svc: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: HttpBody<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    let headers = match outcome {
+        Outcome::Respond(resp) => return Ok(resp),
+        Outcome::Pass => None,
+        Outcome::Limited { headers, delay_us } => {
+            if delay_us > 0 {
+                tokio::time::sleep(Duration::from_micros(delay_us)).await;
+            }
+            Some(headers)
+        }
+    };
+    let mut resp = inner
+        .call(Request::from_parts(parts, body))
+        .await?
+        .map(Body::new);
+    if let Some(headers) = headers {
+        headers.add_to(resp.headers_mut());
+    }
+    Ok(resp)
+}
+
 impl<S: LimitStore> Shared<S> {
-    async fn handle<Svc, ReqB, ResB>(
-        &self,
-        mut inner: Svc,
-        req: Request<ReqB>,
-    ) -> Result<Response<Body>, Svc::Error>
-    where
-        Svc: Service<Request<ReqB>, Response = Response<ResB>>,
-        ResB: HttpBody<Data = Bytes> + Send + 'static,
-        ResB::Error: Into<BoxError>,
-    {
-        let (parts, body) = req.into_parts();
-        let (header, binding) = match self.decide(&parts).await {
-            Outcome::Respond(resp) => return Ok(resp),
-            Outcome::Pass => {
-                let resp = inner.call(Request::from_parts(parts, body)).await?;
-                return Ok(resp.map(Body::new));
-            }
-            Outcome::Limited {
-                header,
-                binding,
-                delay_us,
-            } => {
-                if delay_us > 0 {
-                    tokio::time::sleep(Duration::from_micros(delay_us)).await;
-                }
-                (header, binding)
-            }
-        };
-        let mut resp = inner
-            .call(Request::from_parts(parts, body))
-            .await?
-            .map(Body::new);
-        self.add_headers(resp.headers_mut(), header, &binding);
-        Ok(resp)
+    /// [`decide`](Self::decide), owning what it needs (a store may take its time).
+    async fn decide_owned(self: Arc<Self>, parts: Parts) -> (Parts, Outcome) {
+        let outcome = self.decide(&parts).await;
+        (parts, outcome)
     }
 
     async fn decide(&self, parts: &Parts) -> Outcome {
@@ -530,13 +672,10 @@ impl<S: LimitStore> Shared<S> {
         if cost == 0 {
             return Outcome::Pass;
         }
-        let key = match self
-            .key
-            .extract(parts)
-            .filter(|k| k.as_str().len() <= self.max_key_len)
-        {
-            Some(key) => key,
-            None => match &self.missing {
+        let extracted = self.key.extract(parts);
+        let key = match extracted.as_ref().map(Key::as_str) {
+            Some(key) if key.len() <= self.max_key_len => key,
+            _ => match &self.missing {
                 MissingKey::Deny => {
                     return Outcome::Respond(error_response(
                         StatusCode::BAD_REQUEST,
@@ -544,11 +683,10 @@ impl<S: LimitStore> Shared<S> {
                     ));
                 }
                 MissingKey::Allow => return Outcome::Pass,
-                MissingKey::Fallback(key) => Key::Borrowed(key),
+                MissingKey::Fallback(key) => key,
             },
         };
-        let key = key.as_str();
-        let mut header = String::with_capacity(24 * self.limits.len());
+        let mut header = HeaderText::new();
         let mut binding: Option<Decision> = None;
         let mut delay_us = 0;
         for limit in &self.limits {
@@ -556,12 +694,9 @@ impl<S: LimitStore> Shared<S> {
                 Ok(d) => d,
                 Err(e) => return Outcome::Respond(self.error(&limit.name, cost, e)),
             };
-            push_limit_member(
-                &mut header,
-                &limit.name,
-                d.remaining,
-                secs_ceil(d.reset_after_us),
-            );
+            limit
+                .member
+                .push(&mut header, d.remaining, secs_ceil(d.reset_after_us));
             let combined = match binding {
                 None => d,
                 Some(b) => Decision::combine(&[b, d]),
@@ -583,36 +718,26 @@ impl<S: LimitStore> Shared<S> {
                 if !headers.contains_key(RETRY_AFTER) {
                     headers.insert(RETRY_AFTER, HeaderValue::from(denied.retry_after_secs()));
                 }
-                self.add_headers(headers, header, &combined);
+                self.headers(&header, combined).add_to(headers);
                 return Outcome::Respond(resp);
             }
             delay_us = delay_us.max(d.delay_us.unwrap_or(0));
         }
         match binding {
             Some(binding) => Outcome::Limited {
-                header,
-                binding,
+                headers: self.headers(&header, binding),
                 delay_us,
             },
             None => Outcome::Pass,
         }
     }
 
-    /// Adds `RateLimit-Policy`, `RateLimit` (appended, so stacked layers each list their
-    /// policies) and, if enabled, the legacy headers of the binding policy.
-    fn add_headers(&self, headers: &mut HeaderMap, limit_header: String, binding: &Decision) {
-        headers.append(RATELIMIT_POLICY, self.policy_header.clone());
-        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(limit_header)) {
-            headers.append(RATELIMIT, v);
-        }
-        if self.legacy {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let reset = now + secs_ceil(binding.reset_after_us);
-            headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(binding.limit));
-            headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(binding.remaining));
-            headers.insert(X_RATELIMIT_RESET, HeaderValue::from(reset));
+    /// The headers of a request limited with `binding`, its `RateLimit` value `limit`.
+    fn headers(&self, limit: &HeaderText, binding: Decision) -> RateHeaders {
+        RateHeaders {
+            policy: self.policy_header.clone(),
+            limit: limit.value(),
+            legacy: self.legacy.then_some(binding),
         }
     }
 
