@@ -84,6 +84,19 @@ fn embedded_default_serves_and_answers_429_after_the_limit() {
     assert!((9_000..=10_000).contains(&retry_ms), "{v}");
     assert_eq!(r.header("retry-after"), "10");
     assert_eq!(r.header("ratelimit"), r#""login";r=0;t=10"#);
+    // The same names written with JSON escapes are the same policy and key.
+    let r = server.request(
+        "POST",
+        "/v1/check",
+        &[("content-type", "application/json")],
+        br#"{"policy": "log\u0069n", "key": "al\u0069ce"}"#,
+    );
+    assert_eq!(
+        (r.status, r.header("ratelimit")),
+        (429, r#""login";r=0;t=10"#),
+        "{}",
+        r.body
+    );
     // Another key is independent; the other default policies exist.
     assert_eq!(server.check("login", "bob").status, 200);
     let r = server.check("search", "bob");

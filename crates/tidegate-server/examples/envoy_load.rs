@@ -8,6 +8,9 @@
 //! envoy_load check ADDR SECONDS              # POST /v1/check (policy `bench`), 64 HTTP/1.1 connections
 //!                                            # (200 or 429 both count as answered)
 //! ```
+//!
+//! It prints the calls answered in all, warm-up included, on stderr (to divide a
+//! profile of the server by).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -209,4 +212,9 @@ fn main() {
         latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
     println!("{rate:.0} (p50 {:.2} ms, p99 {:.2} ms)", ms(0.5), ms(0.99));
+    // Warm-up included: to divide a profile's totals of the server by.
+    eprintln!(
+        "{} calls answered in all",
+        counters.calls.load(Ordering::Relaxed)
+    );
 }

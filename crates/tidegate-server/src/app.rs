@@ -1,6 +1,7 @@
 //! The HTTP routes of `tidegate serve`. Every answer, errors included, is JSON (except
 //! `/metrics`, Prometheus text).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -15,8 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tidegate::tracker::{Details, EventTracker, TrackError, TrackOutcome};
@@ -184,13 +184,14 @@ pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     )
 }
 
-/// The body as `T`, or the JSON error response: 413 when too large, 400 otherwise.
-fn parse_body<T: DeserializeOwned>(
+/// The body as `T` (which may borrow from it), or the JSON error response: 413 when too
+/// large, 400 otherwise.
+fn parse_body<'a, T: Deserialize<'a>>(
     app: &App,
-    body: Result<Bytes, BytesRejection>,
+    body: &'a Result<Bytes, BytesRejection>,
     shape: &str,
 ) -> Result<T, ApiError> {
-    let body = body.map_err(|r| {
+    let body = body.as_ref().map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -213,7 +214,7 @@ fn parse_body<T: DeserializeOwned>(
             format!("the body must be a JSON object: expected {shape}"),
         ));
     }
-    serde_json::from_slice(&body).map_err(|e| {
+    serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("invalid JSON body: {e}; expected {shape}"),
@@ -266,9 +267,12 @@ fn one() -> u64 {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CheckRequest {
-    policy: String,
-    key: String,
+struct CheckRequest<'a> {
+    /// Borrowed from the body unless it holds escapes.
+    #[serde(borrow)]
+    policy: Cow<'a, str>,
+    #[serde(borrow)]
+    key: Cow<'a, str>,
     #[serde(default = "one")]
     cost: u64,
 }
@@ -277,23 +281,33 @@ const CHECK_SHAPE: &str = r#"{"policy": "...", "key": "...", "cost": 1} (cost op
 
 /// The decision as JSON: allowed, limit, remaining, retry_after_ms (null when allowed),
 /// reset_after_ms, and delay_ms for a shaping (leaky bucket) policy.
-fn decision_json(d: &Decision) -> Value {
-    let mut v = json!({
-        "allowed": d.allowed,
-        "limit": d.limit,
-        "remaining": d.remaining,
-        "retry_after_ms": d.retry_after_us.map(ms),
-        "reset_after_ms": ms(d.reset_after_us),
-    });
-    if let Some(delay) = d.delay_us {
-        v["delay_ms"] = json!(ms(delay));
+#[derive(Debug, Serialize)]
+struct DecisionBody {
+    allowed: bool,
+    limit: u64,
+    remaining: u64,
+    retry_after_ms: Option<u64>,
+    reset_after_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delay_ms: Option<u64>,
+}
+
+impl From<&Decision> for DecisionBody {
+    fn from(d: &Decision) -> Self {
+        Self {
+            allowed: d.allowed,
+            limit: d.limit,
+            remaining: d.remaining,
+            retry_after_ms: d.retry_after_us.map(ms),
+            reset_after_ms: ms(d.reset_after_us),
+            delay_ms: d.delay_us.map(ms),
+        }
     }
-    v
 }
 
 /// `POST /v1/check`.
 async fn check(State(app): Shared, body: Result<Bytes, BytesRejection>) -> Answer {
-    let req: CheckRequest = parse_body(&app, body, CHECK_SHAPE)?;
+    let req: CheckRequest = parse_body(&app, &body, CHECK_SHAPE)?;
     check_key(&app, "key", &req.key)?;
     let p = policy(&app, &req.policy)?;
     let start = Instant::now();
@@ -358,7 +372,16 @@ fn decision_response(app: &App, p: &NamedPolicy, d: &Decision) -> Response {
     } else {
         StatusCode::TOO_MANY_REQUESTS
     };
-    let mut resp = ok_json(status, &decision_json(d));
+    // A typed body: serialised straight into one buffer, with no JSON tree in between.
+    let mut body = Vec::with_capacity(128);
+    serde_json::to_writer(&mut body, &DecisionBody::from(d))
+        .expect("a struct of numbers and booleans always serialises");
+    let mut resp = (
+        status,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response();
     let headers = resp.headers_mut();
     add_rate_headers(app, p, d, headers);
     if !d.allowed {
@@ -431,7 +454,7 @@ async fn track(State(app): Shared, body: Result<Bytes, BytesRejection>) -> Answe
             "no event tracker is configured (add a [tracker] section)",
         ));
     };
-    let req: EventRequest = parse_body(&app, body, EVENT_SHAPE)?;
+    let req: EventRequest = parse_body(&app, &body, EVENT_SHAPE)?;
     for (field, value) in [("category", &req.category), ("id", &req.id)] {
         check_key(&app, field, value)?;
     }
