@@ -6,6 +6,10 @@
 //! values appear only for rules with `detailed_metric` or `value_to_metric`, so the number
 //! of series is bounded by the configuration otherwise).
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
 /// Fraction of the limit past which admitted hits count as `near_limit`, in percent.
 const NEAR_LIMIT_PERCENT: u64 = 80;
 
@@ -26,22 +30,88 @@ pub(crate) struct Outcome {
     pub near: u64,
 }
 
-/// Counts one descriptor's outcome.
-pub(crate) fn record(domain: &str, descriptor: &str, o: Outcome) {
-    let labels = [
-        ("domain", domain.to_string()),
-        ("descriptor", descriptor.to_string()),
-    ];
-    metrics::counter!("tidegate_envoy_total_hits", &labels).increment(o.hits);
-    if o.over {
-        metrics::counter!("tidegate_envoy_over_limit", &labels).increment(o.hits);
-        if o.shadow {
-            metrics::counter!("tidegate_envoy_shadow_mode", &labels).increment(o.hits);
+/// How many descriptors' counters [`Stats`] keeps; past that (only with
+/// `detailed_metric` and many request values) the others are looked up at every call.
+const CACHED_DESCRIPTORS: usize = 10_000;
+
+/// The five counters of one domain and descriptor.
+#[derive(Debug)]
+struct Counters {
+    total: metrics::Counter,
+    over: metrics::Counter,
+    shadow: metrics::Counter,
+    within: metrics::Counter,
+    near: metrics::Counter,
+}
+
+impl Counters {
+    fn new(domain: &str, descriptor: &str) -> Self {
+        let labels = [
+            ("domain", domain.to_string()),
+            ("descriptor", descriptor.to_string()),
+        ];
+        Self {
+            total: metrics::counter!("tidegate_envoy_total_hits", &labels),
+            over: metrics::counter!("tidegate_envoy_over_limit", &labels),
+            shadow: metrics::counter!("tidegate_envoy_shadow_mode", &labels),
+            within: metrics::counter!("tidegate_envoy_within_limit", &labels),
+            near: metrics::counter!("tidegate_envoy_near_limit", &labels),
         }
-    } else {
-        metrics::counter!("tidegate_envoy_within_limit", &labels).increment(o.hits);
-        if o.near > 0 {
-            metrics::counter!("tidegate_envoy_near_limit", &labels).increment(o.near);
+    }
+
+    fn record(&self, o: Outcome) {
+        self.total.increment(o.hits);
+        if o.over {
+            self.over.increment(o.hits);
+            if o.shadow {
+                self.shadow.increment(o.hits);
+            }
+        } else {
+            self.within.increment(o.hits);
+            if o.near > 0 {
+                self.near.increment(o.near);
+            }
+        }
+    }
+}
+
+/// The counters of the descriptors seen so far, by domain and descriptor, so that a call
+/// increments them without building labels or looking them up in the recorder (which
+/// costs more than the decision).
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    by_domain: RwLock<HashMap<String, HashMap<String, Arc<Counters>>>>,
+    cached: AtomicUsize,
+}
+
+impl Stats {
+    /// Counts one descriptor's outcome.
+    pub(crate) fn record(&self, domain: &str, descriptor: &str, o: Outcome) {
+        let found = self
+            .by_domain
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(domain)
+            .and_then(|d| d.get(descriptor))
+            .cloned();
+        if let Some(counters) = found {
+            return counters.record(o);
+        }
+        let counters = Counters::new(domain, descriptor);
+        counters.record(o);
+        if self.cached.load(Ordering::Relaxed) < CACHED_DESCRIPTORS {
+            let mut map = self
+                .by_domain
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            let slot = map
+                .entry(domain.to_string())
+                .or_default()
+                .entry(descriptor.to_string());
+            if let std::collections::hash_map::Entry::Vacant(v) = slot {
+                v.insert(Arc::new(counters));
+                self.cached.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }

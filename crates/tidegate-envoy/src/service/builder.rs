@@ -98,6 +98,7 @@ impl RateLimiterBuilder {
                 options: self.options,
                 overrides: Mutex::new(HashMap::new()),
                 reloading: Mutex::new(()),
+                stats: Default::default(),
             }),
         })
     }

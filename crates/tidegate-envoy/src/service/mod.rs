@@ -49,6 +49,7 @@ struct Inner {
     overrides: Mutex<HashMap<(u32, Unit), Arc<RuleLimiter>>>,
     /// Held while a configuration is swapped in, so that two reloads do not interleave.
     reloading: Mutex<()>,
+    stats: metrics::Stats,
 }
 
 /// Envoy's rate limit service on tidegate. Cheap to clone; clones share everything.
@@ -294,7 +295,7 @@ impl RateLimiter {
                     }
                     _ => 0,
                 };
-                metrics::record(
+                self.inner.stats.record(
                     domain,
                     stat_key,
                     Outcome {
