@@ -105,7 +105,10 @@ impl Node {
     /// The child matching `entry`: `key_value` exactly, else the first wildcard pattern
     /// matching `key_value`, else `key` alone. Also says how it matched.
     fn child(&self, key: &str, value: &str) -> Option<(&Node, How<'_>)> {
-        let kv = format!("{key}_{value}");
+        let mut kv = String::with_capacity(key.len() + 1 + value.len());
+        kv.push_str(key);
+        kv.push('_');
+        kv.push_str(value);
         if let Some(n) = self.children.get(&kv) {
             return Some((n, How::Value));
         }
@@ -130,41 +133,12 @@ impl Node {
     pub(crate) fn find(&self, domain: &str, entries: &[Entry<'_>]) -> Option<Matched> {
         let mut level = self;
         let mut found = None;
-        let mut metric = String::from(domain);
-        let mut detailed = String::from(domain);
-        let mut shared_values = vec![None; entries.len()];
+        // The steps taken, kept to build the one statistics name the rule needs.
+        let mut steps: Vec<(&Node, How<'_>)> = Vec::with_capacity(entries.len());
         for (i, &(key, value)) in entries.iter().enumerate() {
             let next = level.child(key, value);
-            if let Some((node, How::Wildcard(pattern))) = &next
-                && node.share_threshold
-            {
-                shared_values[i] = Some(pattern.to_string());
-            }
-            detailed.push('.');
-            detailed.push_str(key);
-            if let Some((node, how)) = &next {
-                let shown = match how {
-                    How::Wildcard(pattern) if node.share_threshold => Some(*pattern),
-                    How::Wildcard(_) if node.value_to_metric => Some(value),
-                    How::Wildcard(pattern) => Some(*pattern),
-                    How::Value => Some(value),
-                    How::Key if node.value_to_metric => Some(value),
-                    How::Key => None,
-                };
-                let detailed_value = match how {
-                    How::Wildcard(pattern) if node.share_threshold => pattern,
-                    _ => &value,
-                };
-                if !detailed_value.is_empty() {
-                    detailed.push('_');
-                    detailed.push_str(detailed_value);
-                }
-                metric.push('.');
-                metric.push_str(key);
-                if let Some(v) = shown.filter(|v| !v.is_empty()) {
-                    metric.push('_');
-                    metric.push_str(v);
-                }
+            if let Some((node, how)) = next {
+                steps.push((node, how));
                 if i == entries.len() - 1
                     && let Some(rule) = &node.rule
                 {
@@ -176,19 +150,70 @@ impl Node {
                 _ => break,
             }
         }
-        found.map(|rule| Matched {
-            stat_key: if rule.detailed_metric {
-                detailed
-            } else {
-                metric
-            },
+        let rule = found?;
+        let mut shared_values = vec![None; entries.len()];
+        for (i, (node, how)) in steps.iter().enumerate() {
+            if let How::Wildcard(pattern) = how
+                && node.share_threshold
+            {
+                shared_values[i] = Some(pattern.to_string());
+            }
+        }
+        let stat_key = stat_key(domain, entries, &steps, rule.detailed_metric);
+        Some(Matched {
+            stat_key,
             rule,
             shared_values,
         })
     }
 }
 
+/// The statistics name of a descriptor that matched a rule by `steps`: the domain, then
+/// per entry its key and the value shown for it: with `detailed`, the request's value (or
+/// the pattern of a wildcard with `share_threshold`); otherwise the configured value or
+/// pattern, or the request's value where `value_to_metric` asks for it.
+fn stat_key(
+    domain: &str,
+    entries: &[Entry<'_>],
+    steps: &[(&Node, How<'_>)],
+    detailed: bool,
+) -> String {
+    let mut name = String::with_capacity(
+        domain.len()
+            + entries
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>(),
+    );
+    name.push_str(domain);
+    for (&(key, value), (node, how)) in entries.iter().zip(steps) {
+        let shown = if detailed {
+            match how {
+                How::Wildcard(pattern) if node.share_threshold => Some(*pattern),
+                _ => Some(value),
+            }
+        } else {
+            match how {
+                How::Wildcard(pattern) if node.share_threshold => Some(*pattern),
+                How::Wildcard(_) if node.value_to_metric => Some(value),
+                How::Wildcard(pattern) => Some(*pattern),
+                How::Value => Some(value),
+                How::Key if node.value_to_metric => Some(value),
+                How::Key => None,
+            }
+        };
+        name.push('.');
+        name.push_str(key);
+        if let Some(v) = shown.filter(|v| !v.is_empty()) {
+            name.push('_');
+            name.push_str(v);
+        }
+    }
+    name
+}
+
 /// How a level matched a request entry.
+#[derive(Clone, Copy)]
 enum How<'a> {
     Value,
     /// The pattern's value part (after `key_`).
