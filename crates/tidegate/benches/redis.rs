@@ -9,8 +9,11 @@
 //! 10k keys, simple counter with limit 5 so nearly every event is deferred with small
 //! details), against the same baseline.
 //!
+//! Each limiter row also gives, per decision, Redis's time inside `EVALSHA` (`INFO
+//! commandstats`), redis-server's CPU time (`INFO cpu`) and this process's CPU time.
+//!
 //! Run: `cargo bench -p tidegate --features redis --bench redis` (`-- tracker` runs only
-//! the baseline and the tracker; `TIDEGATE_BENCH_SECS` sets the seconds per measurement,
+//! the baseline and the tracker, `-- limiter` only the baseline and the limiter; `TIDEGATE_BENCH_SECS` sets the seconds per measurement,
 //! default 3; `TIDEGATE_BENCH_THREADS` the client runtime's threads, default 2.)
 
 use std::process::Command;
@@ -80,9 +83,40 @@ struct Run {
     p50: Duration,
     p99: Duration,
     mean_batch: f64,
+    /// Redis's time inside EVALSHA per decision (`INFO commandstats`), µs.
+    script_us: f64,
+    /// redis-server's CPU time per decision (`INFO cpu`, user + sys), µs.
+    server_cpu_us: f64,
+    /// This process's CPU time per decision (`/proc/self/stat`, user + sys), µs.
+    client_cpu_us: f64,
 }
 
-async fn run(store: &RedisStore, tasks: usize, keys: u64, name: &str) -> Run {
+/// redis-server's CPU seconds so far (user + sys), from `INFO cpu`.
+fn server_cpu(server: &RedisServer) -> f64 {
+    let info = server.cli(&["INFO", "cpu"]);
+    ["used_cpu_user:", "used_cpu_sys:"]
+        .iter()
+        .filter_map(|f| info.lines().find_map(|l| l.strip_prefix(f)))
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// This process's CPU seconds so far (user + sys, every thread).
+fn client_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and
+    // 13th, in clock ticks of 1/100 s.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0
+}
+
+async fn run(server: &RedisServer, store: &RedisStore, tasks: usize, keys: u64, name: &str) -> Run {
     let limiter = Arc::new(
         store
             .limiter(name, "gcra:1000000000/1s".parse().unwrap())
@@ -92,6 +126,8 @@ async fn run(store: &RedisStore, tasks: usize, keys: u64, name: &str) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let before = store.stats();
+    let (usec_before, _) = evalsha_usec(server);
+    let (server_before, client_before) = (server_cpu(server), client_cpu());
     let mut handles = Vec::new();
     for t in 0..tasks {
         let (limiter, stop, count) = (Arc::clone(&limiter), Arc::clone(&stop), Arc::clone(&count));
@@ -120,6 +156,8 @@ async fn run(store: &RedisStore, tasks: usize, keys: u64, name: &str) -> Run {
         latencies.extend(h.await.unwrap());
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let (server_after, client_after) = (server_cpu(server), client_cpu());
+    let (usec_after, _) = evalsha_usec(server);
     assert_eq!(
         limiter.stats().fallbacks,
         0,
@@ -129,8 +167,12 @@ async fn run(store: &RedisStore, tasks: usize, keys: u64, name: &str) -> Run {
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
     let after = store.stats();
     let calls = after.batch_calls - before.batch_calls;
+    let decisions = count.load(Ordering::Relaxed).max(1) as f64;
     Run {
-        per_sec: count.load(Ordering::Relaxed) as f64 / elapsed,
+        per_sec: decisions / elapsed,
+        script_us: (usec_after - usec_before) as f64 / decisions,
+        server_cpu_us: (server_after - server_before) * 1e6 / decisions,
+        client_cpu_us: (client_after - client_before) * 1e6 / decisions,
         p50: pct(0.50),
         p99: pct(0.99),
         mean_batch: if calls == 0 {
@@ -266,6 +308,7 @@ async fn tracker_tick_cost(store: &RedisStore, not_due: usize) -> Duration {
 
 fn main() {
     let only_tracker = std::env::args().skip(1).any(|a| a == "tracker");
+    let only_limiter = std::env::args().skip(1).any(|a| a == "limiter");
     let server = RedisServer::start();
     println!(
         "redis-server {} on 127.0.0.1:{}, {:?} per measurement",
@@ -277,9 +320,15 @@ fn main() {
         server.port(),
         seconds()
     );
+    let (usec_before, calls_before) = evalsha_usec(&server);
+    let cpu_before = server_cpu(&server);
     let base = baseline(&server);
+    let (usec_after, calls_after) = evalsha_usec(&server);
+    let calls = (calls_after - calls_before).max(1) as f64;
     println!(
-        "baseline  redis-benchmark -P 16 -c 50 EVALSHA single-key GCRA: {base:>10.0} decisions/s"
+        "baseline  redis-benchmark -P 16 -c 50 EVALSHA single-key GCRA: {base:>10.0} decisions/s  µs/decision: script {:>4.1} redis cpu {:>4.1}",
+        (usec_after - usec_before) as f64 / calls,
+        (server_cpu(&server) - cpu_before) * 1e6 / calls
     );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -290,7 +339,7 @@ fn main() {
     rt.block_on(async {
         let options = RedisOptions::default().with_timeout(Duration::from_secs(2));
         let store = RedisStore::connect(&[server.url()], options).await.unwrap();
-        for keys in [1u64, 10_000] {
+        for keys in [1u64, 10_000].into_iter().filter(|_| !only_limiter) {
             for tasks in [1usize, 64] {
                 let (per_sec, usec) =
                     run_tracker(&server, &store, tasks, keys, &format!("bench{keys}x{tasks}")).await;
@@ -300,8 +349,10 @@ fn main() {
                 );
             }
         }
-        println!("tracker   tick claiming and delivering 100 due batches while N wait (median of 3)");
-        for not_due in [1_000usize, 10_000, 100_000] {
+        if !only_limiter {
+            println!("tracker   tick claiming and delivering 100 due batches while N wait (median of 3)");
+        }
+        for not_due in [1_000usize, 10_000, 100_000].into_iter().filter(|_| !only_limiter) {
             let d = tracker_tick_cost(&store, not_due).await;
             println!("tracker   tick  not_due={not_due:<7} {d:>10.2?}");
         }
@@ -315,14 +366,17 @@ fn main() {
             for keys in [1u64, 10_000] {
                 for tasks in [1usize, 64, 256] {
                     let name = format!("bench{batch_max}x{keys}x{tasks}");
-                    let r = run(&store, tasks, keys, &name).await;
+                    let r = run(&server, &store, tasks, keys, &name).await;
                     println!(
-                        "tidegate  {label:<9} keys={keys:<6} tasks={tasks:<4} {:>10.0} decisions/s  ratio {:>5.2}x  p50 {:>8.1?}  p99 {:>8.1?}  mean batch {:>5.1}",
+                        "tidegate  {label:<9} keys={keys:<6} tasks={tasks:<4} {:>10.0} decisions/s  ratio {:>5.2}x  p50 {:>8.1?}  p99 {:>8.1?}  mean batch {:>5.1}  µs/decision: script {:>4.1} redis cpu {:>4.1} client cpu {:>4.1}",
                         r.per_sec,
                         r.per_sec / base,
                         r.p50,
                         r.p99,
-                        r.mean_batch
+                        r.mean_batch,
+                        r.script_us,
+                        r.server_cpu_us,
+                        r.client_cpu_us
                     );
                 }
             }

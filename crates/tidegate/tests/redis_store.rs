@@ -149,6 +149,90 @@ fn differential(rt: &tokio::runtime::Runtime, store: &RedisStore, cases: u32) {
         .unwrap();
 }
 
+/// The same comparison with the traffic sent in groups of up to 12 concurrent decisions,
+/// so one script call carries several decisions, often on one key (read once and
+/// written once per call by the script): the decisions are those of memory taking them
+/// one by one in the order sent. One call at a time, so calls keep that order.
+fn differential_batched(rt: &tokio::runtime::Runtime, store: &RedisStore, cases: u32) {
+    let random = (prop::collection::vec(policy(), 1..=3), traffic());
+    let strategy = prop_oneof![1 => random, 1 => boundary_case(), 1 => large_case()];
+    let mut runner = TestRunner::new(Config::with_cases(cases));
+    runner
+        .run(&(strategy, 2usize..=12), |((policies, traffic), group)| {
+            let set = PolicySet::new(policies).unwrap();
+            let capacity = tidegate::Algorithm::capacity(&set);
+            let memory = Limiter::builder(set.clone())
+                .clock(ManualClock::new(0))
+                .sweep_interval(None)
+                .build::<String>();
+            let redis = store
+                .limiter(&unique("batched"), set.clone())
+                .on_error(FailurePolicy::FailClosed)
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for chunk in traffic.chunks(group) {
+                    let events: Vec<(u64, String, u64)> = chunk
+                        .iter()
+                        .map(|&(t, key, cost)| (t, format!("k{key}"), cost.min(capacity)))
+                        .collect();
+                    let mut pending: Vec<_> = events
+                        .iter()
+                        .map(|(t, key, cost)| Box::pin(redis.acquire(key, *cost, Some(*t))))
+                        .collect();
+                    // Polled in order: each decision is queued for the batcher in its
+                    // first poll, before the next one's.
+                    let mut answers = vec![None; pending.len()];
+                    std::future::poll_fn(|cx| {
+                        let mut waiting = false;
+                        for (fut, answer) in pending.iter_mut().zip(answers.iter_mut()) {
+                            if answer.is_none() {
+                                match fut.as_mut().poll(cx) {
+                                    std::task::Poll::Ready(d) => *answer = Some(d.unwrap()),
+                                    std::task::Poll::Pending => waiting = true,
+                                }
+                            }
+                        }
+                        if waiting {
+                            std::task::Poll::Pending
+                        } else {
+                            std::task::Poll::Ready(())
+                        }
+                    })
+                    .await;
+                    for ((t, key, cost), r) in events.iter().zip(answers) {
+                        let m = memory.check_at(key.as_str(), *cost, *t).unwrap();
+                        prop_assert_eq!(
+                            m,
+                            r.unwrap(),
+                            "{} at {} of {:?} with {}",
+                            key,
+                            t,
+                            traffic,
+                            set
+                        );
+                    }
+                }
+                prop_assert_eq!(redis.stats().fallbacks, 0);
+                Ok(())
+            })
+        })
+        .unwrap();
+}
+
+#[test]
+fn redis_decides_exactly_like_memory_when_decisions_share_script_calls() {
+    let server = RedisServer::start();
+    let rt = runtime();
+    let store = rt.block_on(connect(&[server.url()], patient().with_batch_in_flight(1)));
+    differential_batched(&rt, &store, 96);
+    let stats = store.stats();
+    assert!(
+        stats.batch_requests > stats.batch_calls,
+        "decisions shared script calls: {stats:?}"
+    );
+}
+
 /// The Lua scripts' exact `muldiv` (algorithms.lua) against `u128` arithmetic, batched:
 /// `⌊(a × b + c) / m⌋` and the remainder for operands up to 2^53 whose quotient is
 /// below 2^53, including products far beyond the 2^53 where doubles stop being exact.

@@ -104,20 +104,63 @@ local function decided(allowed, limit, remaining, retry_after, reset_after, dela
   return d
 end
 
+-- The string state last read or written, when the script turns this on (decide.lua
+-- does, with `cache_states`): requests of one call that follow each other on one key
+-- read it from Redis once and write it once, when the next key comes or the script
+-- ends (`flush_states`). Within one script nothing else runs, so every read sees what
+-- Redis would answer, and what Redis holds at the end is the same. Off for every other
+-- script. `last_px`: nil when nothing is to be written, false for a delete, else the
+-- TTL in ms to write `last_value` with.
+local caching, last_key, last_value, last_px = false, nil, nil, nil
+
+local function cache_states()
+  caching = true
+end
+
+-- Writes the state waiting to be written, and forgets it.
+local function flush_states()
+  if last_px then
+    call('SET', last_key, last_value, 'PX', last_px)
+  elseif last_px == false then
+    call('DEL', last_key)
+  end
+  last_key, last_value, last_px = nil, nil, nil
+end
+
+-- The state string of `key` (false when it has none).
+local function read_state(key)
+  if not caching then return call('GET', key) end
+  if key == last_key then return last_value end
+  flush_states()
+  local v = call('GET', key)
+  last_key, last_value = key, v
+  return v
+end
+
 -- Writes a state string at `now` with a TTL until `expires_at`, plus `grace_ms`.
 local function store_string(key, value, expires_at, now, grace_ms)
   local ttl = expires_at - now
-  if ttl <= 0 then
-    call('DEL', key)
+  local px = false
+  if ttl > 0 then px = cdiv(ttl, 1000) + grace_ms end
+  if caching then
+    if key ~= last_key then
+      flush_states()
+      last_key = key
+    end
+    last_value, last_px = px and value, px
+    return
+  end
+  if px then
+    call('SET', key, value, 'PX', px)
   else
-    call('SET', key, value, 'PX', cdiv(ttl, 1000) + grace_ms)
+    call('DEL', key)
   end
 end
 
 -- `epoch`: windows start at multiples of W since the Unix epoch (align=epoch) instead of
 -- at the key's first admitted hit.
 local function fixed_window(key, now, cost, L, W, epoch)
-  local v = call('GET', key)
+  local v = read_state(key)
   local start, count = 0, 0
   if v then start, count = unpack('<dd', v) end
   if count > 0 and now >= start + W then count = 0 end
@@ -134,7 +177,7 @@ local function fixed_window(key, now, cost, L, W, epoch)
 end
 
 local function sliding_window(key, now, cost, L, W)
-  local v = call('GET', key)
+  local v = read_state(key)
   local start, prev, cur = 0, 0, 0
   if v then start, prev, cur = unpack('<ddd', v) end
   if now >= start + W then
@@ -250,7 +293,7 @@ end
 
 local function gcra(key, now, cost, L, W, B, leaky, period, parts, tol_us, tol_frac)
   if not period then period, parts, tol_us, tol_frac = gcra_params(L, W, B) end
-  local v = call('GET', key)
+  local v = read_state(key)
   local tat, rem = 0, 0
   if v then tat, rem = unpack('<dd', v) end
   if parts == 1 then
@@ -298,7 +341,7 @@ local function token_bucket(key, now, cost, L, W, B, period, parts, tol_us, tol_
 end
 
 local function throttle(key, now, W)
-  local v = call('GET', key)
+  local v = read_state(key)
   local last = v and unpack('<d', v)
   if last and now < last + W then
     local wait = last + W - now

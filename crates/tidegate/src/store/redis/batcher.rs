@@ -2,19 +2,23 @@
 //! decisions, the tracker's events): concurrent requests share one script call per
 //! hash slot, so the per-call cost of `EVALSHA` is paid once for many of them.
 //!
-//! It never waits to fill a batch: it takes the first waiting request and whatever else
-//! is already queued (up to `max`), so at low load every batch holds one request and adds
-//! no latency. At most `in_flight` calls run at once (pipelined over the multiplexed
-//! connection); while they run, new requests queue up, and the next call carries all of
-//! them. Load therefore turns into larger batches, not more calls. A request whose
-//! caller gave up (dropped its answer) before it was sent is dropped unsent.
+//! When no call is under way it never waits to fill a batch: it takes the first waiting
+//! request and whatever else is already queued (up to `max`), so at low load every batch
+//! holds one request and adds no latency. At most `in_flight` calls run at once
+//! (pipelined over the multiplexed connection); while they run, new requests queue up,
+//! and the next call carries all of them. The window adapts: while a call is under way,
+//! another one leaves only once it carries a quarter of `max`, or when a call ends
+//! (whichever comes first), so a request waits at most one call's time for company, and
+//! every call but the first of a busy period pays its fixed cost for many requests. Load
+//! therefore turns into larger batches, not more calls. A request whose caller gave up
+//! (dropped its answer) before it was sent is dropped unsent.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 /// How a batch of requests becomes one call: what a user of the batcher provides.
 pub(crate) trait BatchCall: Send + Sync + 'static {
@@ -57,8 +61,13 @@ pub(crate) fn spawn<C: BatchCall>(
     counters: Arc<Counters>,
 ) -> mpsc::Sender<Queued<C>> {
     let (tx, mut rx) = mpsc::channel::<Queued<C>>(65_536);
-    let calls = Arc::new(Semaphore::new(in_flight.max(1)));
+    let in_flight = in_flight.max(1);
+    let calls = Arc::new(Semaphore::new(in_flight));
     let max = max.max(1);
+    // Requests a call must carry to leave while another call is under way.
+    let fill = (max / 4).max(1);
+    // Told whenever a call ends.
+    let ended = Arc::new(Notify::new());
     tokio::spawn(async move {
         let mut waiting = Vec::with_capacity(max);
         loop {
@@ -68,6 +77,24 @@ pub(crate) fn spawn<C: BatchCall>(
             if rx.recv_many(&mut waiting, max).await == 0 {
                 return;
             }
+            // Another call is under way (this round holds one permit): wait for company
+            // or for one call to end.
+            while waiting.len() < fill && calls.available_permits() + 1 < in_flight {
+                // Created before the check, so an end between the two is not missed.
+                let notified = ended.notified();
+                if calls.available_permits() + 1 >= in_flight {
+                    break;
+                }
+                let room = max - waiting.len();
+                tokio::select! {
+                    got = rx.recv_many(&mut waiting, room) => {
+                        if got == 0 {
+                            break;
+                        }
+                    }
+                    () = notified => break,
+                }
+            }
             // Callers that gave up (timed out) are not served behind their back.
             waiting.retain(|q| !q.reply.is_closed());
             if waiting.is_empty() {
@@ -75,19 +102,29 @@ pub(crate) fn spawn<C: BatchCall>(
             }
             // One permit per round; the groups of a round (one per hash slot) share it.
             let permit = Arc::new(permit);
-            let mut groups: HashMap<C::Group, Vec<Queued<C>>> = HashMap::new();
-            for q in waiting.drain(..) {
-                groups.entry(call.group(&q.request)).or_default().push(q);
-            }
-            for group in groups.into_values() {
+            let first = call.group(&waiting[0].request);
+            let groups: Vec<Vec<Queued<C>>> =
+                if waiting[1..].iter().all(|q| call.group(&q.request) == first) {
+                    // The usual round (one node, or one slot): no map.
+                    vec![std::mem::replace(&mut waiting, Vec::with_capacity(max))]
+                } else {
+                    let mut groups: HashMap<C::Group, Vec<Queued<C>>> = HashMap::new();
+                    for q in waiting.drain(..) {
+                        groups.entry(call.group(&q.request)).or_default().push(q);
+                    }
+                    groups.into_values().collect()
+                };
+            for group in groups {
                 counters.calls.fetch_add(1, Ordering::Relaxed);
                 counters
                     .requests
                     .fetch_add(group.len() as u64, Ordering::Relaxed);
-                let (call, permit) = (Arc::clone(&call), Arc::clone(&permit));
+                let (call, permit, ended) =
+                    (Arc::clone(&call), Arc::clone(&permit), Arc::clone(&ended));
                 tokio::spawn(async move {
-                    let _permit = permit;
                     let answers = call.call(group.iter().map(|q| &q.request).collect()).await;
+                    drop(permit);
+                    ended.notify_waiters();
                     for (q, answer) in group.into_iter().zip(answers) {
                         let _ = q.reply.send(answer);
                     }
@@ -192,6 +229,36 @@ mod tests {
         call.release.notify_one();
         assert_eq!(kept.await.unwrap(), 60);
         assert_eq!(call.batches.lock().unwrap()[1], vec![6]);
+    }
+
+    #[tokio::test]
+    async fn while_a_call_runs_the_next_waits_for_a_quarter_of_max_or_for_the_call_to_end() {
+        let call = Arc::new(Recorder::default());
+        // max 8: a second call leaves with 2 requests, or alone once the first ends.
+        let tx = spawn(Arc::clone(&call), 8, 4, Arc::default());
+        let first = send(&tx, 2).await;
+        until(|| call.batches.lock().unwrap().len() == 1).await;
+        let second = send(&tx, 4).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(
+            call.batches.lock().unwrap().len(),
+            1,
+            "a lone request waits"
+        );
+        let third = send(&tx, 6).await;
+        until(|| call.batches.lock().unwrap().len() == 2).await;
+        assert_eq!(call.batches.lock().unwrap()[1], vec![4, 6]);
+        // Two calls run; a lone request leaves when one of them ends.
+        let fourth = send(&tx, 8).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(call.batches.lock().unwrap().len(), 2);
+        call.release.notify_one();
+        until(|| call.batches.lock().unwrap().len() == 3).await;
+        assert_eq!(call.batches.lock().unwrap()[2], vec![8]);
+        call.release.notify_one();
+        call.release.notify_one();
+        let answers = futures_collect(vec![first, second, third, fourth]).await;
+        assert_eq!(answers, vec![20, 40, 60, 80]);
     }
 
     #[tokio::test]

@@ -4,30 +4,40 @@
 -- The script is algorithms.lua (the arithmetic, mirroring crates/tidegate-core/src/algorithm)
 -- followed by this file.
 --
--- ARGV[1]  R, the number of requests; ARGV[2]  P, the number of policy sets; then
---          each policy set: N, then per policy: algorithm, limit, window µs, burst,
---          and the GCRA constants period, parts, tol_us, tol_frac (for fixed_window
---          "1" then 0s when its windows align to the epoch; 0s for others);
---          then each request: its policy set (1..P), now in µs (or -1 to read the
---          server's TIME), cost, its mode, extra TTL milliseconds (for explicit, virtual
---          clocks), and the mode's argument:
---            "0" only look; "1" consume the cost when every policy admits;
---            "T" take a lease slice (one policy: fixed_window or the GCRA family): the
---                argument units if they fit now, else as many as fit but at least the
---                cost; the reply's delay field is the number of units granted;
---            "R" return the cost's unspent units of a slice taken at the argument (the
---                server's µs time of the take); the reply's remaining field is the
---                number of units given back.
+-- ARGV[1]  the requests, packed: for each, 6 little-endian doubles (every value an
+--          integer below 2^53, or -1): its policy set (1..P), now in µs (or -1 to read
+--          the server's TIME), cost, its mode, extra TTL milliseconds (for explicit,
+--          virtual clocks), and the mode's argument:
+--            0 only look; 1 consume the cost when every policy admits;
+--            2 take a lease slice (one policy: fixed_window or the GCRA family): the
+--              argument units if they fit now, else as many as fit but at least the
+--              cost; the reply's delay field is the number of units granted;
+--            3 return the cost's unspent units of a slice taken at the argument (the
+--              server's µs time of the take); the reply's remaining field is the
+--              number of units given back.
+-- ARGV[2]  P, the number of policy sets; then each policy set: N, then per policy:
+--          algorithm, limit, window µs, burst, and the GCRA constants period, parts,
+--          tol_us, tol_frac (for fixed_window "1" then 0s when its windows align to the
+--          epoch; 0s for others).
 -- KEYS     for each request, the state key of each of its N policies (all keys of a
 --          batch in one hash slot: "<ns>:{=<key>}:<i>:<algorithm>")
 --
--- Reply: for each request { all_allowed, now, then per policy: allowed, limit,
---        remaining, retry_after, reset_after, delay } with -1 for "none".
+-- Reply: one string of little-endian doubles, for each request { all_allowed, now,
+--        then per policy: allowed, limit, remaining, retry_after, reset_after, delay }
+--        with -1 for "none".
+--
+-- Requests of a batch that follow each other on one key read it once and write it once
+-- (the state cache of algorithms.lua).
 
--- Tables are built with room for one request of one policy (a reply is never shorter
--- than 8 values): the script, and these with it, is created anew on every call, and a
--- table that grows is rebuilt at every power of two.
+local rep, concat = string.rep, table.concat
+cache_states()
+
+-- Tables are built with room for one request of one policy (a request's reply is never
+-- shorter than 8 values): the script, and these with it, is created anew on every call,
+-- and a table that grows is rebuilt at every power of two. `reply` holds the request
+-- being decided; `out` the packed replies of those before.
 local reply, r = {false, false, false, false, false, false, false, false}, 0
+local out, nout = {false}, 0
 local values, expiries = {false}, {false}
 
 -- The policy sets, parsed once per call: sets[p] = {n, then per policy its 8 values:
@@ -53,19 +63,6 @@ for p = 1, tonumber(ARGV[2]) do
   end
   sets[p] = set
   a = a + 1 + 8 * n
-end
-
--- The requests' policy set, cost and extra TTL, parsed once per distinct string: a
--- batch repeats the same few, and tonumber (strtod) is the dearest step of a request.
--- Built with the usual ones, so a typical batch never grows it.
-local numbers = {['0'] = 0, ['1'] = 1, ['2'] = 2}
-local function number(s)
-  local x = numbers[s]
-  if not x then
-    x = tonumber(s)
-    numbers[s] = x
-  end
-  return x
 end
 
 -- The server's time, read once per call and only if a request asks for it.
@@ -137,13 +134,9 @@ local function give_back(set, b, key, now, units, taken_at)
   return 0
 end
 
--- Decides the request whose keys start at KEYS[k] and arguments at ARGV[a]; appends its
--- reply; returns its number of policies.
-local function decide(k, a)
-  local set = sets[number(ARGV[a])]
-  local now_arg = ARGV[a + 1]
-  local now = -1
-  if now_arg ~= '-1' then now = tonumber(now_arg) end
+-- Decides a request (its keys start at KEYS[k]); appends its reply; returns its number
+-- of policies.
+local function decide(k, set, now, cost, mode, grace_ms, extra)
   if now < 0 then
     if not server_now then
       local t = call('TIME')
@@ -151,15 +144,14 @@ local function decide(k, a)
     end
     now = server_now
   end
-  local cost = number(ARGV[a + 2])
-  local mode = ARGV[a + 3]
-  local grace_ms = number(ARGV[a + 4])
   local n = set[1]
-  local head = r + 1
-  reply[head], reply[head + 1] = 1, now
-  r = head + 1
-  if mode == 'R' then
-    local taken_at = tonumber(ARGV[a + 5])
+  reply[1], reply[2] = 1, now
+  r = 2
+  if mode == 3 then
+    -- Given back in Redis itself, around the cache: what this call wrote is written
+    -- before, and what it gives back is written before the next request reads it.
+    flush_states()
+    local taken_at = extra
     for i = 1, n do
       local b = 8 * i - 6
       local back = give_back(set, b, KEYS[k + i - 1], now, cost, taken_at)
@@ -167,10 +159,11 @@ local function decide(k, a)
         1, set[b + 1], back, -1, 0, -1
       r = r + 6
     end
+    flush_states()
     return n
   end
   local want = 0
-  if mode == 'T' then want = number(ARGV[a + 5]) end
+  if mode == 2 then want = extra end
   for i = 1, n do
     local b = 8 * i - 6
     local key = KEYS[k + i - 1]
@@ -192,13 +185,13 @@ local function decide(k, a)
       delay = -1
       if d.allowed == 1 then delay = grant end
     end
-    if d.allowed == 0 then reply[head] = 0 end
+    if d.allowed == 0 then reply[1] = 0 end
     reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4], reply[r + 5], reply[r + 6] =
       d.allowed, d.limit, d.remaining, d.retry_after, d.reset_after, delay
     r = r + 6
     values[i], expiries[i] = d.value, d.expires_at
   end
-  if mode ~= '0' and reply[head] == 1 then
+  if mode ~= 0 and reply[1] == 1 then
     for i = 1, n do
       local value = values[i]
       if type(value) == 'function' then
@@ -211,11 +204,25 @@ local function decide(k, a)
   return n
 end
 
-local k = 1
-for _ = 1, tonumber(ARGV[1]) do
-  local n, err = decide(k, a)
-  if not n then return redis.error_reply(err) end
+local input, at, k = ARGV[1], 1, 1
+for _ = 1, #input / 48 do
+  local p, now, cost, mode, grace_ms, extra
+  p, now, cost, mode, grace_ms, extra, at = unpack('<dddddd', input, at)
+  local n, err = decide(k, sets[p], now, cost, mode, grace_ms, extra)
+  if not n then
+    flush_states()
+    return redis.error_reply(err)
+  end
   k = k + n
-  a = a + 6
+  nout = nout + 1
+  if n == 1 then
+    out[nout] = pack('<dddddddd', reply[1], reply[2], reply[3], reply[4], reply[5],
+      reply[6], reply[7], reply[8])
+  else
+    out[nout] = pack('<' .. rep('d', r), spread(reply, 1, r))
+  end
 end
-return reply
+flush_states()
+if nout == 0 then return '' end
+if nout == 1 then return out[1] end
+return concat(out)

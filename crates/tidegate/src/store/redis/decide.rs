@@ -48,13 +48,13 @@ pub(crate) enum Mode {
 }
 
 impl Mode {
-    /// The script's mode letter and its extra argument.
-    fn args(self) -> (&'static str, u64) {
+    /// The script's mode number and its extra argument.
+    fn args(self) -> (f64, u64) {
         match self {
-            Self::Peek => ("0", 0),
-            Self::Commit => ("1", 0),
-            Self::Take { want } => ("T", want),
-            Self::Return { taken_at } => ("R", taken_at),
+            Self::Peek => (0.0, 0),
+            Self::Commit => (1.0, 0),
+            Self::Take { want } => (2.0, want),
+            Self::Return { taken_at } => (3.0, taken_at),
         }
     }
 }
@@ -69,7 +69,10 @@ impl Request {
 /// One decision's part of the script's reply, or why the call failed.
 pub(crate) type Reply = Result<Vec<i64>, RedisStoreError>;
 
-async fn query(connection: &Connection, cmd: &redis::Cmd) -> redis::RedisResult<Vec<i64>> {
+/// Bytes of one request in the script's packed argument.
+const REQUEST_BYTES: usize = 6 * 8;
+
+async fn query(connection: &Connection, cmd: &redis::Cmd) -> redis::RedisResult<redis::Value> {
     match connection.clone() {
         Connection::Single(mut c) => cmd.query_async(&mut c).await,
         Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
@@ -107,22 +110,30 @@ pub(crate) async fn invoke(
             cmd.arg(k.as_str());
         }
     }
-    cmd.arg(requests.len()).arg(sets.len());
+    // Every request's numbers in one argument: 6 doubles each (the script's integers
+    // are doubles; a u64 converts to the same nearest double as the script's
+    // `tonumber` of its decimal text would).
+    let mut packed = Vec::with_capacity(REQUEST_BYTES * requests.len());
+    for (r, set) in requests.iter().zip(set_of) {
+        let (mode, extra) = r.mode.args();
+        for v in [
+            set as f64,
+            r.now as f64,
+            r.cost as f64,
+            mode,
+            r.grace_ms as f64,
+            extra as f64,
+        ] {
+            packed.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    cmd.arg(packed).arg(sets.len());
     for set in &sets {
         for a in set.iter() {
             cmd.arg(a.as_str());
         }
     }
-    for (r, set) in requests.iter().zip(set_of) {
-        let (mode, extra) = r.mode.args();
-        cmd.arg(set)
-            .arg(r.now)
-            .arg(r.cost)
-            .arg(mode)
-            .arg(r.grace_ms)
-            .arg(extra);
-    }
-    let flat: Vec<i64> = match query(connection, &cmd).await {
+    let reply = match query(connection, &cmd).await {
         Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
             match connection.clone() {
                 Connection::Single(mut c) => script.prepare_invoke().load_async(&mut c).await,
@@ -140,21 +151,32 @@ pub(crate) async fn invoke(
         urls: urls.to_string(),
         source,
     })?;
+    let redis::Value::BulkString(bytes) = reply else {
+        return Err(RedisStoreError::Reply {
+            urls: urls.to_string(),
+            reason: format!("script reply is not a string: {reply:?}"),
+        });
+    };
+    // Doubles holding integers; `as` truncates like Redis's own integer replies.
+    let mut flat = bytes
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as i64);
     let mut out = Vec::with_capacity(requests.len());
     let mut at = 0;
     for r in requests {
-        let end = at + r.reply_len();
-        let Some(part) = flat.get(at..end) else {
+        let len = r.reply_len();
+        let part: Vec<i64> = flat.by_ref().take(len).collect();
+        at += len;
+        if part.len() < len {
             return Err(RedisStoreError::Reply {
                 urls: urls.to_string(),
                 reason: format!(
-                    "script reply has {} values, expected at least {end}",
-                    flat.len()
+                    "script reply has {} values, expected at least {at}",
+                    bytes.len() / 8
                 ),
             });
-        };
-        out.push(part.to_vec());
-        at = end;
+        }
+        out.push(part);
     }
     Ok(out)
 }

@@ -126,10 +126,11 @@ pub struct RedisOptions {
     /// How long an open circuit refuses calls before one probe (default 1 s).
     pub breaker_cooldown: Duration,
     /// Most decisions sent in one script call (default 64; 1 turns batching off).
-    /// Requests are never held back to fill a batch.
+    /// When no call is under way, requests are never held back to fill a batch.
     pub batch_max: usize,
     /// Most batched script calls under way at once (default 4); while they run, new
-    /// decisions queue up and leave together in the next call.
+    /// decisions queue up and leave together in the next call. While one runs, another
+    /// leaves once it carries a quarter of `batch_max`, or when a call ends.
     pub batch_in_flight: usize,
     /// For `rediss://`: a PEM file of the CA that signed the server's certificate, when
     /// it is not in the system's trust store (default: system roots).
