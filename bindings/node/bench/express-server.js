@@ -1,0 +1,48 @@
+'use strict'
+
+// The Express app `bench/express.js` measures, in a process of its own: argv[2] names
+// the limiter in front of `GET /` (see LIMITERS), REDIS_URL is the Redis of the Redis
+// ones. Prints {"port": n} once listening. The limits are far above the load: every
+// request is admitted, so the figures measure what the limiter costs.
+
+const express = require('express')
+const { rateLimit: expressRateLimit } = require('express-rate-limit')
+const { rateLimit, redisStore, TidegateStore } = require('..')
+
+const HUGE = 1e9
+const url = process.env.REDIS_URL ?? ''
+
+/** The bench-only stores, loaded only by the rows that use them. */
+function rateLimitRedis () {
+  const { RedisStore } = require('rate-limit-redis')
+  const { createClient } = require('redis')
+  const client = createClient({ url })
+  const connected = client.connect()
+  return new RedisStore({ sendCommand: async (...args) => { await connected; return client.sendCommand(args) } })
+}
+
+/** @type {Record<string, () => any>} */
+const LIMITERS = {
+  none: () => null,
+  'tidegate-memory': () => rateLimit({ requestsPerMinute: HUGE }),
+  'tidegate-redis': () => rateLimit({ requestsPerMinute: HUGE, store: redisStore({ url }) }),
+  'erl-memory': () => expressRateLimit({ windowMs: 60000, limit: HUGE }),
+  'erl-rate-limit-redis': () => expressRateLimit({ windowMs: 60000, limit: HUGE, store: rateLimitRedis() }),
+  'erl-tidegate-memory': () => expressRateLimit({ windowMs: 60000, limit: HUGE, store: new TidegateStore() }),
+  'erl-tidegate-redis': () => expressRateLimit({ windowMs: 60000, limit: HUGE, store: new TidegateStore({ store: redisStore({ url }) }) })
+}
+
+const make = LIMITERS[process.argv[2]]
+if (make === undefined) {
+  console.error(`unknown limiter ${process.argv[2]}: one of ${Object.keys(LIMITERS).join(', ')}`)
+  process.exit(2)
+}
+const app = express()
+const middleware = make()
+if (middleware !== null) app.use(middleware)
+app.get('/', (req, res) => res.send('ok'))
+const server = app.listen(0, '127.0.0.1', () => {
+  const { port } = /** @type {import('node:net').AddressInfo} */ (server.address())
+  process.stdout.write(JSON.stringify({ port }) + '\n')
+})
+process.on('SIGTERM', () => server.close(() => process.exit(0)))
