@@ -25,6 +25,19 @@ pub(crate) fn ms(us: u64) -> f64 {
     us as f64 / 1_000.0
 }
 
+/// Slots of the numbers `checkInto` writes: limit, remaining, retry after (`NaN` when
+/// admitted), reset after, delay (`NaN` when none); milliseconds.
+pub(crate) const DECISION_SLOTS: usize = 5;
+
+/// The decision's numbers into `out` (see [`DECISION_SLOTS`]).
+pub(crate) fn write_decision(d: &tidegate_core::Decision, out: &mut [f64]) {
+    out[0] = d.limit as f64;
+    out[1] = d.remaining as f64;
+    out[2] = d.retry_after_us.map_or(f64::NAN, ms);
+    out[3] = ms(d.reset_after_us);
+    out[4] = d.delay_us.map_or(f64::NAN, ms);
+}
+
 impl From<tidegate_core::Decision> for Decision {
     fn from(d: tidegate_core::Decision) -> Self {
         Self {
