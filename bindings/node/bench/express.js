@@ -10,8 +10,10 @@
 // Each row runs ROUNDS times, the rows alternating, and reports the median req/s, the
 // median of its cost against the no-limiter run of the same round, and the Express
 // process's CPU time per request (from /proc, on Linux), which other load on the
-// machine disturbs less than req/s.
-// DURATION= (seconds per run), CONNECTIONS=, ROUNDS=. Not a test: it prints figures.
+// machine disturbs less than req/s, and the time from entering the limiter to its
+// next() per request (bench/express-server.js), against the no-limiter CPU per request.
+// DURATION= (seconds per run), CONNECTIONS=, ROUNDS=, ONLY= (limiters to run besides
+// `none`, comma-separated: see bench/express-server.js). Not a test: it prints figures.
 
 const { spawn, spawnSync, execFile } = require('node:child_process')
 const fs = require('node:fs')
@@ -26,6 +28,7 @@ const SERVER = path.join(__dirname, 'express-server.js')
 
 const ROWS = [
   { limiter: 'none', label: 'no limiter' },
+  { limiter: 'noop', label: 'a middleware calling next() (the floor)' },
   { limiter: 'tidegate-memory', label: 'tidegate rateLimit, memory' },
   { limiter: 'erl-memory', label: 'express-rate-limit, its MemoryStore' },
   { limiter: 'erl-tidegate-memory', label: 'express-rate-limit + TidegateStore' },
@@ -137,14 +140,16 @@ async function main () {
   } catch {
     console.log('redis-server not available: the Redis rows are skipped')
   }
+  const only = process.env.ONLY?.split(',') ?? null
   const rows = ROWS.filter((row) => {
+    if (only !== null && row.limiter !== 'none' && !only.includes(row.limiter)) return false
     if (row.redis && redis === null) return false
     const missing = (row.needs ?? []).filter((name) => !installed(name))
     if (missing.length > 0) console.log(`${row.label}: skipped (${missing.join(', ')} not installed)`)
     return missing.length === 0
   })
-  /** @type {Map<string, { rates: number[], cpu: number[], errors: number }>} */
-  const results = new Map(rows.map((row) => [row.limiter, { rates: [], cpu: [], errors: 0 }]))
+  /** @type {Map<string, { rates: number[], cpu: number[], own: number[], errors: number }>} */
+  const results = new Map(rows.map((row) => [row.limiter, { rates: [], cpu: [], own: [], errors: 0 }]))
   try {
     for (let round = 0; round < ROUNDS; round++) {
       for (const row of rows) {
@@ -154,9 +159,11 @@ async function main () {
           const before = cpuTicks(server.pid)
           const r = await load(server.url, DURATION)
           const ticks = cpuTicks(server.pid) - before
-          const result = /** @type {{ rates: number[], cpu: number[], errors: number }} */ (results.get(row.limiter))
+          const own = await (await fetch(`${server.url}own-time`)).json()
+          const result = /** @type {{ rates: number[], cpu: number[], own: number[], errors: number }} */ (results.get(row.limiter))
           result.rates.push(Math.round(r.perSecond))
           result.cpu.push(ticks * 10000 / r.requests)
+          result.own.push(own.requests > 0 ? own.ns / own.requests / 1000 : 0)
           result.errors += r.errors
         } finally {
           await server.stop()
@@ -166,16 +173,17 @@ async function main () {
   } finally {
     if (redis !== null) await redis.stop()
   }
-  const base = /** @type {{ rates: number[], cpu: number[], errors: number }} */ (results.get('none'))
+  const base = /** @type {{ rates: number[], cpu: number[], own: number[], errors: number }} */ (results.get('none'))
   const baseCpu = median(base.cpu)
   for (const row of rows) {
-    const r = /** @type {{ rates: number[], cpu: number[], errors: number }} */ (results.get(row.limiter))
+    const r = /** @type {{ rates: number[], cpu: number[], own: number[], errors: number }} */ (results.get(row.limiter))
     const m = median(r.rates)
     const cpu = median(r.cpu)
     let cost = ''
     if (row.limiter !== 'none') {
       const paired = median(r.rates.map((rate, round) => 100 * (1 - rate / base.rates[round])))
-      cost = `  cost ${paired.toFixed(1)} % (paired by round); CPU +${(100 * (cpu / baseCpu - 1)).toFixed(1)} %`
+      const own = median(r.own)
+      cost = `  cost ${paired.toFixed(1)} % (paired by round); CPU +${(100 * (cpu / baseCpu - 1)).toFixed(1)} %; to next() ${own.toFixed(1)} µs = ${(100 * own / baseCpu).toFixed(1)} % of no limiter's CPU/req`
     }
     console.log(`${row.label.padEnd(44)} ${String(m).padStart(7)} req/s  (runs ${r.rates.join(', ')})  ${cpu.toFixed(0)} µs CPU/req${cost}${r.errors ? `  ${r.errors} errors/non-2xx` : ''}`)
   }

@@ -8,6 +8,7 @@ use tidegate_core::{Limiter as CoreLimiter, PolicySet};
 use crate::cost::to_cost;
 use crate::decision::{DECISION_SLOTS, Decision, write_decision};
 use crate::errors::{limit_error, range_error};
+use crate::millis_clock::MillisClock;
 use crate::policy::{PolicyArg, parse_policy};
 use crate::quota::{Quota, quotas};
 
@@ -22,9 +23,10 @@ pub struct LimiterOptions {
 
 /// Decides allow/deny per key, in memory, with one policy or several guarding each key
 /// together (all admit and consume, or none).
+/// Time is read on each decision, to the millisecond (`MillisClock`).
 #[napi]
 pub struct Limiter {
-    inner: CoreLimiter<PolicySet, String>,
+    inner: CoreLimiter<PolicySet, String, MillisClock>,
 }
 
 #[napi]
@@ -34,7 +36,7 @@ impl Limiter {
     #[napi(constructor)]
     pub fn new(policy: PolicyArg, options: Option<LimiterOptions>) -> Result<Self> {
         let policies = parse_policy(policy)?;
-        let mut builder = CoreLimiter::builder(policies);
+        let mut builder = CoreLimiter::builder(policies).clock(MillisClock);
         if let Some(max_keys) = options.and_then(|o| o.max_keys) {
             if !(max_keys >= 1.0 && max_keys.fract() == 0.0) {
                 return Err(range_error(format!(
