@@ -29,6 +29,7 @@ const LIMITERS = {
   none: () => null,
   noop: () => (/** @type {any} */ req, /** @type {any} */ res, /** @type {() => void} */ next) => next(),
   'tidegate-memory': () => rateLimit({ requestsPerMinute: HUGE }),
+  'tidegate-memory-no-headers': () => rateLimit({ requestsPerMinute: HUGE, headers: false }),
   'tidegate-redis': () => rateLimit({ requestsPerMinute: HUGE, store: redisStore({ url }) }),
   'erl-memory': () => expressRateLimit({ windowMs: 60000, limit: HUGE }),
   'erl-rate-limit-redis': () => expressRateLimit({ windowMs: 60000, limit: HUGE, store: rateLimitRedis() }),

@@ -30,6 +30,7 @@ const ROWS = [
   { limiter: 'none', label: 'no limiter' },
   { limiter: 'noop', label: 'a middleware calling next() (the floor)' },
   { limiter: 'tidegate-memory', label: 'tidegate rateLimit, memory' },
+  { limiter: 'tidegate-memory-no-headers', label: 'tidegate rateLimit, memory, headers: false' },
   { limiter: 'erl-memory', label: 'express-rate-limit, its MemoryStore' },
   { limiter: 'erl-tidegate-memory', label: 'express-rate-limit + TidegateStore' },
   { limiter: 'tidegate-redis', label: 'tidegate rateLimit, Redis', redis: true },

@@ -4,26 +4,13 @@ const Limiter = require('../limiter')
 const { RedisStore } = require('../redis-store')
 const { checkFunction } = require('../validate')
 const { translate } = require('../errors')
+const { DECISION_SLOTS, decisionFromSlots } = require('../decision-slots')
 const { policyHeader, sfString, secondsCeil, retryAfterSeconds } = require('./headers')
 
 const DEFAULT_MESSAGE = 'Too many requests, please try again later.'
 
-/** Where the memory limiter writes a decision's numbers (read at once): limit,
- * remaining, retry after (`NaN` when admitted), reset after, delay (`NaN` when none). */
-const DECISION = new Float64Array(5)
-
-/**
- * The decision the memory limiter wrote into `DECISION`.
- * @param {boolean} allowed
- * @returns {Decision}
- */
-function decisionFromSlots (allowed) {
-  /** @type {Decision} */
-  const d = { allowed, limit: DECISION[0], remaining: DECISION[1], resetAfter: DECISION[3] }
-  if (!Number.isNaN(DECISION[2])) d.retryAfter = DECISION[2]
-  if (!Number.isNaN(DECISION[4])) d.delay = DECISION[4]
-  return d
-}
+/** Where the memory limiter writes a decision's numbers (read at once). */
+const DECISION = new Float64Array(DECISION_SLOTS)
 
 /**
  * @typedef {import('../limiter').Decision} Decision
@@ -170,7 +157,7 @@ function rateLimit (options = {}) {
         next()
         return
       }
-      respond(req, res, next, decisionFromSlots(false))
+      respond(req, res, next, decisionFromSlots(false, DECISION, 0))
       return
     }
     /** @type {Promise<any>} */ (shared)
