@@ -79,7 +79,7 @@ function rateLimit (options = {}) {
   let shared = null
   /** @type {string} */
   let policyValue
-  /** The `RateLimit` value's start: the name as a structured-field string. */
+  /** The `RateLimit` value (`"name";r=REMAINING;t=RESET_SECONDS`) up to REMAINING. */
   const limitPrefix = `${sfString(name)};r=`
   if (options.store === undefined) {
     memory = new Limiter(policy)
