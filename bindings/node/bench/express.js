@@ -1,50 +1,196 @@
 'use strict'
 
-// Express requests per second (autocannon, loopback): no limiter, tidegate's rateLimit
-// in memory (and through Redis when redis-server is on PATH), and express-rate-limit
-// with its own memory store and with tidegate's store. The limits are far above the
-// load, so every request is admitted and the figures measure the limiter's cost.
-// Not a test: it prints figures.
+// Express requests per second on loopback, the load generator (wrk, or autocannon when
+// wrk is not on PATH) in a process of its own and each Express app in another
+// (bench/express-server.js): no limiter; tidegate's rateLimit in memory and through
+// Redis; express-rate-limit with its memory store, with rate-limit-redis and with
+// tidegate's store. The Redis rows need redis-server on PATH (started here on a free
+// port) and, for rate-limit-redis, the bench-only packages:
+//   npm install --no-save rate-limit-redis redis@4
+// Each row runs ROUNDS times, the rows alternating, and reports the median req/s, the
+// median of its cost against the no-limiter run of the same round, and the Express
+// process's CPU time per request (from /proc, on Linux), which other load on the
+// machine disturbs less than req/s, and the time from entering the limiter to its
+// next() per request (bench/express-server.js), against the no-limiter CPU per request.
+// DURATION= (seconds per run), CONNECTIONS=, ROUNDS=, ONLY= (limiters to run besides
+// `none`, comma-separated: see bench/express-server.js). Not a test: it prints figures.
 
-const autocannon = require('autocannon')
-const express = require('express')
-const { rateLimit: expressRateLimit } = require('express-rate-limit')
-const { rateLimit, redisStore, TidegateStore } = require('..')
+const { spawn, spawnSync, execFile } = require('node:child_process')
+const fs = require('node:fs')
+const path = require('node:path')
+const readline = require('node:readline')
 const { startRedis } = require('../test/support/redis-server')
-const { listen } = require('../test/support/http')
 
 const DURATION = Number(process.env.DURATION ?? 5)
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 50)
-const HUGE = 1e9
+const ROUNDS = Number(process.env.ROUNDS ?? 3)
+const SERVER = path.join(__dirname, 'express-server.js')
 
-/** Requests per second of an app with `middleware` (or none). */
-async function measure (name, middleware) {
-  const app = express()
-  if (middleware) app.use(middleware)
-  app.get('/', (req, res) => res.send('ok'))
-  const server = await listen(app)
-  const result = await autocannon({ url: `${server.base}/`, connections: CONNECTIONS, duration: DURATION })
-  await server.close()
-  const non2xx = result.non2xx
-  console.log(`${name.padEnd(40)} ${Math.round(result.requests.average).toString().padStart(7)} req/s  p99 ${result.latency.p99} ms${non2xx ? `  (${non2xx} non-2xx)` : ''}`)
+const ROWS = [
+  { limiter: 'none', label: 'no limiter' },
+  { limiter: 'noop', label: 'a middleware calling next() (the floor)' },
+  { limiter: 'tidegate-memory', label: 'tidegate rateLimit, memory' },
+  { limiter: 'tidegate-memory-no-headers', label: 'tidegate rateLimit, memory, headers: false' },
+  { limiter: 'erl-memory', label: 'express-rate-limit, its MemoryStore' },
+  { limiter: 'erl-tidegate-memory', label: 'express-rate-limit + TidegateStore' },
+  { limiter: 'tidegate-redis', label: 'tidegate rateLimit, Redis', redis: true },
+  { limiter: 'erl-rate-limit-redis', label: 'express-rate-limit + rate-limit-redis', redis: true, needs: ['rate-limit-redis', 'redis'] },
+  { limiter: 'erl-tidegate-redis', label: 'express-rate-limit + TidegateStore, Redis', redis: true }
+]
+
+const wrk = spawnSync('wrk', ['--version']).error === undefined
+
+/** @param {string} name */
+function installed (name) {
+  try {
+    require.resolve(name)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Starts bench/express-server.js with `limiter`; resolves once it answered a request.
+ * @param {string} limiter
+ * @param {string} redisUrl
+ */
+async function startServer (limiter, redisUrl) {
+  const child = spawn(process.execPath, [SERVER, limiter], {
+    env: { ...process.env, REDIS_URL: redisUrl },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  const line = await new Promise((resolve, reject) => {
+    readline.createInterface({ input: /** @type {any} */ (child.stdout) }).once('line', resolve)
+    child.once('exit', (code) => reject(new Error(`${limiter}: the server exited (${code})`)))
+  })
+  const url = `http://127.0.0.1:${JSON.parse(line).port}/`
+  // The first answer (the Redis connection opens on first use) before any timed run.
+  for (let tries = 0; ; tries++) {
+    const res = await fetch(url).catch(() => null)
+    if (res !== null && res.status === 200) break
+    if (tries > 100) throw new Error(`${limiter}: no 200 from ${url}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  return {
+    url,
+    pid: /** @type {number} */ (child.pid),
+    stop: async () => {
+      child.kill('SIGKILL')
+      await exited
+    }
+  }
+}
+
+/**
+ * CPU time (user + system, in clock ticks of 1/100 s) the process `pid` used so far,
+ * or NaN where /proc is not there.
+ * @param {number} pid
+ */
+function cpuTicks (pid) {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    return Number(fields[11]) + Number(fields[12])
+  } catch {
+    return NaN
+  }
+}
+
+/**
+ * Runs the load generator against `url` for `seconds`.
+ * @param {string} url
+ * @param {number} seconds
+ * @returns {Promise<{ perSecond: number, requests: number, errors: number }>}
+ */
+function load (url, seconds) {
+  return new Promise((resolve, reject) => {
+    if (wrk) {
+      execFile('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, url], (error, stdout) => {
+        if (error) return reject(error)
+        const perSecond = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1])
+        const requests = Number(/(\d+) requests in/.exec(stdout)?.[1])
+        const errors = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0) +
+          Number(/Socket errors:.*?(\d+)/.exec(stdout)?.[1] ?? 0)
+        resolve({ perSecond, requests, errors })
+      })
+    } else {
+      const bin = require.resolve('autocannon/autocannon.js')
+      execFile(process.execPath, [bin, '-j', '-c', String(CONNECTIONS), '-d', String(seconds), url],
+        { maxBuffer: 1 << 24 }, (error, stdout) => {
+          if (error) return reject(error)
+          const r = JSON.parse(stdout)
+          resolve({ perSecond: r.requests.average, requests: r.requests.total, errors: r.non2xx + r.errors })
+        })
+    }
+  })
+}
+
+/** @param {number[]} values */
+function median (values) {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]
 }
 
 async function main () {
-  console.log(`Express ${require('express/package.json').version}, ${CONNECTIONS} connections, ${DURATION} s each (node ${process.version})`)
-  await measure('no limiter', null)
-  await measure('tidegate rateLimit (memory)', rateLimit({ requestsPerMinute: HUGE }))
-  await measure('express-rate-limit (its MemoryStore)', expressRateLimit({ windowMs: 60000, limit: HUGE }))
-  await measure('express-rate-limit + TidegateStore', expressRateLimit({ windowMs: 60000, limit: HUGE, store: new TidegateStore() }))
+  const generator = wrk ? 'wrk -t1' : 'autocannon (a process of its own)'
+  console.log(`Express ${require('express/package.json').version}, ${generator}, ${CONNECTIONS} connections, ${DURATION} s per run, median of ${ROUNDS} (node ${process.version})`)
   let redis = null
   try {
     redis = await startRedis()
   } catch {
-    console.log('redis-server not available: Redis figures skipped')
+    console.log('redis-server not available: the Redis rows are skipped')
   }
-  if (redis) {
-    await measure('tidegate rateLimit (Redis)', rateLimit({ requestsPerMinute: HUGE, store: redisStore({ url: redis.url }) }))
-    await redis.stop()
+  const only = process.env.ONLY?.split(',') ?? null
+  const rows = ROWS.filter((row) => {
+    if (only !== null && row.limiter !== 'none' && !only.includes(row.limiter)) return false
+    if (row.redis && redis === null) return false
+    const missing = (row.needs ?? []).filter((name) => !installed(name))
+    if (missing.length > 0) console.log(`${row.label}: skipped (${missing.join(', ')} not installed)`)
+    return missing.length === 0
+  })
+  /** @type {Map<string, { rates: number[], cpu: number[], own: number[], errors: number }>} */
+  const results = new Map(rows.map((row) => [row.limiter, { rates: [], cpu: [], own: [], errors: 0 }]))
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const row of rows) {
+        const server = await startServer(row.limiter, redis?.url ?? '')
+        try {
+          await load(server.url, 1) // warm-up: JIT, connections
+          const before = cpuTicks(server.pid)
+          const r = await load(server.url, DURATION)
+          const ticks = cpuTicks(server.pid) - before
+          const own = await (await fetch(`${server.url}own-time`)).json()
+          const result = /** @type {{ rates: number[], cpu: number[], own: number[], errors: number }} */ (results.get(row.limiter))
+          result.rates.push(Math.round(r.perSecond))
+          result.cpu.push(ticks * 10000 / r.requests)
+          result.own.push(own.requests > 0 ? own.ns / own.requests / 1000 : 0)
+          result.errors += r.errors
+        } finally {
+          await server.stop()
+        }
+      }
+    }
+  } finally {
+    if (redis !== null) await redis.stop()
+  }
+  const base = /** @type {{ rates: number[], cpu: number[], own: number[], errors: number }} */ (results.get('none'))
+  const baseCpu = median(base.cpu)
+  for (const row of rows) {
+    const r = /** @type {{ rates: number[], cpu: number[], own: number[], errors: number }} */ (results.get(row.limiter))
+    const m = median(r.rates)
+    const cpu = median(r.cpu)
+    let cost = ''
+    if (row.limiter !== 'none') {
+      const paired = median(r.rates.map((rate, round) => 100 * (1 - rate / base.rates[round])))
+      const own = median(r.own)
+      cost = `  cost ${paired.toFixed(1)} % (paired by round); CPU +${(100 * (cpu / baseCpu - 1)).toFixed(1)} %; to next() ${own.toFixed(1)} µs = ${(100 * own / baseCpu).toFixed(1)} % of no limiter's CPU/req`
+    }
+    console.log(`${row.label.padEnd(44)} ${String(m).padStart(7)} req/s  (runs ${r.rates.join(', ')})  ${cpu.toFixed(0)} µs CPU/req${cost}${r.errors ? `  ${r.errors} errors/non-2xx` : ''}`)
   }
 }
 
-main().then(() => process.exit(0))
+main().then(() => process.exit(0), (error) => {
+  console.error(error)
+  process.exit(1)
+})

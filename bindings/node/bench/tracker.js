@@ -1,18 +1,32 @@
 'use strict'
 
-// trackEvent calls per second, in memory: tidegate's EventTracker against
-// node-event-throttler 1.0.7 when it is installed beside it (not a dependency):
-//   npm install --no-save node-event-throttler@1.0.7
-// or NODE_EVENT_THROTTLER=/path/to/its/source. Not a test: it prints figures.
+// trackEvent calls per second, 10 000 ids, 64 calls in flight, in memory and through a
+// local redis-server (started here on a free port): tidegate's EventTracker against
+// node-event-throttler 1.0.7 when it can be found (not a dependency):
+//   npm install --no-save node-event-throttler@1.0.7 redis@4
+// or NODE_EVENT_THROTTLER=/path/to/its/source (with its dependencies installed there).
+// Each case runs ROUNDS times, the two trackers alternating, and reports the median.
+// Not a test: it prints figures.
 
 const path = require('node:path')
 const TidegateTracker = require('..')
+const { startRedis } = require('../test/support/redis-server')
 
-/** node-event-throttler, if it can be found. */
-function otherTracker () {
+const EVENTS = Number(process.env.EVENTS ?? 200000)
+// Through Redis, each count is a case of its own: 50 000 is 5 events per id (all
+// immediate at limit 5), 200 000 the memory case's mix (5 immediate, 15 deferred per id).
+const REDIS_EVENTS = (process.env.REDIS_EVENTS ?? '50000,200000').split(',').map(Number)
+const IDS = Number(process.env.IDS ?? 10000)
+const IN_FLIGHT = Number(process.env.IN_FLIGHT ?? 64)
+const ROUNDS = Number(process.env.ROUNDS ?? 3)
+
+/** node-event-throttler's directory (or package name), if it can be found. */
+function otherRoot () {
   const where = process.env.NODE_EVENT_THROTTLER
+  const root = where ? path.resolve(where) : 'node-event-throttler'
   try {
-    return require(where ? path.resolve(where) : 'node-event-throttler')
+    require.resolve(root)
+    return root
   } catch {
     return null
   }
@@ -26,7 +40,6 @@ function otherTracker () {
  * @param {number} inFlight concurrent trackEvent calls
  */
 async function rate (tracker, events, ids, inFlight) {
-  const started = process.hrtime.bigint()
   let next = 0
   const counts = { immediate: 0, deferred: 0, ignored: 0 }
   async function worker () {
@@ -35,40 +48,128 @@ async function rate (tracker, events, ids, inFlight) {
       // The same details for every event: node-event-throttler starts a record over
       // when its details change.
       const r = await tracker.trackEvent('api_request', `user-${i % ids}`, { path: '/search' })
-      counts[r.type]++
+      counts[/** @type {'immediate' | 'deferred' | 'ignored'} */ (r.type)]++
     }
   }
+  const started = process.hrtime.bigint()
   await Promise.all(Array.from({ length: inFlight }, worker))
   const seconds = Number(process.hrtime.bigint() - started) / 1e9
   return { perSecond: Math.round(events / seconds), counts }
 }
 
-async function main () {
-  const events = Number(process.env.EVENTS ?? 200000)
-  const cases = [
-    { ids: 1000, inFlight: 1 },
-    { ids: 1000, inFlight: 64 },
-    { ids: 100000, inFlight: 64 }
-  ]
-  const Other = otherTracker()
-  const options = { limit: 5, deferInterval: 3600000, processor: async () => {} }
-  console.log(`trackEvent, ${events} events per run, limit 5, in memory (node ${process.version})`)
-  for (const c of cases) {
-    // A budget that holds 100 000 records (the default 64 MiB holds about 99 000).
-    const tidegate = new TidegateTracker({ ...options, maxMemoryBytes: 256 * 1024 * 1024 })
-    const a = await rate(tidegate, events, c.ids, c.inFlight)
-    tidegate.destroy()
-    let line = `ids=${c.ids} in-flight=${c.inFlight}: tidegate ${a.perSecond}/s (${JSON.stringify(a.counts)})`
-    if (Other) {
-      const other = new Other({ ...options, maxKeys: 0 })
-      const b = await rate(other, events, c.ids, c.inFlight)
-      other.destroy()
-      line += `; node-event-throttler ${b.perSecond}/s (${JSON.stringify(b.counts)}); ${(a.perSecond / b.perSecond).toFixed(2)}x`
-    } else {
-      line += '; node-event-throttler not installed'
+/** @param {number[]} values */
+function median (values) {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]
+}
+
+/**
+ * Runs each maker's tracker `ROUNDS` times, alternating, and prints the medians.
+ * @param {string} label
+ * @param {number} events
+ * @param {{ name: string, make: () => Promise<{ tracker: any, close: () => Promise<void> }> }[]} makers
+ */
+async function compare (label, events, makers) {
+  /** @type {number[][]} */
+  const rates = makers.map(() => [])
+  /** @type {any[]} */
+  const counts = makers.map(() => null)
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [i, maker] of makers.entries()) {
+      const { tracker, close } = await maker.make()
+      const r = await rate(tracker, events, IDS, IN_FLIGHT)
+      await close()
+      rates[i].push(r.perSecond)
+      counts[i] = r.counts
     }
-    console.log(line)
+  }
+  const medians = rates.map(median)
+  for (const [i, maker] of makers.entries()) {
+    const ratio = i === 0 || medians[i] === 0 ? '' : `  tidegate ${(medians[0] / medians[i]).toFixed(2)}x`
+    console.log(`${label.padEnd(13)} ${maker.name.padEnd(22)} ${String(medians[i]).padStart(8)} events/s  (runs ${rates[i].join(', ')}; ${JSON.stringify(counts[i])})${ratio}`)
   }
 }
 
-main().then(() => process.exit(0))
+async function main () {
+  const root = otherRoot()
+  const Other = root === null ? null : require(root)
+  const options = { limit: 5, deferInterval: 3600000, processor: async () => {} }
+  console.log(`trackEvent, ${IDS} ids, ${IN_FLIGHT} in flight, limit 5; ${EVENTS} events per run in memory, ${REDIS_EVENTS.join(' and ')} through Redis; median of ${ROUNDS} (node ${process.version})`)
+  if (Other === null) console.log('node-event-throttler not found: its rows are skipped')
+
+  /** @type {{ name: string, make: () => Promise<{ tracker: any, close: () => Promise<void> }> }[]} */
+  const memory = [{
+    name: 'tidegate',
+    make: async () => {
+      const tracker = new TidegateTracker({ ...options })
+      return { tracker, close: async () => tracker.destroy() }
+    }
+  }]
+  if (Other !== null) {
+    memory.push({
+      name: 'node-event-throttler',
+      make: async () => {
+        const tracker = new Other({ ...options, maxKeys: 0 })
+        return { tracker, close: async () => tracker.destroy() }
+      }
+    })
+  }
+  await compare('memory', EVENTS, memory)
+
+  let redis = null
+  try {
+    redis = await startRedis()
+  } catch {
+    console.log('redis-server not available: Redis figures skipped')
+    return
+  }
+  const url = redis.url
+  let run = 0
+  /** @type {{ name: string, make: () => Promise<{ tracker: any, close: () => Promise<void> }> }[]} */
+  const shared = [{
+    name: 'tidegate',
+    make: async () => {
+      const tracker = new TidegateTracker({ ...options, storage: new TidegateTracker.RedisAdapter({ url, name: `bench-${run++}` }) })
+      // The connection opens outside the timed run.
+      await tracker.stats()
+      return {
+        tracker,
+        close: async () => {
+          await tracker.clear()
+          tracker.destroy()
+        }
+      }
+    }
+  }]
+  if (Other !== null) {
+    const { createClient } = require(require.resolve('redis', { paths: [require.resolve(root)] }))
+    const OtherRedisAdapter = require(path.join(path.dirname(require.resolve(root)), 'storage', 'RedisAdapter'))
+    shared.push({
+      name: 'node-event-throttler',
+      make: async () => {
+        const client = createClient({ url, scripts: OtherRedisAdapter.scripts })
+        await client.connect()
+        await client.flushDb()
+        const tracker = new Other({ ...options, maxKeys: 0, storage: new OtherRedisAdapter({ redisClient: client }) })
+        return {
+          tracker,
+          close: async () => {
+            tracker.destroy()
+            await client.flushDb()
+            await client.quit()
+          }
+        }
+      }
+    })
+  }
+  try {
+    for (const events of REDIS_EVENTS) await compare(`Redis ${events / IDS}/id`, events, shared)
+  } finally {
+    await redis.stop()
+  }
+}
+
+main().then(() => process.exit(0), (error) => {
+  console.error(error)
+  process.exit(1)
+})

@@ -2,9 +2,10 @@
 
 const EventEmitter = require('node:events')
 const native = require('./native')
-const { callNative, awaitNative } = require('./errors')
+const { callNative, awaitNative, translate } = require('./errors')
 const { checkNumber } = require('./validate')
-const { eventRecord, storedRecord } = require('./records')
+const { eventRecord, storedRecord, recordFromSlots, RECORD_SLOTS } = require('./records')
+const KeptDetails = require('./kept-details')
 const BaseStrategy = require('./strategies/base-strategy')
 const SimpleCounterStrategy = require('./strategies/simple-counter-strategy')
 const BaseAdapter = require('./storage/base-adapter')
@@ -13,10 +14,18 @@ const InMemoryAdapter = require('./storage/in-memory-adapter')
 /** Events the engine reports (the others come from `trackEvent`'s answer). */
 const FORWARDED = new Set(['processed', 'retry', 'process_failed', 'config_updated', 'error'])
 
+/** Where the engine writes an in-memory `trackEvent`'s record numbers (read at once,
+ * before anything else can call it). */
+const RECORD = new Float64Array(RECORD_SLOTS)
+
+/** Numbers per event in a `trackBatch` answer: the kind, then the record's. */
+const BATCH_SLOTS = 1 + RECORD_SLOTS
+
 /** Processor errors kept to hand to `process_failed` listeners. */
 const KEPT_ERRORS = 1024
 
-/** Records whose latest details are kept for `getEvent` when `maxKeys` sets no bound. */
+/** Records whose latest details are at least kept for `getEvent` when `maxKeys` sets
+ * no bound. */
 const KEPT_RECORDS = 100000
 
 /**
@@ -79,6 +88,9 @@ class EventTracker extends EventEmitter {
     })
     /** The storage adapter. */
     this.storage = storage
+    this._shared = Boolean(storage.shared)
+    /** Events waiting for the next `trackBatch` call (Redis). */
+    this._queued = emptyQueue()
     /** The strategy. */
     this.strategy = strategy
     /** @type {((events: DeliveredRecord[]) => Promise<void>) | null} */
@@ -89,9 +101,8 @@ class EventTracker extends EventEmitter {
     /** @type {Map<string, unknown>} */
     this._errors = new Map()
     /** The latest details this tracker tracked per record (the store keeps only the
-     * waiting batch's, for the processor). @type {Map<string, unknown>} */
-    this._details = new Map()
-    this._keptRecords = this.config.maxKeys > 0 ? this.config.maxKeys : KEPT_RECORDS
+     * waiting batch's, for the processor). */
+    this._details = new KeptDetails(this.config.maxKeys > 0 ? this.config.maxKeys : KEPT_RECORDS)
     /** @type {ReturnType<typeof setInterval> | null} */
     this._keepAlive = null
 
@@ -174,11 +185,97 @@ class EventTracker extends EventEmitter {
       }
     }
     const n = this._native
-    let r = n !== null && !n.shared ? callNative(() => n.trackNow(category, id, json)) : null
-    if (r === null || r === undefined) {
-      const ready = await awaitNative(this._ready)
-      r = await awaitNative(ready.track(category, id, json))
+    if (n !== null && !this._shared) {
+      let r
+      try {
+        r = n.trackNow(category, id, json, RECORD)
+      } catch (error) {
+        throw translate(error)
+      }
+      if (r === 0 || r === 1) {
+        const kind = r === 0 ? 'immediate' : 'deferred'
+        const record = recordFromSlots(category, id, details, RECORD)
+        this._remember(record)
+        this.emit(kind, record)
+        return { type: kind, data: record }
+      }
+      if (r !== null && r !== undefined) return this._answer(category, id, details, r)
     }
+    if (this._shared) return this._queue(category, id, details, json)
+    const ready = await awaitNative(this._ready)
+    return this._answer(category, id, details, await awaitNative(ready.track(category, id, json)))
+  }
+
+  /**
+   * Queues one event for the next `trackBatch` call (Redis): the events tracked in one
+   * turn of the event loop cross into the engine together, with one promise.
+   * @param {string} category
+   * @param {string} id
+   * @param {unknown} details
+   * @param {string | undefined} json
+   * @returns {Promise<{ type: 'immediate' | 'deferred' | 'ignored', data: EventRecord | null, reason?: string }>}
+   */
+  _queue (category, id, details, json) {
+    return new Promise((resolve, reject) => {
+      const q = this._queued
+      if (q.categories.length === 0) process.nextTick(() => this._flush())
+      q.categories.push(category)
+      q.ids.push(id)
+      q.json.push(json)
+      q.details.push(details)
+      q.settle.push({ resolve, reject })
+    })
+  }
+
+  /** Sends the queued events in one `trackBatch` call and settles their promises. */
+  async _flush () {
+    const q = this._queued
+    this._queued = emptyQueue()
+    let batch
+    try {
+      const n = await awaitNative(this._ready)
+      batch = await awaitNative(n.trackBatch(q.categories, q.ids, q.json))
+    } catch (error) {
+      for (const { reject } of q.settle) reject(error)
+      return
+    }
+    const { slots, texts, codes } = batch
+    let text = 0
+    let code = 0
+    for (let i = 0; i < q.settle.length; i++) {
+      const at = i * BATCH_SLOTS
+      const kind = slots[at]
+      const { resolve, reject } = q.settle[i]
+      const category = q.categories[i]
+      const id = q.ids[i]
+      const details = q.details[i]
+      if (kind === 0 || kind === 1) {
+        const type = kind === 0 ? 'immediate' : 'deferred'
+        const record = recordFromSlots(category, id, details, slots.subarray(at + 1, at + BATCH_SLOTS))
+        this._remember(record)
+        this.emit(type, record)
+        resolve({ type, data: record })
+      } else if (kind === 2) {
+        const reason = texts[text++]
+        this.emit('ignored', { reason, category, id, details })
+        resolve({ type: 'ignored', reason, data: null })
+      } else {
+        const error = /** @type {Error & { code?: string }} */ (new Error(texts[text++]))
+        error.code = codes[code++]
+        reject(translate(error))
+      }
+    }
+  }
+
+  /**
+   * `trackEvent`'s answer from the engine's `TrackResult`.
+   * @param {string} category
+   * @param {string} id
+   * @param {unknown} details
+   * @param {any} r
+   * @returns {{ type: 'immediate' | 'deferred' | 'ignored', data: EventRecord | null, reason?: string }}
+   */
+  _answer (category, id, details, r) {
     if (r.kind === 'ignored') {
       const reason = r.reason
       this.emit('ignored', { reason, category, id, details })
@@ -233,7 +330,7 @@ class EventTracker extends EventEmitter {
     const n = await awaitNative(this._ready)
     const r = await awaitNative(n.record(category, id))
     if (r === null || r === undefined) return undefined
-    return storedRecord(category, id, this._details.get(`${category}\u0000${id}`), r)
+    return storedRecord(category, id, this._details.get(category, id), r)
   }
 
   /**
@@ -269,7 +366,7 @@ class EventTracker extends EventEmitter {
     const n = await awaitNative(this._ready)
     const records = await awaitNative(n.waiting(dueOnly, limit))
     return records.map((/** @type {any} */ r) =>
-      storedRecord(r.category, r.id, this._details.get(`${r.category}\u0000${r.id}`), r))
+      storedRecord(r.category, r.id, this._details.get(r.category, r.id), r))
   }
 
   /**
@@ -286,7 +383,7 @@ class EventTracker extends EventEmitter {
     if (this._destroyed) throw new Error('the tracker is shut down')
     const n = await awaitNative(this._ready)
     const existed = await awaitNative(n.reset(category, id))
-    this._details.delete(`${category}\u0000${id}`)
+    this._details.delete(category, id)
     return existed
   }
 
@@ -359,12 +456,7 @@ class EventTracker extends EventEmitter {
 
   /** @param {EventRecord} record */
   _remember (record) {
-    const key = `${record.category}\u0000${record.id}`
-    const kept = this._details
-    if (kept.delete(key) === false && kept.size >= this._keptRecords) {
-      kept.delete(/** @type {string} */ (kept.keys().next().value))
-    }
-    kept.set(key, record.details)
+    this._details.set(record.category, record.id, record.details)
   }
 
   /**
@@ -430,8 +522,7 @@ class EventTracker extends EventEmitter {
         break
       }
       case 'config_updated': {
-        const key = `${e.record.category}\u0000${e.record.id}`
-        this.emit('config_updated', { ...e.record, details: this._details.get(key) })
+        this.emit('config_updated', { ...e.record, details: this._details.get(e.record.category, e.record.id) })
         break
       }
       case 'error':
@@ -440,6 +531,17 @@ class EventTracker extends EventEmitter {
       default:
         break
     }
+  }
+}
+
+/** No events queued for `trackBatch`. */
+function emptyQueue () {
+  return {
+    /** @type {string[]} */ categories: [],
+    /** @type {string[]} */ ids: [],
+    /** @type {(string | undefined)[]} */ json: [],
+    /** @type {unknown[]} */ details: [],
+    /** @type {{ resolve: (value: any) => void, reject: (error: unknown) => void }[]} */ settle: []
   }
 }
 

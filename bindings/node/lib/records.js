@@ -39,6 +39,34 @@ function eventRecord (category, id, details, r) {
   }
 }
 
+/** Numbers per record the engine writes for an in-memory `trackEvent`. */
+const RECORD_SLOTS = 5
+
+/**
+ * The record snapshot of one in-memory `trackEvent` answer, from the numbers the
+ * engine wrote: total, deferred, scheduled at (`NaN` for none), first seen, last seen.
+ * @param {string} category
+ * @param {string} id
+ * @param {unknown} details
+ * @param {Float64Array} slots
+ * @returns {EventRecord}
+ */
+function recordFromSlots (category, id, details, slots) {
+  const deferred = slots[1]
+  const scheduledAt = slots[2]
+  return {
+    category,
+    id,
+    details,
+    count: slots[0],
+    deferred: deferred > 0,
+    deferredCount: deferred,
+    scheduledSendAt: Number.isNaN(scheduledAt) ? null : scheduledAt,
+    firstEventTime: slots[3],
+    lastEventTime: slots[4]
+  }
+}
+
 /**
  * A record as the tracker's store holds it (`getEvent`).
  * @param {string} category
@@ -56,4 +84,4 @@ function storedRecord (category, id, details, r) {
   }
 }
 
-module.exports = { eventRecord, storedRecord }
+module.exports = { eventRecord, storedRecord, recordFromSlots, RECORD_SLOTS }

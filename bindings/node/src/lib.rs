@@ -7,6 +7,7 @@ mod decision;
 mod delivered;
 mod errors;
 mod limiter;
+mod millis_clock;
 mod outcome;
 mod policy;
 mod quota;

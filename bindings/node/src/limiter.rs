@@ -1,12 +1,14 @@
 //! `Limiter`: any tidegate policy (or several on one key) in this process's memory.
 
 use napi::Result;
+use napi::bindgen_prelude::Float64ArraySlice;
 use napi_derive::napi;
 use tidegate_core::{Limiter as CoreLimiter, PolicySet};
 
 use crate::cost::to_cost;
-use crate::decision::Decision;
+use crate::decision::{DECISION_SLOTS, Decision, write_decision};
 use crate::errors::{limit_error, range_error};
+use crate::millis_clock::MillisClock;
 use crate::policy::{PolicyArg, parse_policy};
 use crate::quota::{Quota, quotas};
 
@@ -21,9 +23,10 @@ pub struct LimiterOptions {
 
 /// Decides allow/deny per key, in memory, with one policy or several guarding each key
 /// together (all admit and consume, or none).
+/// Time is read on each decision, to the millisecond (`MillisClock`).
 #[napi]
 pub struct Limiter {
-    inner: CoreLimiter<PolicySet, String>,
+    inner: CoreLimiter<PolicySet, String, MillisClock>,
 }
 
 #[napi]
@@ -33,7 +36,7 @@ impl Limiter {
     #[napi(constructor)]
     pub fn new(policy: PolicyArg, options: Option<LimiterOptions>) -> Result<Self> {
         let policies = parse_policy(policy)?;
-        let mut builder = CoreLimiter::builder(policies);
+        let mut builder = CoreLimiter::builder(policies).clock(MillisClock);
         if let Some(max_keys) = options.and_then(|o| o.max_keys) {
             if !(max_keys >= 1.0 && max_keys.fract() == 0.0) {
                 return Err(range_error(format!(
@@ -67,6 +70,32 @@ impl Limiter {
             .check(key.as_str(), cost)
             .map(Decision::from)
             .map_err(limit_error)
+    }
+
+    /// `check` without building an object: answers whether the request was admitted and
+    /// writes the decision's numbers into `out` (limit, remaining, retry after or `NaN`,
+    /// reset after, delay or `NaN`; milliseconds), for the middleware's one call per
+    /// request.
+    #[napi]
+    pub fn check_into(
+        &self,
+        key: String,
+        cost: Option<f64>,
+        mut out: Float64ArraySlice<'_>,
+    ) -> Result<bool> {
+        // SAFETY: the typed array outlives this call, and nothing else reads or writes
+        // it while this call runs (JavaScript waits for it).
+        let out = unsafe { out.as_mut() };
+        if out.len() < DECISION_SLOTS {
+            return Err(range_error(format!(
+                "out must hold {DECISION_SLOTS} numbers, it holds {}",
+                out.len()
+            )));
+        }
+        let cost = to_cost(cost)?;
+        let d = self.inner.check(key.as_str(), cost).map_err(limit_error)?;
+        write_decision(&d, out);
+        Ok(d.allowed)
     }
 
     /// The decision `check` would give now, consuming nothing.

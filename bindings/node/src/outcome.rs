@@ -1,5 +1,6 @@
 //! What `trackEvent` answers, as the JavaScript wrapper receives it.
 
+use napi::bindgen_prelude::Float64Array;
 use napi_derive::napi;
 use tidegate::tracker::{IgnoreReason, RecordSnapshot, RecordState, RecordView, TrackOutcome};
 
@@ -47,6 +48,20 @@ fn snapshot(kind: &str, reason: Option<String>, r: &RecordView) -> TrackResult {
     }
 }
 
+/// Slots of the numbers `trackNow` writes: total, deferred, scheduled at (`NaN`
+/// when no batch waits), first seen, last seen.
+pub(crate) const RECORD_SLOTS: usize = 5;
+
+/// The record's numbers into `out` (see [`RECORD_SLOTS`]): one `trackEvent` answer
+/// without building an object across the boundary.
+pub(crate) fn write_record(r: &RecordView, out: &mut [f64]) {
+    out[0] = r.total as f64;
+    out[1] = r.deferred as f64;
+    out[2] = r.scheduled_at_ms().map_or(f64::NAN, |v| v as f64);
+    out[3] = (r.first_seen_us / 1_000) as f64;
+    out[4] = (r.last_seen_us / 1_000) as f64;
+}
+
 impl From<&TrackOutcome> for TrackResult {
     fn from(o: &TrackOutcome) -> Self {
         match o {
@@ -54,6 +69,59 @@ impl From<&TrackOutcome> for TrackResult {
                 snapshot("ignored", Some(reason_name(*reason)), record)
             }
             other => snapshot(other.kind(), None, other.record()),
+        }
+    }
+}
+
+/// Numbers per event in a [`TrackBatch`]: the kind (0 immediate, 1 deferred, 2 ignored,
+/// 3 failed), then the record's [`RECORD_SLOTS`].
+pub(crate) const BATCH_SLOTS: usize = 1 + RECORD_SLOTS;
+
+/// The answers of one `trackBatch` call, in the events' order.
+#[napi(object)]
+pub struct TrackBatch {
+    /// [`BATCH_SLOTS`] numbers per event: the kind (0 immediate, 1 deferred, 2 ignored,
+    /// 3 failed), then total, deferred, scheduled at (`NaN` when none), first seen, last
+    /// seen (Unix ms; `NaN` for a failed event).
+    pub slots: Float64Array,
+    /// Per ignored or failed event, in order: the reason, or the error's message.
+    pub texts: Vec<String>,
+    /// Per failed event, in order: the error's code (`InvalidArg`, `GenericFailure`...).
+    pub codes: Vec<String>,
+}
+
+impl TrackBatch {
+    /// The batch's answers from each event's outcome.
+    pub(crate) fn from_outcomes(outcomes: Vec<napi::Result<TrackOutcome>>) -> Self {
+        let mut slots = vec![f64::NAN; outcomes.len() * BATCH_SLOTS];
+        let mut texts = Vec::new();
+        let mut codes = Vec::new();
+        for (outcome, out) in outcomes.iter().zip(slots.chunks_exact_mut(BATCH_SLOTS)) {
+            match outcome {
+                Ok(TrackOutcome::Immediate(r)) => {
+                    out[0] = 0.0;
+                    write_record(r, &mut out[1..]);
+                }
+                Ok(TrackOutcome::Deferred(r)) => {
+                    out[0] = 1.0;
+                    write_record(r, &mut out[1..]);
+                }
+                Ok(other) => {
+                    out[0] = 2.0;
+                    texts.push(TrackResult::from(other).reason.unwrap_or_default());
+                    write_record(other.record(), &mut out[1..]);
+                }
+                Err(e) => {
+                    out[0] = 3.0;
+                    texts.push(e.reason.clone());
+                    codes.push(e.status.as_ref().to_string());
+                }
+            }
+        }
+        Self {
+            slots: Float64Array::new(slots),
+            texts,
+            codes,
         }
     }
 }

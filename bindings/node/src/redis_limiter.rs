@@ -3,14 +3,16 @@
 
 use std::sync::Arc;
 
+use futures_util::future::join_all;
+
 use napi::Result;
 use napi_derive::napi;
 use tidegate::store::redis::RedisLimiter as CoreRedisLimiter;
 use tidegate_core::store::LimitStore;
 
 use crate::cost::to_cost;
-use crate::decision::Decision;
-use crate::errors::limit_error;
+use crate::decision::{Decision, DecisionBatch};
+use crate::errors::{limit_error, range_error};
 use crate::quota::{Quota, quotas};
 
 /// Decides per key through Redis, sharing each key's quota with every limiter of the
@@ -59,6 +61,29 @@ impl RedisLimiter {
             .await
             .map(Decision::from)
             .map_err(limit_error)
+    }
+
+    /// Decides for many keys at once (`keys[i]` at `costs[i]`): one call and one
+    /// promise for the lot; the store sends them to Redis in its own batches.
+    #[napi]
+    pub async fn check_batch(
+        &self,
+        keys: Vec<String>,
+        costs: Vec<Option<f64>>,
+    ) -> Result<DecisionBatch> {
+        if keys.len() != costs.len() {
+            return Err(range_error(format!(
+                "keys and costs differ in length ({}, {})",
+                keys.len(),
+                costs.len()
+            )));
+        }
+        let limiter = &self.inner;
+        let calls = keys.iter().zip(costs).map(|(key, cost)| async move {
+            let cost = to_cost(cost)?;
+            limiter.acquire(key, cost, None).await.map_err(limit_error)
+        });
+        Ok(DecisionBatch::from_decisions(join_all(calls).await))
     }
 
     /// The decision `check` would give now, consuming nothing.

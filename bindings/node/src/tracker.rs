@@ -1,21 +1,27 @@
 //! `NativeTracker`: tidegate's event tracker, driven by the JavaScript `EventTracker`.
 
 use std::future::Future;
+
+use futures_util::future::join_all;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use napi::bindgen_prelude::{Function, Promise, within_runtime_if_available};
+use napi::bindgen_prelude::{
+    Either, Float64ArraySlice, Function, Promise, within_runtime_if_available,
+};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{Result, Status};
 use napi_derive::napi;
-use tidegate::tracker::{ConfigPatch, DeliveredRecord, Details, EventTracker, TrackerBuilder};
+use tidegate::tracker::{
+    ConfigPatch, DeliveredRecord, Details, EventTracker, TrackOutcome, TrackerBuilder,
+};
 use tokio::task::JoinHandle;
 
 use crate::delivered::batch_value;
 use crate::errors::{range_error, track_error, type_error};
-use crate::outcome::{StoredRecord, TrackResult};
+use crate::outcome::{RECORD_SLOTS, StoredRecord, TrackBatch, TrackResult, write_record};
 use crate::redis_connection::RedisConnection;
 use crate::strategy::{StrategySpec, duration_ms, whole};
 use crate::tracker_events::{EventSink, forward};
@@ -118,26 +124,50 @@ impl NativeTracker {
         self.shared
     }
 
-    /// Tracks one event; with the memory store the outcome is known at once and
-    /// returned, otherwise `null` (then call `track`).
+    /// Tracks one event; with the memory store the outcome is known at once, otherwise
+    /// this answers `null` (then call `track`). An immediate or deferred event answers
+    /// `0` or `1` and writes the record's numbers into `out` (total, deferred,
+    /// scheduled at or `NaN`, first seen, last seen), so no object is built per call;
+    /// an ignored one answers the whole `TrackResult`.
     #[napi]
     pub fn track_now(
         &self,
         category: String,
         id: String,
         details_json: Option<String>,
-    ) -> Result<Option<TrackResult>> {
+        mut out: Float64ArraySlice<'_>,
+    ) -> Result<Option<Either<u32, TrackResult>>> {
         if self.shared {
             return Ok(None);
+        }
+        // SAFETY: the typed array outlives this call, and nothing else reads or writes
+        // it while this call runs (JavaScript waits for it).
+        let out = unsafe { out.as_mut() };
+        if out.len() < RECORD_SLOTS {
+            return Err(range_error(format!(
+                "out must hold {RECORD_SLOTS} numbers, it holds {}",
+                out.len()
+            )));
         }
         let details = details(details_json)?;
         let fut = self.tracker.track_event(&category, &id, details);
         let mut fut = pin!(fut);
         let mut cx = Context::from_waker(Waker::noop());
-        match within_runtime_if_available(|| fut.as_mut().poll(&mut cx)) {
-            Poll::Ready(r) => r.map(|o| Some(TrackResult::from(&o))).map_err(track_error),
-            Poll::Pending => Ok(None),
-        }
+        let outcome = match within_runtime_if_available(|| fut.as_mut().poll(&mut cx)) {
+            Poll::Ready(r) => r.map_err(track_error)?,
+            Poll::Pending => return Ok(None),
+        };
+        Ok(Some(match &outcome {
+            TrackOutcome::Immediate(r) => {
+                write_record(r, out);
+                Either::A(0)
+            }
+            TrackOutcome::Deferred(r) => {
+                write_record(r, out);
+                Either::A(1)
+            }
+            other => Either::B(TrackResult::from(other)),
+        }))
     }
 
     /// Tracks one event (through Redis when shared).
@@ -155,6 +185,37 @@ impl NativeTracker {
             .await
             .map_err(track_error)?;
         Ok(TrackResult::from(&outcome))
+    }
+
+    /// Tracks many events at once (through Redis when shared): one call and one
+    /// promise for the lot; the engine sends them to Redis in its own batches. Event
+    /// `i` is `(categories[i], ids[i], details[i])`.
+    #[napi]
+    pub async fn track_batch(
+        &self,
+        categories: Vec<String>,
+        ids: Vec<String>,
+        details_json: Vec<Option<String>>,
+    ) -> Result<TrackBatch> {
+        if categories.len() != ids.len() || ids.len() != details_json.len() {
+            return Err(range_error(format!(
+                "categories, ids and details differ in length ({}, {}, {})",
+                categories.len(),
+                ids.len(),
+                details_json.len()
+            )));
+        }
+        let tracker = &self.tracker;
+        let calls = categories.iter().zip(&ids).zip(details_json).map(
+            |((category, id), json)| async move {
+                let details = details(json)?;
+                tracker
+                    .track_event(category, id, details)
+                    .await
+                    .map_err(track_error)
+            },
+        );
+        Ok(TrackBatch::from_outcomes(join_all(calls).await))
     }
 
     /// Changes one record's settings; resolves to `false` when the record does not exist.

@@ -48,6 +48,16 @@ test('RedisLimiter shares a quota between limiters and resolves without blocking
     assert.equal(await b.reset('alice'), true)
     assert.equal((await a.check('alice')).remaining, 2)
     await assert.rejects(a.check('alice', 4), { name: 'RangeError' })
+    // Checks of one tick: each its own answer, a refused one rejects alone.
+    const together = await Promise.allSettled([a.check('bob'), a.check('bob', 4), a.check('bob', 0), a.check('bob', 2), a.check('bob')])
+    assert.deepEqual(together.map((t) => t.status), ['fulfilled', 'rejected', 'rejected', 'fulfilled', 'fulfilled'])
+    assert.equal(/** @type {PromiseRejectedResult} */ (together[2]).reason.message, 'cost must be at least 1')
+    const [first, , , second, third] = together.map((t) => /** @type {any} */ (t).value)
+    assert.deepEqual(Object.keys(first), ['allowed', 'limit', 'remaining', 'resetAfter'])
+    assert.deepEqual([first.allowed, first.remaining, second.allowed, second.remaining], [true, 2, true, 0])
+    assert.deepEqual(Object.keys(third), ['allowed', 'limit', 'remaining', 'resetAfter', 'retryAfter'])
+    assert.equal(third.allowed, false)
+    assert.ok(third.retryAfter > 0)
     await assert.rejects(redisStore({ url: redis.url }).limiter('bad:name', 'fixed_window:3/10s'), { name: 'RangeError' })
   } finally {
     await redis.stop()

@@ -151,6 +151,40 @@ test('a Redis tracker in this process: same outcomes as memory, stats, clear', a
   }
 })
 
+test('Redis: events tracked together each get their own answer, a refused one rejects alone', async () => {
+  const redis = await startRedis()
+  const tracker = new EventTracker({
+    storage: new RedisAdapter({ url: redis.url, name: 'together' }),
+    limit: 2,
+    processor: async () => {}
+  })
+  try {
+    const answers = await Promise.allSettled([
+      tracker.trackEvent('c', 'a', { n: 1 }),
+      tracker.trackEvent('', 'x'),
+      tracker.trackEvent('c', 'a', { n: 2 }),
+      tracker.trackEvent('c', 'b'),
+      tracker.trackEvent('c', 'a', { n: 3 })
+    ])
+    assert.deepEqual(answers.map((a) => a.status), ['fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled'])
+    const refused = /** @type {PromiseRejectedResult} */ (answers[1]).reason
+    assert.equal(refused.name, 'RangeError')
+    assert.equal(refused.message, 'invalid category: must not be empty')
+    const [a1, , a2, b1, a3] = answers.map((a) => /** @type {any} */ (a).value)
+    assert.deepEqual([a1.type, a2.type, b1.type, a3.type], ['immediate', 'immediate', 'immediate', 'deferred'])
+    assert.deepEqual([a1.data.count, a2.data.count, a3.data.count], [1, 2, 3])
+    assert.deepEqual(a3.data.details, { n: 3 })
+    assert.equal(a3.data.deferredCount, 1)
+    assert.equal(typeof a3.data.scheduledSendAt, 'number')
+    assert.equal(b1.data.scheduledSendAt, null)
+    assert.deepEqual((await tracker.getEvent('c', 'a'))?.details, { n: 3 })
+  } finally {
+    await tracker.clear()
+    tracker.destroy()
+    await redis.stop()
+  }
+})
+
 test('a Redis outage fails trackEvent in bounded time without blocking the event loop', async () => {
   const redis = await startRedis()
   const tracker = new EventTracker({

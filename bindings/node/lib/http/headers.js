@@ -37,16 +37,6 @@ function policyHeader (name, quotas) {
 }
 
 /**
- * The `RateLimit` value: `"name";r=REMAINING;t=RESET_SECONDS`.
- * @param {string} name
- * @param {{ remaining: number, resetAfter: number }} decision
- * @returns {string}
- */
-function limitHeader (name, decision) {
-  return `${sfString(name)};r=${decision.remaining};t=${secondsCeil(decision.resetAfter)}`
-}
-
-/**
  * `Retry-After` seconds for a denied decision: the wait rounded up, at least 1.
  * @param {{ retryAfter?: number }} decision
  * @returns {number}
@@ -55,4 +45,4 @@ function retryAfterSeconds (decision) {
   return Math.max(1, secondsCeil(decision.retryAfter ?? 0))
 }
 
-module.exports = { sfString, policyHeader, limitHeader, retryAfterSeconds, secondsCeil }
+module.exports = { sfString, policyHeader, retryAfterSeconds, secondsCeil }

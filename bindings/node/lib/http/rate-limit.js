@@ -3,9 +3,14 @@
 const Limiter = require('../limiter')
 const { RedisStore } = require('../redis-store')
 const { checkFunction } = require('../validate')
-const { policyHeader, limitHeader, retryAfterSeconds } = require('./headers')
+const { translate } = require('../errors')
+const { DECISION_SLOTS, decisionFromSlots } = require('../decision-slots')
+const { policyHeader, sfString, secondsCeil, retryAfterSeconds } = require('./headers')
 
 const DEFAULT_MESSAGE = 'Too many requests, please try again later.'
+
+/** Where the memory limiter writes a decision's numbers (read at once). */
+const DECISION = new Float64Array(DECISION_SLOTS)
 
 /**
  * @typedef {import('../limiter').Decision} Decision
@@ -74,6 +79,8 @@ function rateLimit (options = {}) {
   let shared = null
   /** @type {string} */
   let policyValue
+  /** The `RateLimit` value (`"name";r=REMAINING;t=RESET_SECONDS`) up to REMAINING. */
+  const limitPrefix = `${sfString(name)};r=`
   if (options.store === undefined) {
     memory = new Limiter(policy)
     policyValue = policyHeader(name, memory.quotas())
@@ -94,12 +101,23 @@ function rateLimit (options = {}) {
   function respond (req, res, next, decision) {
     if (sendHeaders) {
       res.setHeader('RateLimit-Policy', policyValue)
-      res.setHeader('RateLimit', limitHeader(name, decision))
+      res.setHeader('RateLimit', `${limitPrefix}${decision.remaining};t=${secondsCeil(decision.resetAfter)}`)
     }
     if (decision.allowed) {
       next()
       return
     }
+    deny(req, res, next, decision)
+  }
+
+  /**
+   * Answers a denied request (the `RateLimit` headers are set).
+   * @param {any} req
+   * @param {any} res
+   * @param {(err?: unknown) => void} next
+   * @param {Decision} decision
+   */
+  function deny (req, res, next, decision) {
     const retryAfter = retryAfterSeconds(decision)
     res.setHeader('Retry-After', String(retryAfter))
     res.status(429)
@@ -124,7 +142,22 @@ function rateLimit (options = {}) {
     const units = cost === null ? undefined : cost(req)
     const k = key === undefined || key === null ? '' : String(key)
     if (memory !== null) {
-      respond(req, res, next, memory.check(k, units))
+      let allowed
+      try {
+        allowed = memory._native.checkInto(k, units, DECISION)
+      } catch (error) {
+        throw translate(error)
+      }
+      if (allowed) {
+        // The admitted answer straight from the numbers: no decision object.
+        if (sendHeaders) {
+          res.setHeader('RateLimit-Policy', policyValue)
+          res.setHeader('RateLimit', `${limitPrefix}${DECISION[1]};t=${secondsCeil(DECISION[3])}`)
+        }
+        next()
+        return
+      }
+      respond(req, res, next, decisionFromSlots(false, DECISION, 0))
       return
     }
     /** @type {Promise<any>} */ (shared)
