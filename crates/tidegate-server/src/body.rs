@@ -4,7 +4,9 @@
 //! `Expect: 100-continue` gets `413`, not `100 Continue`), read within
 //! `server.body_timeout`, and given up when shutdown begins.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -44,32 +46,41 @@ pub(crate) async fn read_body(State(app): State<Arc<App>>, req: Request, next: N
     if declared == Some(0) {
         return next.run(Request::from_parts(parts, Body::empty())).await;
     }
-    let mut stop = app.stop.clone();
-    let read = tokio::time::timeout(app.body_timeout, Limited::new(body, max).collect());
-    let bytes = tokio::select! {
-        read = read => match read {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(e)) if e.is::<LengthLimitError>() => return closing(too_large(max)),
-            Ok(Err(e)) => {
-                return closing(error(
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot read the request body: {e}"),
-                ));
+    let mut collect = std::pin::pin!(Limited::new(body, max).collect());
+    // A small body usually came with its head: read it at once, without arming the timer
+    // or watching for shutdown.
+    let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+    let read = match first {
+        Poll::Ready(read) => Ok(read),
+        Poll::Pending => {
+            let mut stop = app.stop.clone();
+            tokio::select! {
+                read = tokio::time::timeout(app.body_timeout, collect) => read,
+                _ = stop.wait_for(|s| *s) => {
+                    return closing(error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the server is shutting down; the request body was not complete",
+                    ));
+                }
             }
-            Err(_) => {
-                return closing(error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!(
-                        "the request body did not arrive within {:?} (server.body_timeout)",
-                        app.body_timeout
-                    ),
-                ));
-            }
-        },
-        _ = stop.wait_for(|s| *s) => {
+        }
+    };
+    let bytes = match read {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return closing(too_large(max)),
+        Ok(Err(e)) => {
             return closing(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server is shutting down; the request body was not complete",
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body: {e}"),
+            ));
+        }
+        Err(_) => {
+            return closing(error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {:?} (server.body_timeout)",
+                    app.body_timeout
+                ),
             ));
         }
     };
