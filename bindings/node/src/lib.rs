@@ -17,3 +17,7 @@ mod strategy;
 mod tracker;
 mod tracker_events;
 mod tracker_options;
+
+// The entry point JavaScript calls by name; exported from the crate as well so that it
+// is reachable in every build, test builds included.
+pub use redis_connection::{RedisConnectionOptions, connect_redis};
