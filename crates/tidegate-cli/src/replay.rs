@@ -24,7 +24,7 @@ use tidegate::store::redis::{RedisLimiter, RedisOptions, RedisStore};
 use tidegate::{Decision, LimitError, Limiter, ManualClock, PolicySet};
 
 use crate::lines::BoundedLines;
-use tidegate_server::json::ms;
+use tidegate_server::json::DecisionJson;
 
 /// Lines between two sweeps of expired keys, so long replays stay bounded in memory.
 const SWEEP_EVERY: u64 = 100_000;
@@ -119,13 +119,8 @@ fn one() -> u64 {
 struct Line<'a> {
     t_ms: u64,
     key: &'a str,
-    allowed: bool,
-    limit: u64,
-    remaining: u64,
-    retry_after_ms: Option<u64>,
-    reset_after_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    delay_ms: Option<u64>,
+    #[serde(flatten)]
+    decision: DecisionJson,
 }
 
 /// Runs the replay; returns the exit code (1 when a line was bad).
@@ -356,12 +351,7 @@ async fn replay(
         let line = Line {
             t_ms: event.t_ms,
             key: &event.key,
-            allowed: d.allowed,
-            limit: d.limit,
-            remaining: d.remaining,
-            retry_after_ms: d.retry_after_us.map(ms),
-            reset_after_ms: ms(d.reset_after_us),
-            delay_ms: d.delay_us.map(ms),
+            decision: DecisionJson::from(&d),
         };
         serde_json::to_writer(&mut *out, &line).context("writing decisions")?;
         out.write_all(b"\n").context("writing decisions")?;

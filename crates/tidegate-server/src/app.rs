@@ -16,7 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tidegate::tracker::{Details, EventTracker, TrackError, TrackOutcome};
@@ -26,7 +26,7 @@ use tidegate_http::headers::{
     push_limit_member, retry_after_secs, secs_ceil,
 };
 
-use crate::json::ms;
+use crate::json::{DecisionJson, ms};
 use crate::limits::{NamedPolicy, Outcome, Policies};
 
 /// Most keys `GET /admin/keys/{policy}` lists at once.
@@ -279,32 +279,6 @@ struct CheckRequest<'a> {
 
 const CHECK_SHAPE: &str = r#"{"policy": "...", "key": "...", "cost": 1} (cost optional)"#;
 
-/// The decision as JSON: allowed, limit, remaining, retry_after_ms (null when allowed),
-/// reset_after_ms, and delay_ms for a shaping (leaky bucket) policy.
-#[derive(Debug, Serialize)]
-struct DecisionBody {
-    allowed: bool,
-    limit: u64,
-    remaining: u64,
-    retry_after_ms: Option<u64>,
-    reset_after_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    delay_ms: Option<u64>,
-}
-
-impl From<&Decision> for DecisionBody {
-    fn from(d: &Decision) -> Self {
-        Self {
-            allowed: d.allowed,
-            limit: d.limit,
-            remaining: d.remaining,
-            retry_after_ms: d.retry_after_us.map(ms),
-            reset_after_ms: ms(d.reset_after_us),
-            delay_ms: d.delay_us.map(ms),
-        }
-    }
-}
-
 /// `POST /v1/check`.
 async fn check(State(app): Shared, body: Result<Bytes, BytesRejection>) -> Answer {
     let req: CheckRequest = parse_body(&app, &body, CHECK_SHAPE)?;
@@ -374,7 +348,7 @@ fn decision_response(app: &App, p: &NamedPolicy, d: &Decision) -> Response {
     };
     // A typed body: serialised straight into one buffer, with no JSON tree in between.
     let mut body = Vec::with_capacity(128);
-    serde_json::to_writer(&mut body, &DecisionBody::from(d))
+    serde_json::to_writer(&mut body, &DecisionJson::from(d))
         .expect("a struct of numbers and booleans always serialises");
     let mut resp = (
         status,
