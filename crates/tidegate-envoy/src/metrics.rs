@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{PoisonError, RwLock};
 
 /// Fraction of the limit past which admitted hits count as `near_limit`, in percent.
 const NEAR_LIMIT_PERCENT: u64 = 80;
@@ -80,22 +80,21 @@ impl Counters {
 /// costs more than the decision).
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
-    by_domain: RwLock<HashMap<String, HashMap<String, Arc<Counters>>>>,
+    by_domain: RwLock<HashMap<String, HashMap<String, Counters>>>,
     cached: AtomicUsize,
 }
 
 impl Stats {
     /// Counts one descriptor's outcome.
     pub(crate) fn record(&self, domain: &str, descriptor: &str, o: Outcome) {
-        let found = self
-            .by_domain
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(domain)
-            .and_then(|d| d.get(descriptor))
-            .cloned();
-        if let Some(counters) = found {
-            return counters.record(o);
+        {
+            let map = self
+                .by_domain
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(counters) = map.get(domain).and_then(|d| d.get(descriptor)) {
+                return counters.record(o);
+            }
         }
         let counters = Counters::new(domain, descriptor);
         counters.record(o);
@@ -109,7 +108,7 @@ impl Stats {
                 .or_default()
                 .entry(descriptor.to_string());
             if let std::collections::hash_map::Entry::Vacant(v) = slot {
-                v.insert(Arc::new(counters));
+                v.insert(counters);
                 self.cached.fetch_add(1, Ordering::Relaxed);
             }
         }
