@@ -6,6 +6,7 @@ const { callNative, awaitNative, translate } = require('./errors')
 const { checkNumber } = require('./validate')
 const { eventRecord, storedRecord, recordFromSlots, RECORD_SLOTS } = require('./records')
 const KeptDetails = require('./kept-details')
+const { TickBatch } = require('./tick-batch')
 const BaseStrategy = require('./strategies/base-strategy')
 const SimpleCounterStrategy = require('./strategies/simple-counter-strategy')
 const BaseAdapter = require('./storage/base-adapter')
@@ -89,8 +90,8 @@ class EventTracker extends EventEmitter {
     /** The storage adapter. */
     this.storage = storage
     this._shared = Boolean(storage.shared)
-    /** Events waiting for the next `trackBatch` call (Redis). */
-    this._queued = emptyQueue()
+    /** Events waiting for the next `trackBatch` call (Redis): category, id, json, details. */
+    this._queued = new TickBatch(4, (columns, settle) => this._sendBatch(columns, settle))
     /** The strategy. */
     this.strategy = strategy
     /** @type {((events: DeliveredRecord[]) => Promise<void>) | null} */
@@ -216,39 +217,27 @@ class EventTracker extends EventEmitter {
    * @returns {Promise<{ type: 'immediate' | 'deferred' | 'ignored', data: EventRecord | null, reason?: string }>}
    */
   _queue (category, id, details, json) {
-    return new Promise((resolve, reject) => {
-      const q = this._queued
-      if (q.categories.length === 0) process.nextTick(() => this._flush())
-      q.categories.push(category)
-      q.ids.push(id)
-      q.json.push(json)
-      q.details.push(details)
-      q.settle.push({ resolve, reject })
-    })
+    return this._queued.add(category, id, json, details)
   }
 
-  /** Sends the queued events in one `trackBatch` call and settles their promises. */
-  async _flush () {
-    const q = this._queued
-    this._queued = emptyQueue()
-    let batch
-    try {
-      const n = await awaitNative(this._ready)
-      batch = await awaitNative(n.trackBatch(q.categories, q.ids, q.json))
-    } catch (error) {
-      for (const { reject } of q.settle) reject(error)
-      return
-    }
+  /**
+   * Sends the queued events in one `trackBatch` call and settles their promises.
+   * @param {any[][]} columns categories, ids, details' JSON, details
+   * @param {import('./tick-batch').Settle[]} settle
+   */
+  async _sendBatch ([categories, ids, json, detailsList], settle) {
+    const n = await awaitNative(this._ready)
+    const batch = await awaitNative(n.trackBatch(categories, ids, json))
     const { slots, texts, codes } = batch
     let text = 0
     let code = 0
-    for (let i = 0; i < q.settle.length; i++) {
+    for (let i = 0; i < settle.length; i++) {
       const at = i * BATCH_SLOTS
       const kind = slots[at]
-      const { resolve, reject } = q.settle[i]
-      const category = q.categories[i]
-      const id = q.ids[i]
-      const details = q.details[i]
+      const { resolve, reject } = settle[i]
+      const category = categories[i]
+      const id = ids[i]
+      const details = detailsList[i]
       if (kind === 0 || kind === 1) {
         const type = kind === 0 ? 'immediate' : 'deferred'
         const record = recordFromSlots(category, id, details, slots.subarray(at + 1, at + BATCH_SLOTS))
@@ -531,17 +520,6 @@ class EventTracker extends EventEmitter {
       default:
         break
     }
-  }
-}
-
-/** No events queued for `trackBatch`. */
-function emptyQueue () {
-  return {
-    /** @type {string[]} */ categories: [],
-    /** @type {string[]} */ ids: [],
-    /** @type {(string | undefined)[]} */ json: [],
-    /** @type {unknown[]} */ details: [],
-    /** @type {{ resolve: (value: any) => void, reject: (error: unknown) => void }[]} */ settle: []
   }
 }
 

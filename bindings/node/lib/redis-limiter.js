@@ -2,6 +2,7 @@
 
 const { awaitNative, translate } = require('./errors')
 const { DECISION_SLOTS, decisionFromSlots } = require('./decision-slots')
+const { TickBatch } = require('./tick-batch')
 
 /** Numbers per decision in a `checkBatch` answer: admitted (1, 0, `NaN` if failed), then the decision's. */
 const BATCH_SLOTS = 1 + DECISION_SLOTS
@@ -15,8 +16,8 @@ class RedisLimiter {
   /** @param {any} nativeLimiter */
   constructor (nativeLimiter) {
     this._native = nativeLimiter
-    /** Checks waiting for the next `checkBatch` call. */
-    this._queued = emptyQueue()
+    /** Checks waiting for the next `checkBatch` call: keys, costs. */
+    this._queued = new TickBatch(2, (columns, settle) => this._sendBatch(columns, settle))
   }
 
   /** The limiter's name. @returns {string} */
@@ -47,37 +48,27 @@ class RedisLimiter {
     }
     // The checks of one tick cross into the engine together, in one call with one
     // promise (the store still sends them to Redis in its own batches).
-    return new Promise((resolve, reject) => {
-      const q = this._queued
-      if (q.keys.length === 0) process.nextTick(() => this._flush())
-      q.keys.push(key)
-      q.costs.push(cost)
-      q.settle.push({ resolve, reject })
-    })
+    return this._queued.add(key, cost)
   }
 
-  /** Sends the queued checks in one `checkBatch` call and settles their promises. */
-  async _flush () {
-    const q = this._queued
-    this._queued = emptyQueue()
-    let batch
-    try {
-      batch = await awaitNative(this._native.checkBatch(q.keys, q.costs))
-    } catch (error) {
-      for (const { reject } of q.settle) reject(error)
-      return
-    }
+  /**
+   * Sends the queued checks in one `checkBatch` call and settles their promises.
+   * @param {any[][]} columns keys, costs
+   * @param {import('./tick-batch').Settle[]} settle
+   */
+  async _sendBatch ([keys, costs], settle) {
+    const batch = await awaitNative(this._native.checkBatch(keys, costs))
     const { slots, messages, codes } = batch
     let failed = 0
-    for (let i = 0; i < q.settle.length; i++) {
+    for (let i = 0; i < settle.length; i++) {
       const at = i * BATCH_SLOTS
       const allowed = slots[at]
       if (Number.isNaN(allowed)) {
         const error = /** @type {Error & { code?: string }} */ (new Error(messages[failed]))
         error.code = codes[failed++]
-        q.settle[i].reject(translate(error))
+        settle[i].reject(translate(error))
       } else {
-        q.settle[i].resolve(decisionFromSlots(allowed === 1, slots, at + 1))
+        settle[i].resolve(decisionFromSlots(allowed === 1, slots, at + 1))
       }
     }
   }
@@ -99,15 +90,6 @@ class RedisLimiter {
    */
   reset (key) {
     return awaitNative(this._native.reset(key))
-  }
-}
-
-/** No checks queued for `checkBatch`. */
-function emptyQueue () {
-  return {
-    /** @type {string[]} */ keys: [],
-    /** @type {(number | undefined)[]} */ costs: [],
-    /** @type {{ resolve: (value: any) => void, reject: (error: unknown) => void }[]} */ settle: []
   }
 }
 

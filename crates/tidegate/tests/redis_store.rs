@@ -116,6 +116,25 @@ fn large_case() -> impl Strategy<Value = (Vec<Policy>, Vec<(u64, u8, u64)>)> {
     })
 }
 
+/// A memory limiter on a manual clock and a Redis limiter (failing closed, on a key
+/// prefix of its own) for the same policies, to compare.
+fn memory_and_redis(
+    store: &RedisStore,
+    set: &PolicySet,
+    prefix: &str,
+) -> (Limiter<PolicySet, String, ManualClock>, RedisLimiter) {
+    let memory = Limiter::builder(set.clone())
+        .clock(ManualClock::new(0))
+        .sweep_interval(None)
+        .build::<String>();
+    let redis = store
+        .limiter(&unique(prefix), set.clone())
+        .on_error(FailurePolicy::FailClosed)
+        .build()
+        .unwrap();
+    (memory, redis)
+}
+
 /// Random traffic with an explicit clock through memory and Redis: identical decisions.
 fn differential(rt: &tokio::runtime::Runtime, store: &RedisStore, cases: u32) {
     let random = (prop::collection::vec(policy(), 1..=3), traffic());
@@ -125,15 +144,7 @@ fn differential(rt: &tokio::runtime::Runtime, store: &RedisStore, cases: u32) {
         .run(&strategy, |(policies, traffic)| {
             let set = PolicySet::new(policies).unwrap();
             let capacity = tidegate::Algorithm::capacity(&set);
-            let memory = Limiter::builder(set.clone())
-                .clock(ManualClock::new(0))
-                .sweep_interval(None)
-                .build::<String>();
-            let redis = store
-                .limiter(&unique("diff"), set.clone())
-                .on_error(FailurePolicy::FailClosed)
-                .build()
-                .unwrap();
+            let (memory, redis) = memory_and_redis(store, &set, "diff");
             rt.block_on(async {
                 for (i, &(t, key, cost)) in traffic.iter().enumerate() {
                     let key = format!("k{key}");
@@ -161,15 +172,7 @@ fn differential_batched(rt: &tokio::runtime::Runtime, store: &RedisStore, cases:
         .run(&(strategy, 2usize..=12), |((policies, traffic), group)| {
             let set = PolicySet::new(policies).unwrap();
             let capacity = tidegate::Algorithm::capacity(&set);
-            let memory = Limiter::builder(set.clone())
-                .clock(ManualClock::new(0))
-                .sweep_interval(None)
-                .build::<String>();
-            let redis = store
-                .limiter(&unique("batched"), set.clone())
-                .on_error(FailurePolicy::FailClosed)
-                .build()
-                .unwrap();
+            let (memory, redis) = memory_and_redis(store, &set, "batched");
             rt.block_on(async {
                 for chunk in traffic.chunks(group) {
                     let events: Vec<(u64, String, u64)> = chunk
