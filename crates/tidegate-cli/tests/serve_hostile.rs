@@ -10,12 +10,13 @@ mod common;
 use common::serve::{Server, TempDir, start_error};
 use serde_json::{Value, json};
 
-/// A tracker delivering to `events.jsonl` in `dir` after 200 ms, with `extra` keys.
+/// A tracker delivering to `events.jsonl` in `dir` after 2 s (time to send a whole batch
+/// on a busy machine), with `extra` keys.
 fn tracker_config(dir: &TempDir, extra: &str) -> String {
     let sink = dir.0.join("events.jsonl");
     format!(
         "[policies]\napi = \"fixed_window:3/1h\"\n\n[tracker]\n\
-         spec = \"simple:limit=1,defer=200ms,processing_interval=50ms\"\n{extra}\n\
+         spec = \"simple:limit=1,defer=2s,processing_interval=50ms\"\n{extra}\n\
          sink = {{ type = \"jsonl\", path = \"{}\" }}\n",
         sink.display()
     )
