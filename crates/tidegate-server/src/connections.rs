@@ -29,11 +29,6 @@ const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: applicat
 retry-after: 1\r\nconnection: close\r\ncontent-length: 94\r\n\r\n\
 {\"error\":\"Service Unavailable\",\"message\":\"too many open connections; try again in a moment\"}";
 
-/// The largest request head (request line and headers) read, in bytes: a longer one gets
-/// `431`. Hyper's own bound (its read buffer) moves with how the bytes arrive: a head of
-/// up to twice it could be accepted when the kernel had buffered it all.
-pub(crate) const MAX_HEAD_BYTES: usize = 400 * 1024;
-
 /// Connections over the cap answered at once (each for at most 250 ms).
 const REFUSING: usize = 64;
 
@@ -356,7 +351,10 @@ async fn connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(None)
-        .max_header_size(MAX_HEAD_BYTES)
+        // A head over `max_header_bytes` gets 431 however its bytes arrive (hyper's own
+        // bound, its read buffer, is checked only on an incomplete head, so a longer one
+        // read in one go would pass).
+        .max_header_size(settings.max_header_bytes)
         .keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);

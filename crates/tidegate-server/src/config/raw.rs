@@ -195,6 +195,7 @@ pub(super) struct RawServer {
     pub(super) body_timeout: Option<String>,
     pub(super) idle_timeout: Option<String>,
     pub(super) max_connections: Option<Num>,
+    pub(super) max_header_bytes: Option<Num>,
 }
 
 #[derive(Debug, Default, Deserialize)]
