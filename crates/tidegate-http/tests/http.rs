@@ -17,6 +17,10 @@ use tidegate_http::{
 };
 use tower::{Layer, ServiceExt};
 
+mod common;
+
+use common::serve;
+
 type TestLimiter = Limiter<Policy, String, ManualClock>;
 
 fn limiter(spec: &str) -> (TestLimiter, ManualClock, Policy) {
@@ -39,21 +43,6 @@ fn builder(
         limiter,
         clock,
     )
-}
-
-/// Serves `app` on a free loopback port; returns its base URL.
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    format!("http://{addr}")
 }
 
 fn app(layer: RateLimitLayer<TestLimiter>) -> Router {

@@ -2,7 +2,7 @@
 //! port, so every decision is waited for (the layer's pending path), concurrent
 //! requests included.
 
-use std::net::SocketAddr;
+mod common;
 
 use axum::Router;
 use axum::routing::get;
@@ -10,20 +10,6 @@ use redis_test_server::RedisServer;
 use tidegate::store::redis::{RedisOptions, RedisStore};
 use tidegate::{Policy, PolicySet};
 use tidegate_http::RateLimitLayer;
-
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    format!("http://{addr}/")
-}
 
 #[tokio::test]
 async fn redis_decisions_are_waited_for_and_answer_with_the_same_headers_and_429() {
@@ -39,12 +25,13 @@ async fn redis_decisions_are_waited_for_and_answer_with_the_same_headers_and_429
     let layer = RateLimitLayer::builder("api", limiter, policy)
         .legacy_headers(true)
         .build();
-    let url = serve(
+    let url = common::serve(
         Router::new()
             .route("/", get(|| async { "ok" }))
             .layer(layer),
     )
-    .await;
+    .await
+        + "/";
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
 
     // Five at once: each admitted, `remaining` 4 down to 0 shared out among them.
