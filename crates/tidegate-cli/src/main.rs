@@ -34,6 +34,11 @@ enum Command {
     Probe(probe::ProbeArgs),
 }
 
+/// mimalloc: allocation and freeing take a fifth of the instructions of a gRPC call with
+/// glibc's allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
