@@ -5,9 +5,17 @@
 //!
 //! ```text
 //! envoy_load grpc ADDR DESCRIPTORS SECONDS   # ShouldRateLimit, one HTTP/2 connection, domain `bench`
+//! envoy_load tonic ADDR DESCRIPTORS SECONDS  # the same calls through tonic's generated client
 //! envoy_load check ADDR SECONDS              # POST /v1/check (policy `bench`), 64 HTTP/1.1 connections
 //!                                            # (200 or 429 both count as answered)
 //! ```
+//!
+//! `grpc` sends each call as Envoy's own gRPC client does: the request message encoded
+//! once (per client), an HTTP/2 stream with its headers and one data frame, the answer
+//! read from the stream with its `grpc-status` trailer; every answer must be `grpc-status`
+//! 0 with `overall_code` OK. `tonic` builds, encodes and decodes every message through
+//! tonic's client stack (a channel to the connection's task, codecs, `Status`), which
+//! costs the machine about as much per call as the server does.
 //!
 //! gRPC calls run on one thread, `/v1/check` calls on two.
 //! It prints the calls answered in all, warm-up included, on stderr (to divide a
@@ -17,10 +25,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::{BufMut, Bytes, BytesMut};
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
-use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
+use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use prost::Message;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 const CONCURRENCY: u64 = 64;
@@ -55,6 +66,74 @@ fn request(n: u64, three: bool) -> RateLimitRequest {
         descriptors,
         hits_addend: 0,
     }
+}
+
+/// What an HTTP/2 caller needs: the connection, the method's URI, and each client's
+/// request message in gRPC framing (a zero flag byte, the length, the message).
+#[derive(Clone)]
+struct H2Caller {
+    send: h2::client::SendRequest<Bytes>,
+    uri: http::Uri,
+    bodies: Arc<Vec<Bytes>>,
+}
+
+/// Every client's request, encoded and framed once.
+fn framed_requests(three: bool) -> Vec<Bytes> {
+    (0..KEYS)
+        .map(|n| {
+            let message = request(n, three).encode_to_vec();
+            let mut framed = BytesMut::with_capacity(5 + message.len());
+            framed.put_u8(0);
+            framed.put_u32(u32::try_from(message.len()).expect("a small message"));
+            framed.put_slice(&message);
+            framed.freeze()
+        })
+        .collect()
+}
+
+/// The `grpc-status` of an answer: in its trailers, or in its headers when it has no
+/// message (a trailers-only answer).
+fn grpc_status(headers: Option<&http::HeaderMap>) -> Option<&str> {
+    headers?.get("grpc-status")?.to_str().ok()
+}
+
+/// One `ShouldRateLimit` over a stream of the HTTP/2 connection; panics unless it is
+/// answered `grpc-status` 0 with `overall_code` OK.
+async fn h2_call(mut caller: H2Caller, n: u64) -> H2Caller {
+    caller.send = caller.send.ready().await.expect("HTTP/2 connection");
+    let request = http::Request::post(caller.uri.clone())
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut stream) = caller.send.send_request(request, false).expect("a stream");
+    stream
+        .send_data(caller.bodies[(n % KEYS) as usize].clone(), true)
+        .expect("the request message");
+    let response = response.await.expect("ShouldRateLimit answers");
+    assert_eq!(response.status(), 200, "ShouldRateLimit: HTTP status");
+    let (head, mut body) = response.into_parts();
+    let mut message = BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("the answer's message");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        message.extend_from_slice(&chunk);
+    }
+    let trailers = body.trailers().await.expect("the answer's trailers");
+    let status = grpc_status(trailers.as_ref()).or(grpc_status(Some(&head.headers)));
+    assert_eq!(
+        status,
+        Some("0"),
+        "ShouldRateLimit: grpc-status ({head:?}, {trailers:?})"
+    );
+    let answer = RateLimitResponse::decode(message.get(5..).expect("a framed message"))
+        .expect("a RateLimitResponse");
+    assert_eq!(
+        answer.overall_code,
+        Code::Ok as i32,
+        "every call is within its limits"
+    );
+    caller
 }
 
 /// One `POST /v1/check` on a kept-alive connection; its status.
@@ -146,11 +225,12 @@ where
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: envoy_load grpc ADDR DESCRIPTORS SECONDS | envoy_load check ADDR SECONDS";
+    let usage =
+        "usage: envoy_load grpc|tonic ADDR DESCRIPTORS SECONDS | envoy_load check ADDR SECONDS";
     // gRPC: every call goes through the one HTTP/2 connection's task, so the callers run
     // on that task's thread (a second thread would only hand each call over between
     // threads, and take the server's second vCPU). HTTP/1.1: 64 connections, 2 threads.
-    let runtime = if args.first().map(String::as_str) == Some("grpc") {
+    let runtime = if matches!(args.first().map(String::as_str), Some("grpc" | "tonic")) {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -167,6 +247,28 @@ fn main() {
         let seconds: f64;
         match args.first().map(String::as_str) {
             Some("grpc") if args.len() == 4 => {
+                seconds = args[3].parse().expect(usage);
+                let tcp = tokio::net::TcpStream::connect(&args[1])
+                    .await
+                    .expect("connect");
+                tcp.set_nodelay(true).unwrap();
+                let (send, connection) = h2::client::handshake(tcp).await.expect("HTTP/2");
+                tokio::spawn(async move { connection.await.expect("HTTP/2 connection") });
+                let caller_state = H2Caller {
+                    send,
+                    uri: format!(
+                        "http://{}/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
+                        args[1]
+                    )
+                    .parse()
+                    .expect(usage),
+                    bodies: Arc::new(framed_requests(args[2] == "3")),
+                };
+                for t in 0..CONCURRENCY {
+                    tasks.push(caller(&counters, t, caller_state.clone(), h2_call));
+                }
+            }
+            Some("tonic") if args.len() == 4 => {
                 let three = args[2] == "3";
                 seconds = args[3].parse().expect(usage);
                 let channel = tonic::transport::Channel::from_shared(format!("http://{}", args[1]))
