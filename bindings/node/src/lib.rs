@@ -6,6 +6,7 @@ mod cost;
 mod decision;
 mod delivered;
 mod errors;
+mod key;
 mod limiter;
 mod millis_clock;
 mod outcome;
@@ -20,4 +21,5 @@ mod tracker_options;
 
 // The entry point JavaScript calls by name; exported from the crate as well so that it
 // is reachable in every build, test builds included.
+pub use limiter::{CheckHandle, check_with_handle};
 pub use redis_connection::{RedisConnectionOptions, connect_redis};

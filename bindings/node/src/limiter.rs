@@ -1,13 +1,16 @@
 //! `Limiter`: any tidegate policy (or several on one key) in this process's memory.
 
-use napi::Result;
-use napi::bindgen_prelude::Float64ArraySlice;
+use std::sync::Arc;
+
+use napi::bindgen_prelude::{External, Float64Array, Float64ArraySlice, JsValue, Unknown};
+use napi::{Env, Result};
 use napi_derive::napi;
 use tidegate_core::{Limiter as CoreLimiter, PolicySet};
 
 use crate::cost::to_cost;
 use crate::decision::{DECISION_SLOTS, Decision, write_decision};
 use crate::errors::{limit_error, range_error};
+use crate::key::with_key;
 use crate::millis_clock::MillisClock;
 use crate::policy::{PolicyArg, parse_policy};
 use crate::quota::{Quota, quotas};
@@ -26,7 +29,17 @@ pub struct LimiterOptions {
 /// Time is read on each decision, to the millisecond (`MillisClock`).
 #[napi]
 pub struct Limiter {
-    inner: CoreLimiter<PolicySet, String, MillisClock>,
+    inner: Arc<MemoryLimiter>,
+}
+
+/// The engine's memory limiter as the package holds it.
+type MemoryLimiter = CoreLimiter<PolicySet, String, MillisClock>;
+
+/// A `Limiter` as the Express middleware calls it, once per request: see
+/// [`Limiter::check_handle`] and [`check_with_handle`].
+pub struct CheckHandle {
+    limiter: Arc<MemoryLimiter>,
+    slots: Float64Array,
 }
 
 #[napi]
@@ -46,7 +59,7 @@ impl Limiter {
             builder = builder.max_keys(max_keys as usize);
         }
         Ok(Self {
-            inner: builder.build(),
+            inner: Arc::new(builder.build()),
         })
     }
 
@@ -98,6 +111,23 @@ impl Limiter {
         Ok(d.allowed)
     }
 
+    /// A handle on this limiter for [`check_with_handle`], which writes each decision's
+    /// numbers into `slots` (as `checkInto`; an `ArrayBuffer` of its own, so that its
+    /// memory never moves).
+    #[napi(ts_return_type = "ExternalObject<unknown>")]
+    pub fn check_handle(&self, slots: Float64Array) -> Result<External<CheckHandle>> {
+        if slots.len() < DECISION_SLOTS {
+            return Err(range_error(format!(
+                "slots must hold {DECISION_SLOTS} numbers, it holds {}",
+                slots.len()
+            )));
+        }
+        Ok(External::new(CheckHandle {
+            limiter: Arc::clone(&self.inner),
+            slots,
+        }))
+    }
+
     /// The decision `check` would give now, consuming nothing.
     #[napi]
     pub fn peek(&self, key: String, cost: Option<f64>) -> Result<Decision> {
@@ -119,4 +149,23 @@ impl Limiter {
     pub fn key_count(&self) -> u32 {
         u32::try_from(self.inner.len()).unwrap_or(u32::MAX)
     }
+}
+
+/// `check(key)` with a cost of 1 on the limiter of `handle` (from
+/// [`Limiter::check_handle`]): whether the request was admitted, the decision's numbers
+/// in the handle's slots. One Node-API call for the key and none for `this`, the slots
+/// or the answer: the Express middleware's path, where each crossing into the addon
+/// finds its code out of the caches.
+#[napi(ts_args_type = "handle: ExternalObject<unknown>, key: string")]
+pub fn check_with_handle(
+    env: Env,
+    handle: &mut External<CheckHandle>,
+    key: Unknown<'_>,
+) -> Result<bool> {
+    let handle: &mut CheckHandle = handle;
+    let d = with_key(&env, key.raw(), |k| handle.limiter.check(k, 1))?.map_err(limit_error)?;
+    // SAFETY: the slots' ArrayBuffer is held by the handle, and nothing else reads or
+    // writes it while this call runs (JavaScript waits for it).
+    write_decision(&d, unsafe { handle.slots.as_mut() });
+    Ok(d.allowed)
 }

@@ -42,6 +42,27 @@ test('bad policies and costs are RangeErrors with tidegate\'s messages; wrong ty
   assert.throws(() => limiter.check(42), { name: 'TypeError' })
 })
 
+test('the middleware\'s one-call check reads each key whole, long and non-ASCII ones too, as the same key as check', () => {
+  const native = require('../native')
+  const limiter = new Limiter('fixed_window:2/1m')
+  const slots = new Float64Array(new ArrayBuffer(8 * 5))
+  const handle = limiter._native.checkHandle(slots)
+  // Around the 124 bytes read without allocating: ASCII, 2- and 4-byte characters
+  // across the bound, and a lone surrogate (U+FFFD in UTF-8, as everywhere).
+  const keys = ['a', 'x'.repeat(124), 'x'.repeat(125), 'x'.repeat(300), 'é'.repeat(62), 'é'.repeat(63),
+    'x'.repeat(123) + '😀', 'x'.repeat(122) + '😀', 'lone \ud800']
+  for (const key of keys) {
+    assert.equal(native.checkWithHandle(handle, key), true, key)
+    assert.deepEqual([slots[0], slots[1], Number.isNaN(slots[2])], [2, 1, true], key)
+    assert.equal(limiter.check(key).remaining, 0, `check sees the same key: ${key}`)
+    assert.equal(native.checkWithHandle(handle, key), false, key)
+    assert.ok(slots[1] === 0 && slots[2] > 0, key)
+  }
+  assert.equal(limiter.keyCount(), keys.length, 'every key is its own')
+  assert.throws(() => native.checkWithHandle(handle, 42), { message: 'key must be a string' })
+  assert.throws(() => limiter._native.checkHandle(new Float64Array(2)), { message: 'slots must hold 5 numbers, it holds 2' })
+})
+
 test('RedisLimiter shares a quota between limiters and resolves without blocking', async () => {
   const redis = await startRedis()
   try {

@@ -1,6 +1,7 @@
 'use strict'
 
 const Limiter = require('../limiter')
+const native = require('../native')
 const { RedisStore } = require('../redis-store')
 const { checkFunction } = require('../validate')
 const { translate } = require('../errors')
@@ -9,7 +10,7 @@ const { policyHeader, sfString, secondsCeil, retryAfterSeconds } = require('./he
 
 const DEFAULT_MESSAGE = 'Too many requests, please try again later.'
 
-/** Where the memory limiter writes a decision's numbers (read at once). */
+/** Where the memory limiter writes a decision's numbers for `checkInto` (read at once). */
 const DECISION = new Float64Array(DECISION_SLOTS)
 
 /**
@@ -81,9 +82,13 @@ function rateLimit (options = {}) {
   let policyValue
   /** The `RateLimit` value (`"name";r=REMAINING;t=RESET_SECONDS`) up to REMAINING. */
   const limitPrefix = `${sfString(name)};r=`
+  /** The memory limiter's one-call check (cost 1), and where it writes the numbers. */
+  let handle = null
+  const slots = new Float64Array(new ArrayBuffer(8 * DECISION_SLOTS))
   if (options.store === undefined) {
     memory = new Limiter(policy)
     policyValue = policyHeader(name, memory.quotas())
+    handle = memory._native.checkHandle(slots)
   } else {
     // The policy is checked now (a RangeError here, not on the first request).
     policyValue = policyHeader(name, new Limiter(policy).quotas())
@@ -142,9 +147,14 @@ function rateLimit (options = {}) {
     const units = cost === null ? undefined : cost(req)
     const k = key === undefined || key === null ? '' : String(key)
     if (memory !== null) {
+      // One crossing into the addon per request, and as light as it can be: each one
+      // finds the addon's code out of the caches, which costs more than the decision.
+      const out = units === undefined ? slots : DECISION
       let allowed
       try {
-        allowed = memory._native.checkInto(k, units, DECISION)
+        allowed = units === undefined
+          ? native.checkWithHandle(handle, k)
+          : memory._native.checkInto(k, units, DECISION)
       } catch (error) {
         throw translate(error)
       }
@@ -152,12 +162,12 @@ function rateLimit (options = {}) {
         // The admitted answer straight from the numbers: no decision object.
         if (sendHeaders) {
           res.setHeader('RateLimit-Policy', policyValue)
-          res.setHeader('RateLimit', `${limitPrefix}${DECISION[1]};t=${secondsCeil(DECISION[3])}`)
+          res.setHeader('RateLimit', `${limitPrefix}${out[1]};t=${secondsCeil(out[3])}`)
         }
         next()
         return
       }
-      respond(req, res, next, decisionFromSlots(false, DECISION, 0))
+      respond(req, res, next, decisionFromSlots(false, out, 0))
       return
     }
     /** @type {Promise<any>} */ (shared)
