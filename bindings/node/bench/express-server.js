@@ -2,8 +2,7 @@
 
 // The Express app `bench/express.js` measures, in a process of its own: argv[2] names
 // the limiter in front of `GET /` (see LIMITERS), REDIS_URL is the Redis of the Redis
-// ones. Prints {"port": n} once listening. `GET /plain` is the same answer without the
-// limiter. The limits are far above the load: every
+// ones. Prints {"port": n} once listening. The limits are far above the load: every
 // request is admitted, so the figures measure what the limiter costs. `GET /own-time`
 // answers the time spent from entering the limiter to its `next()`, summed (ns), and
 // the requests timed: the limiter's own work when it calls `next()` at once (memory),
@@ -48,8 +47,6 @@ const middleware = make()
 /** Time from entering the limiter to its `next()` (ns), and the requests timed. */
 const own = { ns: 0, requests: 0 }
 app.get('/own-time', (req, res) => res.json(own))
-// Without the limiter, in the same process: `bench/express.js` alternates it with `/`.
-app.get('/plain', (req, res) => res.send('ok'))
 if (middleware !== null) {
   app.use((req, res, next) => {
     const started = process.hrtime.bigint()

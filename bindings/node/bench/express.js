@@ -13,13 +13,7 @@
 // machine disturbs less than req/s, and the time from entering the limiter to its
 // next() per request (bench/express-server.js), against the no-limiter CPU per request.
 // DURATION= (seconds per run), CONNECTIONS=, ROUNDS=, ONLY= (limiters to run besides
-// `none`, comma-separated: see bench/express-server.js), PAIRS= (see below).
-//
-// Then, with PAIRS=N (default 0: off), each row's server is measured against itself:
-// 1 s of `GET /` (through the limiter) and 1 s of `GET /plain` (the same answer, no
-// limiter) alternate N times in one process, and the cost is the median over the pairs
-// of 1 - (req/s through the limiter) / (req/s without). The machine's drifts, which
-// move separate runs by ±20 % here, move both halves of a pair alike. Not a test: it prints figures.
+// `none`, comma-separated: see bench/express-server.js). Not a test: it prints figures.
 
 const { spawn, spawnSync, execFile } = require('node:child_process')
 const fs = require('node:fs')
@@ -30,7 +24,6 @@ const { startRedis } = require('../test/support/redis-server')
 const DURATION = Number(process.env.DURATION ?? 5)
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 50)
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
-const PAIRS = Number(process.env.PAIRS ?? 0)
 const SERVER = path.join(__dirname, 'express-server.js')
 
 const ROWS = [
@@ -178,24 +171,9 @@ async function main () {
         }
       }
     }
-    if (PAIRS > 0) {
-      printTable(rows, results)
-      console.log(`\nEach server against itself, ${PAIRS} pairs of 1 s through the limiter (GET /) and 1 s without (GET /plain):`)
-      for (const row of rows) await interleaved(row, redis?.url ?? '')
-      return
-    }
   } finally {
     if (redis !== null) await redis.stop()
   }
-  printTable(rows, results)
-}
-
-/**
- * Prints a row per limiter: median req/s, paired cost, CPU per request.
- * @param {{ limiter: string, label: string }[]} rows
- * @param {Map<string, { rates: number[], cpu: number[], own: number[], errors: number }>} results
- */
-function printTable (rows, results) {
   const base = /** @type {{ rates: number[], cpu: number[], own: number[], errors: number }} */ (results.get('none'))
   const baseCpu = median(base.cpu)
   for (const row of rows) {
@@ -209,34 +187,6 @@ function printTable (rows, results) {
       cost = `  cost ${paired.toFixed(1)} % (paired by round); CPU +${(100 * (cpu / baseCpu - 1)).toFixed(1)} %; to next() ${own.toFixed(1)} µs = ${(100 * own / baseCpu).toFixed(1)} % of no limiter's CPU/req`
     }
     console.log(`${row.label.padEnd(44)} ${String(m).padStart(7)} req/s  (runs ${r.rates.join(', ')})  ${cpu.toFixed(0)} µs CPU/req${cost}${r.errors ? `  ${r.errors} errors/non-2xx` : ''}`)
-  }
-}
-
-/**
- * The limiter's cost in `row`'s server against itself: PAIRS pairs of 1 s through the
- * limiter and 1 s without, the first of each pair alternating.
- * @param {{ limiter: string, label: string }} row
- * @param {string} redisUrl
- */
-async function interleaved (row, redisUrl) {
-  const server = await startServer(row.limiter, redisUrl)
-  try {
-    await load(server.url, 1)
-    await load(`${server.url}plain`, 1)
-    const costs = []
-    for (let pair = 0; pair < PAIRS; pair++) {
-      const first = pair % 2 === 0 ? server.url : `${server.url}plain`
-      const second = pair % 2 === 0 ? `${server.url}plain` : server.url
-      const a = await load(first, 1)
-      const b = await load(second, 1)
-      const [limited, plain] = pair % 2 === 0 ? [a, b] : [b, a]
-      costs.push(100 * (1 - limited.perSecond / plain.perSecond))
-    }
-    const sorted = [...costs].sort((x, y) => x - y)
-    const q = (/** @type {number} */ f) => sorted[Math.floor((sorted.length - 1) * f)]
-    console.log(`${row.label.padEnd(44)} cost ${median(costs).toFixed(1)} % (median of ${PAIRS} pairs; quartiles ${q(0.25).toFixed(1)}, ${q(0.75).toFixed(1)} %)`)
-  } finally {
-    await server.stop()
   }
 }
 
