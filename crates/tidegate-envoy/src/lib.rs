@@ -37,6 +37,7 @@ pub mod health;
 pub mod http;
 mod join;
 pub mod json;
+mod map;
 mod metrics;
 pub mod request;
 pub mod service;

@@ -6,9 +6,10 @@
 //! values appear only for rules with `detailed_metric` or `value_to_metric`, so the number
 //! of series is bounded by the configuration otherwise).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock};
+
+use crate::map::Map;
 
 /// Fraction of the limit past which admitted hits count as `near_limit`, in percent.
 const NEAR_LIMIT_PERCENT: u64 = 80;
@@ -80,7 +81,7 @@ impl Counters {
 /// costs more than the decision).
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
-    by_domain: RwLock<HashMap<String, HashMap<String, Counters>>>,
+    by_domain: RwLock<Map<String, Map<String, Counters>>>,
     cached: AtomicUsize,
 }
 

@@ -9,13 +9,13 @@ mod raw;
 pub mod rule;
 mod tree;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use rule::{Rule, RuleLimit, RuleRef};
 pub use tree::{Entry, Matched};
 
 use crate::error::ConfigError;
+use crate::map::Map;
 use raw::RawFile;
 use tree::Node;
 
@@ -39,7 +39,7 @@ impl LoadOptions {
 /// A loaded configuration: every domain's descriptor tree.
 #[derive(Debug, Default)]
 pub struct Config {
-    domains: HashMap<String, Node>,
+    domains: Map<String, Node>,
     source: Option<PathBuf>,
     options: LoadOptions,
 }

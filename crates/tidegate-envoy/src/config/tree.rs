@@ -1,11 +1,11 @@
 //! The descriptor tree of one domain, and envoyproxy/ratelimit's matching rules on it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::raw::{RawDescriptor, composite_key};
 use super::rule::{Rule, RuleRef};
 use crate::error::ConfigError;
+use crate::map::Map;
 
 /// One entry of a request's descriptor: a key and its value.
 pub type Entry<'a> = (&'a str, &'a str);
@@ -13,7 +13,7 @@ pub type Entry<'a> = (&'a str, &'a str);
 /// One level of the tree: the descriptors below a node, by composite key.
 #[derive(Debug, Default)]
 pub(crate) struct Node {
-    children: HashMap<String, Node>,
+    children: Map<String, Node>,
     /// Composite keys containing `*`, in configuration order, split on `*`.
     wildcards: Vec<(String, Vec<String>)>,
     rule: Option<RuleRef>,

@@ -8,6 +8,7 @@ use crate::backend::{Backend, RuleLimiter, SharedClock};
 use crate::config::Config;
 use crate::error::BuildError;
 use crate::headers::HeaderOptions;
+use crate::map::Map;
 use tidegate::{Clock, CoarseClock};
 
 /// How the limiter answers, beyond the configuration.
@@ -104,7 +105,7 @@ impl RateLimiterBuilder {
     }
 }
 
-pub(super) type Limiters = HashMap<String, (Option<tidegate::PolicySet>, Option<Arc<RuleLimiter>>)>;
+pub(super) type Limiters = Map<String, (Option<tidegate::PolicySet>, Option<Arc<RuleLimiter>>)>;
 
 /// One limiter per rule; a rule whose path and policies are unchanged keeps its limiter
 /// (and so its counters, in memory) from `old`.
@@ -114,7 +115,7 @@ pub(super) fn build_limiters(
     clock: &SharedClock,
     old: Option<&Limiters>,
 ) -> Result<Limiters, BuildError> {
-    let mut out = HashMap::new();
+    let mut out = Limiters::default();
     for rule in config.rules() {
         let policies = rule.limit.policies();
         if let Some(old) = old.and_then(|o| o.get(&rule.path))
