@@ -19,9 +19,10 @@ pub(crate) fn with_key<R>(
     f: impl FnOnce(&str) -> R,
 ) -> Result<R> {
     let env = env.raw();
-    // Room for INLINE bytes, the widest character (4 bytes) and Node-API's NUL: a text
-    // of up to INLINE bytes always fits whole, so a shorter answer is the whole text.
-    let mut buf = [0u8; INLINE + 4];
+    // Room for INLINE + 4 bytes of text and Node-API's NUL. Node-API writes whole
+    // characters only (up to 4 bytes), so a longer text fills more than INLINE bytes:
+    // an answer of at most INLINE bytes is the whole text.
+    let mut buf = [0u8; INLINE + 5];
     let mut len = 0usize;
     // SAFETY: `buf` is writable for its length; Node-API writes at most `buf.len()`
     // bytes, NUL included, and only whole UTF-8 characters.

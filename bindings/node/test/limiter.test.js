@@ -50,7 +50,7 @@ test('the middleware\'s one-call check reads each key whole, long and non-ASCII 
   // Around the 124 bytes read without allocating: ASCII, 2- and 4-byte characters
   // across the bound, and a lone surrogate (U+FFFD in UTF-8, as everywhere).
   const keys = ['a', 'x'.repeat(124), 'x'.repeat(125), 'x'.repeat(300), 'é'.repeat(62), 'é'.repeat(63),
-    'x'.repeat(123) + '😀', 'x'.repeat(122) + '😀', 'lone \ud800']
+    'x'.repeat(124) + '😀', 'x'.repeat(123) + '😀', 'x'.repeat(122) + '😀', 'x'.repeat(121) + '😀', 'lone \ud800']
   for (const key of keys) {
     assert.equal(native.checkWithHandle(handle, key), true, key)
     assert.deepEqual([slots[0], slots[1], Number.isNaN(slots[2])], [2, 1, true], key)
