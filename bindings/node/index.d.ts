@@ -234,6 +234,7 @@ export interface RateLimitOptions {
   store?: RedisStore
   /** The limit's name in headers and Redis keys. */
   name?: string
+  /** The client's key (default `req.ip`: set Express's `trust proxy` behind a proxy). */
   identifier?: (req: any) => string | Promise<string>
   skip?: (req: any, res: any) => boolean | Promise<boolean>
   cost?: (req: any) => number

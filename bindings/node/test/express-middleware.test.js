@@ -47,6 +47,58 @@ test('memory: 5 requests admitted, then 429 with Retry-After, RateLimit headers 
   }
 })
 
+test('the default key is req.ip: the socket address unless the app trusts a proxy', async () => {
+  // Each app limits GET /api to 2 per minute per key and answers with the req.ip it saw.
+  const limited = (configure) => {
+    const app = express()
+    configure(app)
+    app.use(rateLimit({ requestsPerMinute: 60, capacity: 2 }))
+    app.get('/api', (req, res) => res.send(req.ip))
+    return app
+  }
+  const mountedUnder = (trust) => {
+    const parent = express()
+    parent.set('trust proxy', trust)
+    parent.use('/sub', limited(() => {}))
+    return parent
+  }
+  const cases = [
+    ['default settings', limited(() => {}), '/api'],
+    ['trust proxy false', limited((app) => app.set('trust proxy', false)), '/api'],
+    ['trust proxy 0', limited((app) => app.set('trust proxy', 0)), '/api'],
+    ['trust proxy true', limited((app) => app.set('trust proxy', true)), '/api'],
+    ['trust proxy 1', limited((app) => app.set('trust proxy', 1)), '/api'],
+    ['trust proxy loopback', limited((app) => app.set('trust proxy', 'loopback')), '/api'],
+    ['a sub-app under a parent trusting proxies', mountedUnder(true), '/sub/api'],
+    ['a sub-app under a parent trusting none', mountedUnder(false), '/sub/api']
+  ]
+  for (const [name, app, path] of cases) {
+    const server = await listen(app)
+    try {
+      // Three requests from three forwarded clients, then a fourth from the first again.
+      const seen = []
+      for (const client of ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.1']) {
+        const r = await fetch(`${server.base}${path}`, { headers: { 'x-forwarded-for': client } })
+        seen.push({ status: r.status, ip: r.status === 200 ? await r.text() : null })
+      }
+      const trusted = seen[0].ip === '10.0.0.1'
+      if (trusted) {
+        // One key per forwarded client: all four admitted (10.0.0.1 twice of 2).
+        assert.deepEqual(seen.map((s) => s.status), [200, 200, 200, 200], name)
+        assert.deepEqual(seen.map((s) => s.ip), ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.1'], name)
+      } else {
+        // One key, the socket's address, whatever the header says: 2 admitted.
+        assert.deepEqual(seen.map((s) => s.status), [200, 200, 429, 429], name)
+        assert.equal(seen[0].ip, '127.0.0.1', name)
+      }
+      const expectTrusted = !['default settings', 'trust proxy false', 'trust proxy 0', 'a sub-app under a parent trusting none'].includes(name)
+      assert.equal(trusted, expectTrusted, `${name}: req.ip ${seen[0].ip}`)
+    } finally {
+      await server.close()
+    }
+  }
+})
+
 test('capacity, identifier, skip, message, handler and a tidegate policy string', async () => {
   const app = express()
   app.use('/burst', rateLimit({ requestsPerMinute: 60, capacity: 2, identifier: (req) => req.headers['x-api-key'] || req.ip, message: 'slow down' }))

@@ -33,6 +33,22 @@ const DECISION = new Float64Array(DECISION_SLOTS)
  */
 
 /**
+ * The default client key, `req.ip`. Where the app trusts no proxy (Express's default,
+ * `trust proxy` false or 0) `req.ip` is the socket's address, so that is read directly
+ * rather than through Express's parse of `X-Forwarded-For`.
+ * @param {any} req
+ * @returns {string | undefined}
+ */
+function clientAddress (req) {
+  const settings = req.app?.settings
+  if (settings !== undefined) {
+    const trust = settings['trust proxy']
+    if ((trust === false || trust === 0) && req.socket) return req.socket.remoteAddress
+  }
+  return req.ip
+}
+
+/**
  * @param {unknown} value
  * @returns {value is PromiseLike<unknown>}
  */
@@ -67,7 +83,7 @@ function rateLimit (options = {}) {
   const policy = options.policy ?? `token_bucket:${requestsPerMinute}/1m,burst=${capacity}`
   const policyText = Array.isArray(policy) ? policy.join(';') : String(policy)
   const name = options.name ?? policyText.replace(/[{}:]/g, '_')
-  const identifier = options.identifier ?? ((req) => req.ip)
+  const identifier = options.identifier ?? clientAddress
   const skip = options.skip ?? null
   const cost = options.cost ?? null
   const message = options.message ?? DEFAULT_MESSAGE
