@@ -62,17 +62,18 @@ test('the default key is req.ip: the socket address unless the app trusts a prox
     parent.use('/sub', limited(() => {}))
     return parent
   }
+  // [case, app, path, whether req.ip is the forwarded client]
   const cases = [
-    ['default settings', limited(() => {}), '/api'],
-    ['trust proxy false', limited((app) => app.set('trust proxy', false)), '/api'],
-    ['trust proxy 0', limited((app) => app.set('trust proxy', 0)), '/api'],
-    ['trust proxy true', limited((app) => app.set('trust proxy', true)), '/api'],
-    ['trust proxy 1', limited((app) => app.set('trust proxy', 1)), '/api'],
-    ['trust proxy loopback', limited((app) => app.set('trust proxy', 'loopback')), '/api'],
-    ['a sub-app under a parent trusting proxies', mountedUnder(true), '/sub/api'],
-    ['a sub-app under a parent trusting none', mountedUnder(false), '/sub/api']
+    ['default settings', limited(() => {}), '/api', false],
+    ['trust proxy false', limited((app) => app.set('trust proxy', false)), '/api', false],
+    ['trust proxy 0', limited((app) => app.set('trust proxy', 0)), '/api', false],
+    ['trust proxy true', limited((app) => app.set('trust proxy', true)), '/api', true],
+    ['trust proxy 1', limited((app) => app.set('trust proxy', 1)), '/api', true],
+    ['trust proxy loopback', limited((app) => app.set('trust proxy', 'loopback')), '/api', true],
+    ['a sub-app under a parent trusting proxies', mountedUnder(true), '/sub/api', true],
+    ['a sub-app under a parent trusting none', mountedUnder(false), '/sub/api', false]
   ]
-  for (const [name, app, path] of cases) {
+  for (const [name, app, path, forwarded] of cases) {
     const server = await listen(app)
     try {
       // Three requests from three forwarded clients, then a fourth from the first again.
@@ -81,18 +82,15 @@ test('the default key is req.ip: the socket address unless the app trusts a prox
         const r = await fetch(`${server.base}${path}`, { headers: { 'x-forwarded-for': client } })
         seen.push({ status: r.status, ip: r.status === 200 ? await r.text() : null })
       }
-      const trusted = seen[0].ip === '10.0.0.1'
-      if (trusted) {
+      if (forwarded) {
         // One key per forwarded client: all four admitted (10.0.0.1 twice of 2).
         assert.deepEqual(seen.map((s) => s.status), [200, 200, 200, 200], name)
         assert.deepEqual(seen.map((s) => s.ip), ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.1'], name)
       } else {
         // One key, the socket's address, whatever the header says: 2 admitted.
         assert.deepEqual(seen.map((s) => s.status), [200, 200, 429, 429], name)
-        assert.equal(seen[0].ip, '127.0.0.1', name)
+        assert.deepEqual(seen.map((s) => s.ip), ['127.0.0.1', '127.0.0.1', null, null], name)
       }
-      const expectTrusted = !['default settings', 'trust proxy false', 'trust proxy 0', 'a sub-app under a parent trusting none'].includes(name)
-      assert.equal(trusted, expectTrusted, `${name}: req.ip ${seen[0].ip}`)
     } finally {
       await server.close()
     }
