@@ -2,6 +2,7 @@
 //! connection and its `RedisLimiter`, and the event tracker, over tidegate's engine.
 //! The JavaScript API (`EventTracker`, the Express middleware, the stores) wraps these.
 
+mod check_with_handle;
 mod cost;
 mod decision;
 mod delivered;
@@ -21,5 +22,6 @@ mod tracker_options;
 
 // The entry point JavaScript calls by name; exported from the crate as well so that it
 // is reachable in every build, test builds included.
-pub use limiter::{CheckHandle, check_with_handle};
+pub use check_with_handle::register_check_with_handle;
+pub use limiter::CheckHandle;
 pub use redis_connection::{RedisConnectionOptions, connect_redis};

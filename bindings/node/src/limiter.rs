@@ -2,15 +2,14 @@
 
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{External, Float64Array, Float64ArraySlice, JsValue, Unknown};
-use napi::{Env, Result};
+use napi::Result;
+use napi::bindgen_prelude::{External, Float64Array, Float64ArraySlice};
 use napi_derive::napi;
 use tidegate_core::{Limiter as CoreLimiter, PolicySet};
 
 use crate::cost::to_cost;
 use crate::decision::{DECISION_SLOTS, Decision, write_decision};
 use crate::errors::{limit_error, range_error};
-use crate::key::with_key;
 use crate::millis_clock::MillisClock;
 use crate::policy::{PolicyArg, parse_policy};
 use crate::quota::{Quota, quotas};
@@ -36,10 +35,10 @@ pub struct Limiter {
 type MemoryLimiter = CoreLimiter<PolicySet, String, MillisClock>;
 
 /// A `Limiter` as the Express middleware calls it, once per request: see
-/// [`Limiter::check_handle`] and [`check_with_handle`].
+/// [`Limiter::check_handle`] and `checkWithHandle` (`src/check_with_handle.rs`).
 pub struct CheckHandle {
-    limiter: Arc<MemoryLimiter>,
-    slots: Float64Array,
+    pub(crate) limiter: Arc<MemoryLimiter>,
+    pub(crate) slots: Float64Array,
 }
 
 #[napi]
@@ -111,7 +110,7 @@ impl Limiter {
         Ok(d.allowed)
     }
 
-    /// A handle on this limiter for [`check_with_handle`], which writes each decision's
+    /// A handle on this limiter for `checkWithHandle`, which writes each decision's
     /// numbers into `slots` (as `checkInto`; an `ArrayBuffer` of its own, so that its
     /// memory never moves).
     #[napi(ts_return_type = "ExternalObject<unknown>")]
@@ -149,23 +148,4 @@ impl Limiter {
     pub fn key_count(&self) -> u32 {
         u32::try_from(self.inner.len()).unwrap_or(u32::MAX)
     }
-}
-
-/// `check(key)` with a cost of 1 on the limiter of `handle` (from
-/// [`Limiter::check_handle`]): whether the request was admitted, the decision's numbers
-/// in the handle's slots. One Node-API call for the key and none for `this`, the slots
-/// or the answer: the Express middleware's path, where each crossing into the addon
-/// finds its code out of the caches.
-#[napi(ts_args_type = "handle: ExternalObject<unknown>, key: string")]
-pub fn check_with_handle(
-    env: Env,
-    handle: &mut External<CheckHandle>,
-    key: Unknown<'_>,
-) -> Result<bool> {
-    let handle: &mut CheckHandle = handle;
-    let d = with_key(&env, key.raw(), |k| handle.limiter.check(k, 1))?.map_err(limit_error)?;
-    // SAFETY: the slots' ArrayBuffer is held by the handle, and nothing else reads or
-    // writes it while this call runs (JavaScript waits for it).
-    write_decision(&d, unsafe { handle.slots.as_mut() });
-    Ok(d.allowed)
 }

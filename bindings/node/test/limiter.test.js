@@ -60,6 +60,10 @@ test('the middleware\'s one-call check reads each key whole, long and non-ASCII 
   }
   assert.equal(limiter.keyCount(), keys.length, 'every key is its own')
   assert.throws(() => native.checkWithHandle(handle, 42), { message: 'key must be a string' })
+  assert.throws(() => native.checkWithHandle(handle), { message: 'key must be a string' })
+  for (const notHandle of [{}, limiter._native, slots, 'handle', undefined]) {
+    assert.throws(() => native.checkWithHandle(notHandle, 'a'), { message: 'Failed to get external value' })
+  }
   assert.throws(() => limiter._native.checkHandle(new Float64Array(2)), { message: 'slots must hold 5 numbers, it holds 2' })
 })
 
