@@ -121,8 +121,10 @@ function rateLimit (options = {}) {
    */
   function respond (req, res, next, decision) {
     if (sendHeaders) {
-      res.setHeader('RateLimit-Policy', policyValue)
-      res.setHeader('RateLimit', `${limitPrefix}${decision.remaining};t=${secondsCeil(decision.resetAfter)}`)
+      // Field names in lower case, as `tidegate serve` sends them (HTTP field names are
+      // case-insensitive): Node then keys its header table without a lower-cased copy.
+      res.setHeader('ratelimit-policy', policyValue)
+      res.setHeader('ratelimit', `${limitPrefix}${decision.remaining};t=${secondsCeil(decision.resetAfter)}`)
     }
     if (decision.allowed) {
       next()
@@ -140,7 +142,7 @@ function rateLimit (options = {}) {
    */
   function deny (req, res, next, decision) {
     const retryAfter = retryAfterSeconds(decision)
-    res.setHeader('Retry-After', String(retryAfter))
+    res.setHeader('retry-after', String(retryAfter))
     res.status(429)
     if (handler !== null) {
       handler(req, res, next, decision)
@@ -177,8 +179,8 @@ function rateLimit (options = {}) {
       if (allowed) {
         // The admitted answer straight from the numbers: no decision object.
         if (sendHeaders) {
-          res.setHeader('RateLimit-Policy', policyValue)
-          res.setHeader('RateLimit', `${limitPrefix}${out[1]};t=${secondsCeil(out[3])}`)
+          res.setHeader('ratelimit-policy', policyValue)
+          res.setHeader('ratelimit', `${limitPrefix}${out[1]};t=${secondsCeil(out[3])}`)
         }
         next()
         return
