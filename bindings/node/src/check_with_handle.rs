@@ -99,8 +99,8 @@ unsafe fn check(env: sys::napi_env, info: sys::napi_callback_info) -> Result<boo
             "reading checkWithHandle's arguments".to_owned(),
         ));
     }
-    // SAFETY: `argv[0]` is a live value; it is checked to be an External of a
-    // `CheckHandle` (napi-rs's type tag) before it is used as one.
+    // SAFETY: `argv[0]` is a live value; napi-rs checks that it is an External whose
+    // payload it registered as a `CheckHandle` before it is used as one.
     let handle: &mut CheckHandle =
         unsafe { External::<CheckHandle>::from_napi_mut_ref(env, argv[0])? };
     let env = Env::from(env);
