@@ -2,7 +2,7 @@
 //! connection and its `RedisLimiter`, and the event tracker, over tidegate's engine.
 //! The JavaScript API (`EventTracker`, the Express middleware, the stores) wraps these.
 
-mod check_with_handle;
+mod checker;
 mod cost;
 mod decision;
 mod delivered;
@@ -20,8 +20,4 @@ mod tracker;
 mod tracker_events;
 mod tracker_options;
 
-// The entry point JavaScript calls by name; exported from the crate as well so that it
-// is reachable in every build, test builds included.
-pub use check_with_handle::register_check_with_handle;
-pub use limiter::CheckHandle;
 pub use redis_connection::{RedisConnectionOptions, connect_redis};

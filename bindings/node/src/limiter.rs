@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use napi::Result;
-use napi::bindgen_prelude::{External, Float64Array, Float64ArraySlice};
+use napi::bindgen_prelude::{Float64ArraySlice, Unknown};
+use napi::{Env, Result};
 use napi_derive::napi;
 use tidegate_core::{Limiter as CoreLimiter, PolicySet};
 
+use crate::checker::new_checker;
 use crate::cost::to_cost;
 use crate::decision::{DECISION_SLOTS, Decision, write_decision};
 use crate::errors::{limit_error, range_error};
@@ -32,14 +33,7 @@ pub struct Limiter {
 }
 
 /// The engine's memory limiter as the package holds it.
-type MemoryLimiter = CoreLimiter<PolicySet, String, MillisClock>;
-
-/// A `Limiter` as the Express middleware calls it, once per request: see
-/// [`Limiter::check_handle`] and `checkWithHandle` (`src/check_with_handle.rs`).
-pub struct CheckHandle {
-    pub(crate) limiter: Arc<MemoryLimiter>,
-    pub(crate) slots: Float64Array,
-}
+pub(crate) type MemoryLimiter = CoreLimiter<PolicySet, String, MillisClock>;
 
 #[napi]
 impl Limiter {
@@ -110,21 +104,16 @@ impl Limiter {
         Ok(d.allowed)
     }
 
-    /// A handle on this limiter for `checkWithHandle`, which writes each decision's
-    /// numbers into `slots` (as `checkInto`; an `ArrayBuffer` of its own, so that its
-    /// memory never moves).
-    #[napi(ts_return_type = "ExternalObject<unknown>")]
-    pub fn check_handle(&self, slots: Float64Array) -> Result<External<CheckHandle>> {
-        if slots.len() < DECISION_SLOTS {
-            return Err(range_error(format!(
-                "slots must hold {DECISION_SLOTS} numbers, it holds {}",
-                slots.len()
-            )));
-        }
-        Ok(External::new(CheckHandle {
-            limiter: Arc::clone(&self.inner),
-            slots,
-        }))
+    /// `check(key)` with a cost of 1 as a function of its own, for the middleware's one
+    /// call per request: it answers whether the request was admitted and writes the
+    /// decision's numbers into `slots`, a `Float64Array` (as `checkInto`), which the
+    /// function holds as its `slots` property for as long as it lives.
+    #[napi(
+        ts_args_type = "slots: Float64Array",
+        ts_return_type = "(key: string) => boolean"
+    )]
+    pub fn checker<'env>(&self, env: &'env Env, slots: Unknown<'env>) -> Result<Unknown<'env>> {
+        new_checker(env, Arc::clone(&self.inner), slots)
     }
 
     /// The decision `check` would give now, consuming nothing.

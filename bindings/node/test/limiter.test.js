@@ -2,6 +2,8 @@
 
 const test = require('node:test')
 const assert = require('node:assert/strict')
+const v8 = require('node:v8')
+const vm = require('node:vm')
 const { Limiter, redisStore } = require('..')
 const { startRedis } = require('./support/redis-server')
 
@@ -43,28 +45,54 @@ test('bad policies and costs are RangeErrors with tidegate\'s messages; wrong ty
 })
 
 test('the middleware\'s one-call check reads each key whole, long and non-ASCII ones too, as the same key as check', () => {
-  const native = require('../native')
   const limiter = new Limiter('fixed_window:2/1m')
   const slots = new Float64Array(new ArrayBuffer(8 * 5))
-  const handle = limiter._native.checkHandle(slots)
+  const check = limiter._native.checker(slots)
+  // The function holds its slots for as long as it lives: they cannot be taken away.
+  assert.equal(check.slots, slots)
+  assert.throws(() => { check.slots = new Float64Array(5) }, TypeError)
+  assert.throws(() => { delete check.slots }, TypeError)
+  assert.equal(check.slots, slots)
   // Around the 124 bytes read without allocating: ASCII, 2- and 4-byte characters
   // across the bound, and a lone surrogate (U+FFFD in UTF-8, as everywhere).
   const keys = ['a', 'x'.repeat(124), 'x'.repeat(125), 'x'.repeat(300), 'é'.repeat(62), 'é'.repeat(63),
     'x'.repeat(124) + '😀', 'x'.repeat(123) + '😀', 'x'.repeat(122) + '😀', 'x'.repeat(121) + '😀', 'lone \ud800']
   for (const key of keys) {
-    assert.equal(native.checkWithHandle(handle, key), true, key)
+    assert.equal(check(key), true, key)
     assert.deepEqual([slots[0], slots[1], Number.isNaN(slots[2])], [2, 1, true], key)
     assert.equal(limiter.check(key).remaining, 0, `check sees the same key: ${key}`)
-    assert.equal(native.checkWithHandle(handle, key), false, key)
+    assert.equal(check(key), false, key)
     assert.ok(slots[1] === 0 && slots[2] > 0, key)
   }
   assert.equal(limiter.keyCount(), keys.length, 'every key is its own')
-  assert.throws(() => native.checkWithHandle(handle, 42), { message: 'key must be a string' })
-  assert.throws(() => native.checkWithHandle(handle), { message: 'key must be a string' })
-  for (const notHandle of [{}, limiter._native, slots, 'handle', undefined]) {
-    assert.throws(() => native.checkWithHandle(notHandle, 'a'), { message: 'Failed to get external value' })
+  assert.throws(() => check(42), { message: 'key must be a string' })
+  assert.throws(() => check(), { message: 'key must be a string' })
+  assert.throws(() => limiter._native.checker(new Float64Array(2)), { message: 'slots must hold 5 numbers, it holds 2' })
+  for (const notSlots of [new Float32Array(5), new Uint8Array(40), [0, 0, 0, 0, 0], {}, undefined]) {
+    assert.throws(() => limiter._native.checker(notSlots), { message: 'slots must be a Float64Array' })
   }
-  assert.throws(() => limiter._native.checkHandle(new Float64Array(2)), { message: 'slots must hold 5 numbers, it holds 2' })
+})
+
+test('a checker function that is collected lets go of its slots, and its limiter works on', async () => {
+  v8.setFlagsFromString('--expose-gc')
+  const gc = vm.runInNewContext('gc')
+  const limiter = new Limiter('fixed_window:1000/1m')
+  let freed = 0
+  const registry = new FinalizationRegistry(() => { freed++ })
+  for (let i = 0; i < 100; i++) {
+    const slots = new Float64Array(new ArrayBuffer(8 * 5))
+    registry.register(slots, i)
+    assert.equal(limiter._native.checker(slots)(`k${i}`), true)
+  }
+  // Collecting a function runs its finalizer, which releases the slots; the next
+  // collections free them.
+  for (let round = 0; round < 50 && freed < 95; round++) {
+    gc()
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  // V8 may still hold the last one or two (a register, a feedback slot).
+  assert.ok(freed >= 95, `the slots of ${freed} checkers of 100 were freed`)
+  assert.equal(limiter.check('k0').remaining, 998)
 })
 
 test('RedisLimiter shares a quota between limiters and resolves without blocking', async () => {

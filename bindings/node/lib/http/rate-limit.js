@@ -1,7 +1,6 @@
 'use strict'
 
 const Limiter = require('../limiter')
-const native = require('../native')
 const { RedisStore } = require('../redis-store')
 const { checkFunction } = require('../validate')
 const { translate } = require('../errors')
@@ -36,11 +35,16 @@ const DECISION = new Float64Array(DECISION_SLOTS)
  * The default client key, `req.ip`. Where the app trusts no proxy (Express's default,
  * `trust proxy` false or 0) `req.ip` is the socket's address, so that is read directly
  * rather than through Express's parse of `X-Forwarded-For`.
+ *
+ * The app is read from the request's prototype, where Express puts it (each app's
+ * `request` object, also for a mounted sub-app): Express 5 gives every request an
+ * object shape of its own, so a property lookup on `req` misses V8's caches on every
+ * request, while the prototype's shape stays the same.
  * @param {any} req
  * @returns {string | undefined}
  */
 function clientAddress (req) {
-  const settings = req.app?.settings
+  const settings = Object.getPrototypeOf(req)?.app?.settings
   if (settings !== undefined) {
     const trust = settings['trust proxy']
     if ((trust === false || trust === 0) && req.socket) return req.socket.remoteAddress
@@ -98,13 +102,16 @@ function rateLimit (options = {}) {
   let policyValue
   /** The `RateLimit` value (`"name";r=REMAINING;t=RESET_SECONDS`) up to REMAINING. */
   const limitPrefix = `${sfString(name)};r=`
-  /** The memory limiter's one-call check (cost 1), and where it writes the numbers. */
-  let handle = null
+  /**
+   * The memory limiter's one-call check (cost 1), and where it writes the numbers.
+   * @type {((key: string) => boolean) | null}
+   */
+  let check = null
   const slots = new Float64Array(new ArrayBuffer(8 * DECISION_SLOTS))
   if (options.store === undefined) {
     memory = new Limiter(policy)
     policyValue = policyHeader(name, memory.quotas())
-    handle = memory._native.checkHandle(slots)
+    check = memory._native.checker(slots)
   } else {
     // The policy is checked now (a RangeError here, not on the first request).
     policyValue = policyHeader(name, new Limiter(policy).quotas())
@@ -171,7 +178,7 @@ function rateLimit (options = {}) {
       let allowed
       try {
         allowed = units === undefined
-          ? native.checkWithHandle(handle, k)
+          ? /** @type {(key: string) => boolean} */ (check)(k)
           : memory._native.checkInto(k, units, DECISION)
       } catch (error) {
         throw translate(error)
