@@ -2,6 +2,8 @@
 
 const Limiter = require('../limiter')
 const { RedisStore } = require('../redis-store')
+const { translate } = require('../errors')
+const { DECISION_SLOTS } = require('../decision-slots')
 
 /** The counter's quota: large enough that express-rate-limit, not the counter, decides. */
 const COUNTER_LIMIT = 1e15
@@ -29,6 +31,8 @@ class TidegateStore {
     this._windowMs = 60000
     /** @type {any} */
     this._limiter = null
+    /** In memory: where the limiter writes each hit's numbers (`checkInto`). */
+    this._slots = this._redis === null ? new Float64Array(DECISION_SLOTS) : null
     /** @type {Promise<any> | null} */
     this._ready = null
     /** Hits given back by `decrement`, per key, in this process: `{ windowEnd, count }`. */
@@ -80,9 +84,19 @@ class TidegateStore {
    * @param {boolean} peeked
    */
   _info (key, d, peeked) {
-    const now = Date.now()
-    const windowEnd = Math.round(now + d.resetAfter)
-    const used = COUNTER_LIMIT - d.remaining - (peeked ? 1 : 0) - this._given(key, windowEnd)
+    return this._count(key, d.remaining, d.resetAfter, peeked)
+  }
+
+  /**
+   * The count from a decision's `remaining` and `resetAfter` (ms).
+   * @param {string} key
+   * @param {number} remaining
+   * @param {number} resetAfter
+   * @param {boolean} peeked
+   */
+  _count (key, remaining, resetAfter, peeked) {
+    const windowEnd = Math.round(Date.now() + resetAfter)
+    const used = COUNTER_LIMIT - remaining - (peeked ? 1 : 0) - this._given(key, windowEnd)
     return { totalHits: Math.max(0, used), resetTime: new Date(windowEnd) }
   }
 
@@ -92,6 +106,17 @@ class TidegateStore {
    * @returns {Promise<{ totalHits: number, resetTime: Date }>}
    */
   async increment (key) {
+    if (this._ready === null) this.init({})
+    const slots = this._slots
+    if (slots !== null) {
+      // In memory: the numbers straight from the addon, no decision object.
+      try {
+        this._limiter._native.checkInto(key, 1, slots)
+      } catch (error) {
+        throw translate(error)
+      }
+      return this._count(key, slots[1], slots[3], false)
+    }
     const limiter = await this._get()
     return this._info(key, await limiter.check(key, 1), false)
   }
