@@ -31,8 +31,10 @@ class TidegateStore {
     this._windowMs = 60000
     /** @type {any} */
     this._limiter = null
-    /** In memory: where the limiter writes each hit's numbers (`checkInto`). */
+    /** In memory: where the limiter's one-call check writes each hit's numbers. */
     this._slots = this._redis === null ? new Float64Array(DECISION_SLOTS) : null
+    /** @type {((key: string) => boolean) | null} In memory: that check (cost 1). */
+    this._check = null
     /** @type {Promise<any> | null} */
     this._ready = null
     /** Hits given back by `decrement`, per key, in this process: `{ windowEnd, count }`. */
@@ -48,6 +50,7 @@ class TidegateStore {
     const policy = `fixed_window:${COUNTER_LIMIT}/${this._windowMs}ms`
     if (this._redis === null) {
       this._limiter = new Limiter(policy)
+      this._check = this._limiter._native.checker(this._slots)
       this._ready = Promise.resolve(this._limiter)
     } else {
       this._ready = this._redis.limiter(this._name, policy)
@@ -107,14 +110,15 @@ class TidegateStore {
    */
   async increment (key) {
     if (this._ready === null) this.init({})
-    const slots = this._slots
-    if (slots !== null) {
-      // In memory: the numbers straight from the addon, no decision object.
+    const check = this._check
+    if (check !== null) {
+      // In memory: one light call into the addon, its numbers in the slots.
       try {
-        this._limiter._native.checkInto(key, 1, slots)
+        check(key)
       } catch (error) {
         throw translate(error)
       }
+      const slots = /** @type {Float64Array} */ (this._slots)
       return this._count(key, slots[1], slots[3], false)
     }
     const limiter = await this._get()
