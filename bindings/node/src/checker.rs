@@ -25,9 +25,10 @@ const SLOTS: &CStr = c"slots";
 /// What a checker function holds: its limiter and where it writes each decision.
 struct Checker {
     limiter: Arc<MemoryLimiter>,
-    /// The first of the slots: a typed array (whose memory never moves) that the
-    /// function holds as its `slots` property, which can be neither replaced nor
-    /// deleted, so that it lives as long as the function.
+    /// The first of the slots: a typed array that the function holds as its `slots`
+    /// property, which can be neither replaced nor deleted, so that it lives as long as
+    /// the function. Its memory no longer moves once Node-API has given its address
+    /// (`napi_get_typedarray_info` moves a small array's numbers off V8's heap).
     slots: NonNull<f64>,
 }
 
@@ -178,7 +179,7 @@ unsafe fn check(env: sys::napi_env, info: sys::napi_callback_info) -> Result<boo
     // `new_checker` creates it), alive until the function is collected. JavaScript runs
     // on one thread and the check calls no JavaScript, so no other reference to it is
     // in use.
-    let checker = unsafe { &mut *data.cast::<Checker>() };
+    let checker = unsafe { &*data.cast::<Checker>() };
     let env = Env::from(env);
     let d = with_key(&env, argv[0], |k| checker.limiter.check(k, 1))?.map_err(limit_error)?;
     // SAFETY: the slots (at least DECISION_SLOTS numbers, checked by `new_checker`)

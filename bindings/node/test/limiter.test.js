@@ -93,6 +93,16 @@ test('a checker function that is collected lets go of its slots, and its limiter
   // V8 may still hold the last one or two (a register, a feedback slot).
   assert.ok(freed >= 95, `the slots of ${freed} checkers of 100 were freed`)
   assert.equal(limiter.check('k0').remaining, 998)
+  // A small Float64Array keeps its numbers on V8's heap, which collections move; the
+  // checker's writes still land in it after them.
+  const small = new Float64Array(5)
+  const check = limiter._native.checker(small)
+  for (let round = 1; round <= 3; round++) {
+    Array.from({ length: 100000 }, (_, i) => ({ i })) // garbage for the collection
+    gc()
+    assert.equal(check('moved'), true)
+    assert.equal(small[1], 1000 - round, `after collection ${round}`)
+  }
 })
 
 test('RedisLimiter shares a quota between limiters and resolves without blocking', async () => {
