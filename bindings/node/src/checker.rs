@@ -1,5 +1,5 @@
-//! `Limiter.checker(slots)`: the Express middleware's check, `check(key)`, as a plain
-//! Node-API function that holds its limiter. napi-rs's generated glue opens a borrow
+//! `Limiter.checker(slots, name)`: the Express middleware's check, `check(key)`, as a
+//! plain Node-API function that holds its limiter. napi-rs's generated glue opens a borrow
 //! scope on every call of a function with arguments (an `Arc<Mutex<..>>` allocated and
 //! freed, a thread-local pushed and popped), and an `External` argument is looked up in
 //! napi-rs's registry behind a mutex; this function reads its one argument and the
@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::{JsError, JsValue, Unknown};
 use napi::{Env, Error, Result, Status, sys};
+use tidegate_core::headers::{HeaderText, LimitMember, secs_ceil};
 
 use crate::decision::{DECISION_SLOTS, write_decision};
 use crate::errors::{limit_error, range_error, type_error};
@@ -30,6 +31,8 @@ struct Checker {
     /// the function. Its memory no longer moves once Node-API has given its address
     /// (`napi_get_typedarray_info` moves a small array's numbers off V8's heap).
     slots: NonNull<f64>,
+    /// With a name: the `RateLimit` member an admitted check answers.
+    member: Option<LimitMember>,
 }
 
 /// A new function `check(key)`: `check(key)` with a cost of 1 on `limiter`, answering
@@ -39,6 +42,7 @@ pub(crate) fn new_checker<'env>(
     env: &'env Env,
     limiter: Arc<MemoryLimiter>,
     slots: Unknown<'env>,
+    name: Option<&str>,
 ) -> Result<Unknown<'env>> {
     let raw_env = env.raw();
     let slots = slots.raw();
@@ -74,6 +78,7 @@ pub(crate) fn new_checker<'env>(
     let data = Box::into_raw(Box::new(Checker {
         limiter,
         slots: first,
+        member: name.map(LimitMember::new),
     }))
     .cast::<c_void>();
     let mut function = ptr::null_mut();
@@ -135,13 +140,7 @@ unsafe extern "C" fn finalize(_env: sys::napi_env, data: *mut c_void, _hint: *mu
 unsafe extern "C" fn call(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: Node-API calls this with a live `env` and `info`.
     match unsafe { check(env, info) } {
-        Ok(allowed) => {
-            let mut value = ptr::null_mut();
-            // SAFETY: a live `env`; on failure `value` stays null, which Node-API reads
-            // as `undefined`.
-            unsafe { sys::napi_get_boolean(env, allowed, &mut value) };
-            value
-        }
+        Ok(value) => value,
         Err(e) => {
             // SAFETY: a live `env` of a JavaScript call.
             unsafe { JsError::from(e).throw_into(env) };
@@ -150,11 +149,12 @@ unsafe extern "C" fn call(env: sys::napi_env, info: sys::napi_callback_info) -> 
     }
 }
 
-/// Reads the key, decides and writes the numbers.
+/// Reads the key, decides, writes the numbers and makes the answer: whether admitted,
+/// or with a name the `RateLimit` value when admitted and `false` when refused.
 ///
 /// # Safety
 /// `env` and `info` must be those Node-API passed to [`call`].
-unsafe fn check(env: sys::napi_env, info: sys::napi_callback_info) -> Result<bool> {
+unsafe fn check(env: sys::napi_env, info: sys::napi_callback_info) -> Result<sys::napi_value> {
     let mut argc = 1usize;
     let mut argv = [ptr::null_mut(); 1];
     let mut data = ptr::null_mut();
@@ -180,12 +180,38 @@ unsafe fn check(env: sys::napi_env, info: sys::napi_callback_info) -> Result<boo
     // on one thread and the check calls no JavaScript, so no other reference to it is
     // in use.
     let checker = unsafe { &*data.cast::<Checker>() };
-    let env = Env::from(env);
-    let d = with_key(&env, argv[0], |k| checker.limiter.check(k, 1))?.map_err(limit_error)?;
+    let d = with_key(&Env::from(env), argv[0], |k| checker.limiter.check(k, 1))?
+        .map_err(limit_error)?;
     // SAFETY: the slots (at least DECISION_SLOTS numbers, checked by `new_checker`)
     // live as long as the function that runs, and nothing else reads or writes them
     // while this call runs (JavaScript waits for it).
     let slots = unsafe { std::slice::from_raw_parts_mut(checker.slots.as_ptr(), DECISION_SLOTS) };
     write_decision(&d, slots);
-    Ok(d.allowed)
+    let mut value = ptr::null_mut();
+    let status = match &checker.member {
+        Some(member) if d.allowed => {
+            let mut text = HeaderText::new();
+            member.push(&mut text, d.remaining, secs_ceil(d.reset_after_us));
+            let bytes = text.as_bytes();
+            // SAFETY: a live `env`; `bytes` is ASCII (the escaped name and digits) of
+            // the given length. Latin-1 makes V8's one-byte string with one copy.
+            unsafe {
+                sys::napi_create_string_latin1(
+                    env,
+                    bytes.as_ptr().cast(),
+                    bytes.len() as isize,
+                    &mut value,
+                )
+            }
+        }
+        // SAFETY: a live `env`.
+        _ => unsafe { sys::napi_get_boolean(env, d.allowed, &mut value) },
+    };
+    if status != sys::Status::napi_ok {
+        return Err(Error::new(
+            Status::from(status),
+            "making the checker's answer".to_owned(),
+        ));
+    }
+    Ok(value)
 }

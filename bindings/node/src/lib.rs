@@ -7,6 +7,7 @@ mod cost;
 mod decision;
 mod delivered;
 mod errors;
+mod headers;
 mod key;
 mod limiter;
 mod millis_clock;
@@ -20,4 +21,5 @@ mod tracker;
 mod tracker_events;
 mod tracker_options;
 
+pub use headers::{rate_limit_value, retry_after_seconds};
 pub use redis_connection::{RedisConnectionOptions, connect_redis};

@@ -11,6 +11,7 @@ use crate::checker::new_checker;
 use crate::cost::to_cost;
 use crate::decision::{DECISION_SLOTS, Decision, write_decision};
 use crate::errors::{limit_error, range_error};
+use crate::headers::policy_value;
 use crate::millis_clock::MillisClock;
 use crate::policy::{PolicyArg, parse_policy};
 use crate::quota::{Quota, quotas};
@@ -105,15 +106,30 @@ impl Limiter {
     }
 
     /// `check(key)` with a cost of 1 as a function of its own, for the middleware's one
-    /// call per request: it answers whether the request was admitted and writes the
-    /// decision's numbers into `slots`, a `Float64Array` (as `checkInto`), which the
-    /// function holds as its `slots` property for as long as it lives.
+    /// call per request: it writes the decision's numbers into `slots`, a
+    /// `Float64Array` (as `checkInto`), which the function holds as its `slots`
+    /// property for as long as it lives. It answers whether the request was admitted;
+    /// given a limit `name`, it answers instead the `RateLimit` value
+    /// (`"name";r=REMAINING;t=RESET_SECONDS`) when admitted and `false` when refused.
     #[napi(
-        ts_args_type = "slots: Float64Array",
-        ts_return_type = "(key: string) => boolean"
+        ts_args_type = "slots: Float64Array, name?: string",
+        ts_return_type = "(key: string) => boolean | string"
     )]
-    pub fn checker<'env>(&self, env: &'env Env, slots: Unknown<'env>) -> Result<Unknown<'env>> {
-        new_checker(env, Arc::clone(&self.inner), slots)
+    pub fn checker<'env>(
+        &self,
+        env: &'env Env,
+        slots: Unknown<'env>,
+        name: Option<String>,
+    ) -> Result<Unknown<'env>> {
+        new_checker(env, Arc::clone(&self.inner), slots, name.as_deref())
+    }
+
+    /// The `RateLimit-Policy` value of a limit named `name`: one
+    /// `"name";q=LIMIT;w=WINDOW_SECONDS` member per policy, the second and later named
+    /// `name-2`, `name-3`, ...
+    #[napi]
+    pub fn rate_limit_policy(&self, name: String) -> String {
+        policy_value(&name, self.inner.algorithm())
     }
 
     /// The decision `check` would give now, consuming nothing.

@@ -103,6 +103,7 @@ test('capacity, identifier, skip, message, handler and a tidegate policy string'
   app.use('/skip', rateLimit({ requestsPerMinute: 1, skip: (req) => req.headers['x-internal'] === '1' }))
   app.use('/policy', rateLimit({ policy: 'gcra:10/1s;fixed_window:3/1d', name: 'api' }))
   app.use('/handler', rateLimit({ requestsPerMinute: 1, handler: (req, res, next, d) => res.send(`wait ${d.retryAfter} ms`) }))
+  app.use('/cost', rateLimit({ policy: 'token_bucket:6/1m', name: 'heavy', cost: () => 2 }))
   app.use((req, res) => res.send('ok'))
   const server = await listen(app)
   const get = async (path, headers = {}) => {
@@ -133,6 +134,15 @@ test('capacity, identifier, skip, message, handler and a tidegate policy string'
     assert.equal(handled.status, 429)
     assert.match(handled.body, /^wait \d+(\.\d+)? ms$/)
     assert.ok(handled.headers.get('retry-after'))
+
+    // A request costing 2 units: the headers count units.
+    assert.equal((await get('/cost')).headers.get('ratelimit'), '"heavy";r=4;t=20')
+    assert.equal((await get('/cost')).headers.get('ratelimit'), '"heavy";r=2;t=40')
+    assert.equal((await get('/cost')).headers.get('ratelimit'), '"heavy";r=0;t=60')
+    const heavy = await get('/cost')
+    assert.equal(heavy.status, 429)
+    assert.equal(heavy.headers.get('ratelimit'), '"heavy";r=0;t=60')
+    assert.equal(heavy.headers.get('retry-after'), '20')
   } finally {
     await server.close()
   }

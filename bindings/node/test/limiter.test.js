@@ -73,6 +73,21 @@ test('the middleware\'s one-call check reads each key whole, long and non-ASCII 
   }
 })
 
+test('a checker given a limit name answers the RateLimit value when admitted and false when refused', () => {
+  const limiter = new Limiter('token_bucket:2/1m')
+  const slots = new Float64Array(new ArrayBuffer(8 * 5))
+  // The name is written as a structured-field string: `"` and `\` escaped, bytes
+  // outside printable ASCII as `_`.
+  const check = limiter._native.checker(slots, 'a "q" \\ é')
+  assert.equal(check('k'), '"a \\"q\\" \\\\ _";r=1;t=30')
+  assert.deepEqual([slots[0], slots[1]], [2, 1])
+  assert.equal(check('k'), '"a \\"q\\" \\\\ _";r=0;t=60')
+  assert.equal(check('k'), false)
+  assert.ok(slots[1] === 0 && slots[2] > 0, 'the refusal\'s numbers are in the slots')
+  assert.equal(limiter._native.rateLimitPolicy('api'), '"api";q=2;w=60')
+  assert.equal(new Limiter('gcra:10/1s;fixed_window:1000/1d')._native.rateLimitPolicy('x'), '"x";q=10;w=1, "x-2";q=1000;w=86400')
+})
+
 test('a checker function that is collected lets go of its slots, and its limiter works on', async () => {
   v8.setFlagsFromString('--expose-gc')
   const gc = vm.runInNewContext('gc')

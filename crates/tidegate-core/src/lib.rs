@@ -12,11 +12,13 @@
 //! - [`Throttler`]: first event per key per window, with the API of the Python throttler.
 //! - [`lease`]: the `lease` option and the slice of a hot key's quota one instance holds.
 //! - [`TopKeys`]: the most frequent keys of a stream in fixed memory, with an error bound.
+//! - [`headers`]: the `RateLimit-Policy` / `RateLimit` values every front end sends.
 #![warn(missing_docs)]
 pub mod algorithm;
 pub mod backoff;
 pub mod decision;
 pub mod error;
+pub mod headers;
 pub mod lease;
 pub mod limiter;
 pub mod policy;

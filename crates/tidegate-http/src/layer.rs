@@ -22,7 +22,8 @@ use tower::{Layer, Service};
 
 use crate::headers::{
     HeaderText, LimitMember, RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING,
-    X_RATELIMIT_RESET, duration_secs_ceil, push_policy_member, retry_after_secs, secs_ceil,
+    X_RATELIMIT_RESET, duration_secs_ceil, header_value, push_policy_member, retry_after_secs,
+    secs_ceil,
 };
 use crate::key::{Key, KeyExtractor, MissingKey};
 
@@ -736,7 +737,7 @@ impl<S: LimitStore> Shared<S> {
     fn headers(&self, limit: &HeaderText, binding: Decision) -> RateHeaders {
         RateHeaders {
             policy: self.policy_header.clone(),
-            limit: limit.value(),
+            limit: header_value(limit),
             legacy: self.legacy.then_some(binding),
         }
     }

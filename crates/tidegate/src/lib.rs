@@ -24,8 +24,8 @@
 pub use tidegate_core::{
     Algorithm, AlgorithmKind, Backoff, Clock, CoarseClock, CostError, Decision, LimitError,
     Limiter, ManualClock, MonotonicClock, Policy, PolicyError, PolicySet, PolicyState, SystemClock,
-    Throttler, TopKey, TopKeys, algorithm, backoff, decision, error, lease, limiter, policy,
-    policy_set, rate, throttler, time, top_keys,
+    Throttler, TopKey, TopKeys, algorithm, backoff, decision, error, headers, lease, limiter,
+    policy, policy_set, rate, throttler, time, top_keys,
 };
 
 #[cfg(feature = "queue")]

@@ -1,39 +1,21 @@
 'use strict'
 
 /**
- * IETF `RateLimit-Policy` / `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers)
- * and `Retry-After`, formatted as tidegate's HTTP layer and `tidegate serve` do.
+ * IETF `RateLimit` values (draft-ietf-httpapi-ratelimit-headers) and `Retry-After`
+ * seconds, written by the engine's formatter, the one `tidegate serve` uses: the same
+ * text from both.
  */
 
+const native = require('../native')
+
 /**
- * `name` as a structured-field string: `"` and `\` escaped, other bytes outside
- * printable ASCII replaced by `_`.
+ * The `RateLimit` value of a decision: `"name";r=REMAINING;t=RESET_SECONDS`.
  * @param {string} name
+ * @param {{ remaining: number, resetAfter: number }} decision
  * @returns {string}
  */
-function sfString (name) {
-  return `"${name.replace(/["\\]/g, '\\$&').replace(/[^ -~]/g, '_')}"`
-}
-
-/**
- * Milliseconds as whole seconds, rounded up.
- * @param {number} ms
- * @returns {number}
- */
-function secondsCeil (ms) {
-  return Math.ceil(Math.round(ms * 1000) / 1e6)
-}
-
-/**
- * The `RateLimit-Policy` value: one `"name";q=LIMIT;w=WINDOW_SECONDS` per policy.
- * @param {string} name
- * @param {{ limit: number, windowMs: number }[]} quotas
- * @returns {string}
- */
-function policyHeader (name, quotas) {
-  return quotas
-    .map((q, i) => `${sfString(i === 0 ? name : `${name}-${i + 1}`)};q=${q.limit};w=${secondsCeil(q.windowMs)}`)
-    .join(', ')
+function rateLimitValue (name, decision) {
+  return native.rateLimitValue(name, decision.remaining, decision.resetAfter)
 }
 
 /**
@@ -42,7 +24,7 @@ function policyHeader (name, quotas) {
  * @returns {number}
  */
 function retryAfterSeconds (decision) {
-  return Math.max(1, secondsCeil(decision.retryAfter ?? 0))
+  return native.retryAfterSeconds(decision.retryAfter ?? 0)
 }
 
-module.exports = { sfString, policyHeader, retryAfterSeconds, secondsCeil }
+module.exports = { rateLimitValue, retryAfterSeconds }

@@ -1,11 +1,12 @@
 'use strict'
 
 const Limiter = require('../limiter')
+const native = require('../native')
 const { RedisStore } = require('../redis-store')
 const { checkFunction } = require('../validate')
 const { translate } = require('../errors')
 const { DECISION_SLOTS, decisionFromSlots } = require('../decision-slots')
-const { policyHeader, sfString, secondsCeil, retryAfterSeconds } = require('./headers')
+const { rateLimitValue, retryAfterSeconds } = require('./headers')
 
 const DEFAULT_MESSAGE = 'Too many requests, please try again later.'
 
@@ -100,21 +101,20 @@ function rateLimit (options = {}) {
   let shared = null
   /** @type {string} */
   let policyValue
-  /** The `RateLimit` value (`"name";r=REMAINING;t=RESET_SECONDS`) up to REMAINING. */
-  const limitPrefix = `${sfString(name)};r=`
   /**
-   * The memory limiter's one-call check (cost 1), and where it writes the numbers.
-   * @type {((key: string) => boolean) | null}
+   * The memory limiter's one-call check (cost 1), and where it writes the numbers. With
+   * headers it answers the `RateLimit` value when admitted, `false` when refused.
+   * @type {((key: string) => boolean | string) | null}
    */
   let check = null
   const slots = new Float64Array(new ArrayBuffer(8 * DECISION_SLOTS))
   if (options.store === undefined) {
     memory = new Limiter(policy)
-    policyValue = policyHeader(name, memory.quotas())
-    check = memory._native.checker(slots)
+    policyValue = memory._native.rateLimitPolicy(name)
+    check = memory._native.checker(slots, sendHeaders ? name : undefined)
   } else {
     // The policy is checked now (a RangeError here, not on the first request).
-    policyValue = policyHeader(name, new Limiter(policy).quotas())
+    policyValue = new Limiter(policy)._native.rateLimitPolicy(name)
     shared = options.store.limiter(name, policy)
     shared.catch(() => {})
   }
@@ -131,7 +131,7 @@ function rateLimit (options = {}) {
       // Field names in lower case, as `tidegate serve` sends them (HTTP field names are
       // case-insensitive): Node then keys its header table without a lower-cased copy.
       res.setHeader('ratelimit-policy', policyValue)
-      res.setHeader('ratelimit', `${limitPrefix}${decision.remaining};t=${secondsCeil(decision.resetAfter)}`)
+      res.setHeader('ratelimit', rateLimitValue(name, decision))
     }
     if (decision.allowed) {
       next()
@@ -175,19 +175,21 @@ function rateLimit (options = {}) {
       // One crossing into the addon per request, and as light as it can be: each one
       // finds the addon's code out of the caches, which costs more than the decision.
       const out = units === undefined ? slots : DECISION
-      let allowed
+      let answer
       try {
-        allowed = units === undefined
-          ? /** @type {(key: string) => boolean} */ (check)(k)
+        answer = units === undefined
+          ? /** @type {(key: string) => boolean | string} */ (check)(k)
           : memory._native.checkInto(k, units, DECISION)
       } catch (error) {
         throw translate(error)
       }
-      if (allowed) {
-        // The admitted answer straight from the numbers: no decision object.
+      if (answer !== false) {
+        // Admitted, answered straight from the check: no decision object.
         if (sendHeaders) {
           res.setHeader('ratelimit-policy', policyValue)
-          res.setHeader('ratelimit', `${limitPrefix}${out[1]};t=${secondsCeil(out[3])}`)
+          res.setHeader('ratelimit', typeof answer === 'string'
+            ? answer
+            : native.rateLimitValue(name, out[1], out[3]))
         }
         next()
         return
