@@ -7,15 +7,19 @@
 // tidegate's store. The Redis rows need redis-server on PATH (started here on a free
 // port) and, for rate-limit-redis, the bench-only packages:
 //   npm install --no-save rate-limit-redis redis@4
-// Each row runs ROUNDS times, the rows alternating, and reports the median req/s, the
-// median of its cost against the no-limiter run of the same round, and the Express
-// process's CPU time per request (from /proc, on Linux), which other load on the
-// machine disturbs less than req/s. These runs mount the limiter as an app does. In
-// the first three rounds each row also runs for 2 s with the limiter timed (TIMED=1 in
+// Each row runs ROUNDS times, the rows alternating. In each round a row's app and a
+// no-limiter app run side by side, and the load goes to one, then the other, in slices
+// of SLICE seconds (no limiter, row, row, no limiter, ...: DURATION seconds of each),
+// so that both meet the same moments of a machine whose speed drifts. A row reports
+// its median req/s, the median over rounds of its cost against the no-limiter slices
+// of its round, and the Express process's CPU time per request (from /proc, on Linux)
+// against theirs. These runs mount the limiter as an app does. In the first three
+// rounds each row also runs for 2 s with the limiter timed (TIMED=1 in
 // bench/express-server.js): the time from entering it to its next() per request,
 // against the no-limiter CPU per request.
-// DURATION= (seconds per run), CONNECTIONS=, ROUNDS=, ONLY= (limiters to run besides
-// `none`, comma-separated: see bench/express-server.js). Not a test: it prints figures.
+// DURATION= (seconds per row and round), SLICE=, CONNECTIONS=, ROUNDS=, ONLY= (limiters
+// to run besides `none`, comma-separated: see bench/express-server.js). Not a test: it
+// prints figures.
 
 const { spawn, spawnSync, execFile } = require('node:child_process')
 const fs = require('node:fs')
@@ -24,6 +28,7 @@ const readline = require('node:readline')
 const { startRedis } = require('../test/support/redis-server')
 
 const DURATION = Number(process.env.DURATION ?? 5)
+const SLICE = Number(process.env.SLICE ?? 1)
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 50)
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
 /** Rounds in which each limiter is also timed to its next(). */
@@ -33,6 +38,7 @@ const SERVER = path.join(__dirname, 'express-server.js')
 const ROWS = [
   { limiter: 'none', label: 'no limiter' },
   { limiter: 'noop', label: 'a middleware calling next() (the floor)' },
+  { limiter: 'headers-only', label: 'two fixed RateLimit headers, no limiting' },
   { limiter: 'tidegate-memory', label: 'tidegate rateLimit, memory' },
   { limiter: 'tidegate-memory-no-headers', label: 'tidegate rateLimit, memory, headers: false' },
   { limiter: 'erl-memory', label: 'express-rate-limit, its MemoryStore' },
@@ -132,9 +138,53 @@ function load (url, seconds) {
   })
 }
 
+/**
+ * @typedef {{ rates: number[], cpu: number[], cost: number[], cpuCost: number[], own: number[], errors: number }} Result
+ * @typedef {{ url: string, pid: number, stop: () => Promise<void> }} Server
+ */
+
+/**
+ * Loads `a` and `b` in turns of SLICE seconds (a, b, b, a, a, b, ...), DURATION
+ * seconds each, and answers each one's req/s, CPU µs per request and errors.
+ * @param {Server} a
+ * @param {Server} b
+ * @returns {Promise<{ perSecond: number, cpu: number, errors: number }[]>}
+ */
+async function sideBySide (a, b) {
+  const sums = [a, b].map(() => ({ requests: 0, seconds: 0, ticks: 0, errors: 0 }))
+  const slices = Math.max(1, Math.round(DURATION / SLICE))
+  for (let i = 0; i < slices; i++) {
+    for (const which of i % 2 === 0 ? [0, 1] : [1, 0]) {
+      const server = which === 0 ? a : b
+      const sum = sums[which]
+      const before = cpuTicks(server.pid)
+      const r = await load(server.url, SLICE)
+      sum.ticks += cpuTicks(server.pid) - before
+      sum.requests += r.requests
+      sum.seconds += r.requests / r.perSecond
+      sum.errors += r.errors
+    }
+  }
+  return sums.map((sum) => ({
+    perSecond: sum.requests / sum.seconds,
+    cpu: sum.ticks * 10000 / sum.requests,
+    errors: sum.errors
+  }))
+}
+
 /** @param {number} x */
 function signed (x) {
   return `${x >= 0 ? '+' : ''}${x.toFixed(1)}`
+}
+
+/**
+ * The first and third quartiles of `values`, as `q1 to q3`.
+ * @param {number[]} values
+ */
+function quartiles (values) {
+  const sorted = [...values].sort((a, b) => a - b)
+  const at = (/** @type {number} */ q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]
+  return `${at(0.25).toFixed(1)} to ${at(0.75).toFixed(1)}`
 }
 
 /** @param {number[]} values */
@@ -145,7 +195,7 @@ function median (values) {
 
 async function main () {
   const generator = wrk ? 'wrk -t1' : 'autocannon (a process of its own)'
-  console.log(`Express ${require('express/package.json').version}, ${generator}, ${CONNECTIONS} connections, ${DURATION} s per run, median of ${ROUNDS} (node ${process.version})`)
+  console.log(`Express ${require('express/package.json').version}, ${generator}, ${CONNECTIONS} connections, ${DURATION} s of each app per round in ${SLICE} s slices beside no limiter, median of ${ROUNDS} rounds (node ${process.version})`)
   let redis = null
   try {
     redis = await startRedis()
@@ -160,30 +210,37 @@ async function main () {
     if (missing.length > 0) console.log(`${row.label}: skipped (${missing.join(', ')} not installed)`)
     return missing.length === 0
   })
-  /** @type {Map<string, { rates: number[], cpu: number[], own: number[], errors: number }>} */
-  const results = new Map(rows.map((row) => [row.limiter, { rates: [], cpu: [], own: [], errors: 0 }]))
+  /** @type {Map<string, Result>} */
+  const results = new Map(rows.map((row) => [row.limiter, { rates: [], cpu: [], cost: [], cpuCost: [], own: [], errors: 0 }]))
+  const base = /** @type {Result} */ (results.get('none'))
   try {
     for (let round = 0; round < ROUNDS; round++) {
       for (const row of rows) {
+        if (row.limiter === 'none') continue
+        const none = await startServer('none', '')
         const server = await startServer(row.limiter, redis?.url ?? '')
         try {
-          await load(server.url, 1) // warm-up: JIT, connections
-          const before = cpuTicks(server.pid)
-          const r = await load(server.url, DURATION)
-          const ticks = cpuTicks(server.pid) - before
-          const result = /** @type {{ rates: number[], cpu: number[], own: number[], errors: number }} */ (results.get(row.limiter))
+          await load(none.url, 1) // warm-up: JIT, connections
+          await load(server.url, 1)
+          const [b, r] = await sideBySide(none, server)
+          const result = /** @type {Result} */ (results.get(row.limiter))
+          base.rates.push(Math.round(b.perSecond))
+          base.cpu.push(b.cpu)
           result.rates.push(Math.round(r.perSecond))
-          result.cpu.push(ticks * 10000 / r.requests)
+          result.cpu.push(r.cpu)
+          result.cost.push(100 * (1 - r.perSecond / b.perSecond))
+          result.cpuCost.push(100 * (r.cpu / b.cpu - 1))
           result.errors += r.errors
         } finally {
           await server.stop()
+          await none.stop()
         }
-        if (row.limiter !== 'none' && round < OWN_ROUNDS) {
+        if (round < OWN_ROUNDS) {
           const timed = await startServer(row.limiter, redis?.url ?? '', true)
           try {
             await load(timed.url, 2)
             const own = await (await fetch(`${timed.url}own-time`)).json()
-            const result = /** @type {{ own: number[] }} */ (results.get(row.limiter))
+            const result = /** @type {Result} */ (results.get(row.limiter))
             result.own.push(own.requests > 0 ? own.ns / own.requests / 1000 : 0)
           } finally {
             await timed.stop()
@@ -194,19 +251,18 @@ async function main () {
   } finally {
     if (redis !== null) await redis.stop()
   }
-  const base = /** @type {{ rates: number[], cpu: number[], own: number[], errors: number }} */ (results.get('none'))
   const baseCpu = median(base.cpu)
   for (const row of rows) {
-    const r = /** @type {{ rates: number[], cpu: number[], own: number[], errors: number }} */ (results.get(row.limiter))
-    const m = median(r.rates)
-    const cpu = median(r.cpu)
+    const r = /** @type {Result} */ (results.get(row.limiter))
     let cost = ''
-    if (row.limiter !== 'none') {
-      const paired = median(r.rates.map((rate, round) => 100 * (1 - rate / base.rates[round])))
+    let runs = `runs ${r.rates.join(', ')}`
+    if (row.limiter === 'none') {
+      runs = `${r.rates.length} runs, ${Math.min(...r.rates)}-${Math.max(...r.rates)}`
+    } else {
       const own = median(r.own)
-      cost = `  cost ${paired.toFixed(1)} % (paired by round); CPU ${signed(100 * (cpu / baseCpu - 1))} %; to next() ${own.toFixed(1)} µs = ${(100 * own / baseCpu).toFixed(1)} % of no limiter's CPU/req`
+      cost = `  cost ${median(r.cost).toFixed(1)} % (paired by round, middle half ${quartiles(r.cost)} %); CPU ${signed(median(r.cpuCost))} % (${quartiles(r.cpuCost)} %); to next() ${own.toFixed(1)} µs = ${(100 * own / baseCpu).toFixed(1)} % of no limiter's CPU/req`
     }
-    console.log(`${row.label.padEnd(44)} ${String(m).padStart(7)} req/s  (runs ${r.rates.join(', ')})  ${cpu.toFixed(0)} µs CPU/req${cost}${r.errors ? `  ${r.errors} errors/non-2xx` : ''}`)
+    console.log(`${row.label.padEnd(44)} ${String(median(r.rates)).padStart(7)} req/s  (${runs})  ${median(r.cpu).toFixed(0)} µs CPU/req${cost}${r.errors ? `  ${r.errors} errors/non-2xx` : ''}`)
   }
 }
 
