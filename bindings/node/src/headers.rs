@@ -1,38 +1,15 @@
-//! The IETF `RateLimit-Policy` / `RateLimit` values and the `Retry-After` seconds the
-//! Express middleware sends, written by tidegate's one formatter
+//! The IETF `RateLimit` values and the `Retry-After` seconds the Express middleware
+//! sends, written by tidegate's one formatter
 //! (`tidegate_core::headers`), which `tidegate serve` and the tower layer use too.
 
 use napi_derive::napi;
-use tidegate_core::PolicySet;
-use tidegate_core::headers::{
-    HeaderText, LimitMember, duration_secs_ceil, push_policy_member, retry_after_secs, secs_ceil,
-};
+use tidegate_core::headers::{HeaderText, LimitMember, retry_after_secs, secs_ceil};
 
 /// Milliseconds as JavaScript holds them, as whole microseconds (`NaN` and negatives
 /// as 0).
 fn micros(ms: f64) -> u64 {
     // `as` saturates: NaN and negatives become 0.
     (ms * 1_000.0).round() as u64
-}
-
-/// The `RateLimit-Policy` value: one member per policy of `policies`, the first named
-/// `name`, the next ones `name-2`, `name-3`, ...
-pub(crate) fn policy_value(name: &str, policies: &PolicySet) -> String {
-    let mut out = String::new();
-    for (i, policy) in policies.policies().iter().enumerate() {
-        let member = if i == 0 {
-            name.to_owned()
-        } else {
-            format!("{name}-{}", i + 1)
-        };
-        push_policy_member(
-            &mut out,
-            &member,
-            policy.limit(),
-            duration_secs_ceil(policy.window()),
-        );
-    }
-    out
 }
 
 /// The `RateLimit` value of a decision: `"name";r=REMAINING;t=RESET_SECONDS`, the reset

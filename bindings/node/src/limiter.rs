@@ -5,13 +5,13 @@ use std::sync::Arc;
 use napi::bindgen_prelude::{Float64ArraySlice, Unknown};
 use napi::{Env, Result};
 use napi_derive::napi;
+use tidegate_core::headers::policy_set_value;
 use tidegate_core::{Limiter as CoreLimiter, PolicySet};
 
 use crate::checker::new_checker;
 use crate::cost::to_cost;
 use crate::decision::{DECISION_SLOTS, Decision, write_decision};
 use crate::errors::{limit_error, range_error};
-use crate::headers::policy_value;
 use crate::millis_clock::MillisClock;
 use crate::policy::{PolicyArg, parse_policy};
 use crate::quota::{Quota, quotas};
@@ -129,7 +129,7 @@ impl Limiter {
     /// `name-2`, `name-3`, ...
     #[napi]
     pub fn rate_limit_policy(&self, name: String) -> String {
-        policy_value(&name, self.inner.algorithm())
+        policy_set_value(&name, self.inner.algorithm())
     }
 
     /// The decision `check` would give now, consuming nothing.

@@ -6,6 +6,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::PolicySet;
+
 const MICROS: u64 = 1_000_000;
 
 /// Microseconds as whole seconds, rounded up (`0` stays `0`).
@@ -48,6 +50,26 @@ pub fn push_policy_member(out: &mut String, name: &str, quota: u64, window_secs:
     }
     push_sf_string(out, name);
     let _ = write!(out, ";q={quota};w={window_secs}");
+}
+
+/// The `RateLimit-Policy` value of a limit named `name` that `policies` guard: one
+/// member per policy, the first named `name`, the next ones `name-2`, `name-3`, ...
+pub fn policy_set_value(name: &str, policies: &PolicySet) -> String {
+    let mut out = String::new();
+    for (i, policy) in policies.policies().iter().enumerate() {
+        let window = duration_secs_ceil(policy.window());
+        if i == 0 {
+            push_policy_member(&mut out, name, policy.limit(), window);
+        } else {
+            push_policy_member(
+                &mut out,
+                &format!("{name}-{}", i + 1),
+                policy.limit(),
+                window,
+            );
+        }
+    }
+    out
 }
 
 /// Appends one `RateLimit` member: `"name";r=REMAINING;t=RESET_SECS`, preceded by `, `
@@ -209,6 +231,17 @@ mod tests {
         push_limit_member(&mut l, "api", 42, 18);
         push_limit_member(&mut l, "daily", 0, 3);
         assert_eq!(l, r#""api";r=42;t=18, "daily";r=0;t=3"#);
+    }
+
+    #[test]
+    fn a_policy_set_lists_every_policy_the_later_ones_numbered() {
+        let one: PolicySet = "fixed_window:2/1h".parse().unwrap();
+        assert_eq!(policy_set_value("login", &one), r#""login";q=2;w=3600"#);
+        let two: PolicySet = "gcra:10/1s;fixed_window:1000/1d".parse().unwrap();
+        assert_eq!(
+            policy_set_value("api", &two),
+            r#""api";q=10;w=1, "api-2";q=1000;w=86400"#
+        );
     }
 
     #[test]

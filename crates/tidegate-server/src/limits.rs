@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::http::HeaderValue;
 use metrics::{Counter, Histogram};
 use serde_json::{Value, json};
+use tidegate::headers::policy_set_value;
 use tidegate::store::LimitStore;
 use tidegate::store::redis::{RedisLimiter, RedisStore};
 use tidegate::{Decision, LimitError, Limiter, PolicySet};
-use tidegate_http::headers::{duration_secs_ceil, push_policy_member};
 
 use crate::ServeError;
 use crate::config::StoreSettings;
@@ -97,7 +97,7 @@ pub(crate) struct NamedPolicy {
     pub(crate) policies: PolicySet,
     /// Where its states live.
     pub(crate) backend: Backend,
-    /// `RateLimit-Policy` (the first policy of a list is advertised).
+    /// `RateLimit-Policy`: every policy of the list (`name`, `name-2`, ...).
     pub(crate) policy_header: HeaderValue,
     allowed: Counter,
     denied: Counter,
@@ -124,14 +124,7 @@ pub(crate) enum Outcome {
 
 impl NamedPolicy {
     fn new(name: String, policies: PolicySet, backend: Backend, top: Option<usize>) -> Self {
-        let first = &policies.policies()[0];
-        let mut header = String::new();
-        push_policy_member(
-            &mut header,
-            &name,
-            first.limit(),
-            duration_secs_ceil(first.window()),
-        );
+        let header = policy_set_value(&name, &policies);
         let counter = |outcome: &'static str| metrics::counter!("tidegate_decisions_total", "policy" => name.clone(), "outcome" => outcome);
         Self {
             policy_header: HeaderValue::from_str(&header)

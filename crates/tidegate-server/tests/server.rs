@@ -67,7 +67,7 @@ async fn stopped(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bound_server_decides_over_http_and_run_returns_after_shutdown() {
     let (base, stop, running) = start(config(
-        "listen = \"127.0.0.1:0\"\n[policies]\nlogin = \"fixed_window:2/1h\"\n",
+        "listen = \"127.0.0.1:0\"\n[policies]\nlogin = \"fixed_window:2/1h\"\napi = \"gcra:10/1s;fixed_window:1000/1d\"\n",
     ))
     .await;
     let client = reqwest::Client::new();
@@ -78,6 +78,11 @@ async fn a_bound_server_decides_over_http_and_run_returns_after_shutdown() {
     assert_eq!(first["allowed"], true);
     assert_eq!(first["remaining"], 1);
     assert_eq!(headers["ratelimit-policy"], "\"login\";q=2;w=3600");
+    let (_, headers, _) = post(&client, &check, r#"{"policy": "api", "key": "alice"}"#).await;
+    assert_eq!(
+        headers["ratelimit-policy"], "\"api\";q=10;w=1, \"api-2\";q=1000;w=86400",
+        "every policy of a list is advertised, as the Node middleware does"
+    );
     assert_eq!(post(&client, &check, body).await.0, 200);
     let (status, headers, denied) = post(&client, &check, body).await;
     assert_eq!(status, 429, "{denied}");
