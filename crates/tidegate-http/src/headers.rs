@@ -30,14 +30,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_long_header_text_becomes_the_same_header_value() {
+    fn a_header_text_becomes_the_same_header_value_inline_or_spilled_and_none_if_invalid() {
         let member = LimitMember::new("a-rather-long-policy-name");
         let mut text = HeaderText::new();
-        let mut expected = String::new();
-        for i in 0..10u64 {
-            member.push(&mut text, u64::MAX - i, i);
-            push_limit_member(&mut expected, "a-rather-long-policy-name", u64::MAX - i, i);
+        member.push(&mut text, 42, 18);
+        assert_eq!(
+            header_value(&text).unwrap(),
+            r#""a-rather-long-policy-name";r=42;t=18"#
+        );
+        while text.as_bytes().len() <= 112 {
+            member.push(&mut text, 1, 2);
         }
-        assert_eq!(header_value(&text).unwrap().as_bytes(), expected.as_bytes());
+        assert_eq!(header_value(&text).unwrap().as_bytes(), text.as_bytes());
+        text.push(b"\n");
+        assert_eq!(header_value(&text), None);
     }
 }
