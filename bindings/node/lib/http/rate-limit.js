@@ -1,12 +1,12 @@
 'use strict'
 
 const Limiter = require('../limiter')
+// The header values come from the engine's formatter, the one `tidegate serve` uses.
 const native = require('../native')
 const { RedisStore } = require('../redis-store')
 const { checkFunction } = require('../validate')
 const { translate } = require('../errors')
 const { DECISION_SLOTS, decisionFromSlots } = require('../decision-slots')
-const { rateLimitValue, retryAfterSeconds } = require('./headers')
 
 const DEFAULT_MESSAGE = 'Too many requests, please try again later.'
 
@@ -131,7 +131,7 @@ function rateLimit (options = {}) {
       // Field names in lower case, as `tidegate serve` sends them (HTTP field names are
       // case-insensitive): Node then keys its header table without a lower-cased copy.
       res.setHeader('ratelimit-policy', policyValue)
-      res.setHeader('ratelimit', rateLimitValue(name, decision))
+      res.setHeader('ratelimit', native.rateLimitValue(name, decision.remaining, decision.resetAfter))
     }
     if (decision.allowed) {
       next()
@@ -148,7 +148,7 @@ function rateLimit (options = {}) {
    * @param {Decision} decision
    */
   function deny (req, res, next, decision) {
-    const retryAfter = retryAfterSeconds(decision)
+    const retryAfter = native.retryAfterSeconds(decision.retryAfter ?? 0)
     res.setHeader('retry-after', String(retryAfter))
     res.status(429)
     if (handler !== null) {
