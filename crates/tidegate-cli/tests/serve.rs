@@ -101,7 +101,11 @@ fn embedded_default_serves_and_answers_429_after_the_limit() {
     assert_eq!(server.check("login", "bob").status, 200);
     let r = server.check("search", "bob");
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("ratelimit-policy"), r#""search";q=10;w=1"#);
+    // Both of its policies are advertised, the second as `search-2`.
+    assert_eq!(
+        r.header("ratelimit-policy"),
+        r#""search";q=10;w=1, "search-2";q=1000;w=86400"#
+    );
     // The default bucket holds as many tokens as it refills per window: the first
     // answer reads 100 and 99.
     let r = server.check("api", "bob");
