@@ -1,7 +1,7 @@
 //! The values of the IETF `RateLimit-Policy` / `RateLimit` header fields
 //! (structured-field lists, draft-ietf-httpapi-ratelimit-headers) and the seconds of
 //! `Retry-After`: one formatter for every front end (the HTTP layer, `tidegate serve`,
-//! the language packages), so that they send the same text.
+//! the Node package's Express middleware), so that they send the same text.
 
 use std::fmt::Write as _;
 use std::time::Duration;
