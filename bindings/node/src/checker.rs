@@ -122,10 +122,12 @@ pub(crate) fn new_checker<'env>(
     // SAFETY: `data` came from `Box::into_raw` above and nothing holds it: no function
     // was made, or none that will call `finalize`.
     drop(unsafe { Box::from_raw(data.cast::<Checker>()) });
-    Err(Error::new(
-        Status::from(status),
-        "creating the checker function".to_owned(),
-    ))
+    Err(failed(status, "creating the checker function"))
+}
+
+/// The error of a Node-API call that answered `status` while `doing` something.
+fn failed(status: sys::napi_status, doing: &str) -> Error {
+    Error::new(Status::from(status), doing.to_owned())
 }
 
 /// Frees a checker function's `Checker` once the function is collected.
@@ -170,10 +172,7 @@ unsafe fn check(env: sys::napi_env, info: sys::napi_callback_info) -> Result<sys
         )
     };
     if status != sys::Status::napi_ok {
-        return Err(Error::new(
-            Status::from(status),
-            "reading the checker's argument".to_owned(),
-        ));
+        return Err(failed(status, "reading the checker's argument"));
     }
     // SAFETY: `data` is the `Checker` this function was created with (only
     // `new_checker` creates it), alive until the function is collected. JavaScript runs
@@ -208,10 +207,7 @@ unsafe fn check(env: sys::napi_env, info: sys::napi_callback_info) -> Result<sys
         _ => unsafe { sys::napi_get_boolean(env, d.allowed, &mut value) },
     };
     if status != sys::Status::napi_ok {
-        return Err(Error::new(
-            Status::from(status),
-            "making the checker's answer".to_owned(),
-        ));
+        return Err(failed(status, "making the checker's answer"));
     }
     Ok(value)
 }

@@ -80,18 +80,8 @@ class TidegateStore {
   }
 
   /**
-   * The count from a decision: `check` answers after counting the hit, `peek` as if it
-   * had (`peeked`: one hit less).
-   * @param {string} key
-   * @param {import('../limiter').Decision} d
-   * @param {boolean} peeked
-   */
-  _info (key, d, peeked) {
-    return this._count(key, d.remaining, d.resetAfter, peeked)
-  }
-
-  /**
-   * The count from a decision's `remaining` and `resetAfter` (ms).
+   * The count from a decision's `remaining` and `resetAfter` (ms): `check` answers
+   * after counting the hit, `peek` as if it had (`peeked`: one hit less).
    * @param {string} key
    * @param {number} remaining
    * @param {number} resetAfter
@@ -122,7 +112,8 @@ class TidegateStore {
       return this._count(key, slots[1], slots[3], false)
     }
     const limiter = await this._get()
-    return this._info(key, await limiter.check(key, 1), false)
+    const d = await limiter.check(key, 1)
+    return this._count(key, d.remaining, d.resetAfter, false)
   }
 
   /**
@@ -144,7 +135,8 @@ class TidegateStore {
    */
   async get (key) {
     const limiter = await this._get()
-    const info = this._info(key, await limiter.peek(key, 1), true)
+    const d = await limiter.peek(key, 1)
+    const info = this._count(key, d.remaining, d.resetAfter, true)
     return info.totalHits === 0 ? undefined : info
   }
 
