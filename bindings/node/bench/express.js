@@ -29,8 +29,6 @@ const { startRedis } = require('../test/support/redis-server')
 
 const DURATION = Number(process.env.DURATION ?? 5)
 const SLICE = Number(process.env.SLICE ?? 1)
-/** Both apps under load at once, each from a load generator of its own. */
-const TOGETHER = process.env.TOGETHER === '1'
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 50)
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
 /** Rounds in which each limiter is also timed to its next(). */
@@ -154,15 +152,6 @@ function load (url, seconds) {
  */
 async function sideBySide (a, b) {
   const sums = [a, b].map(() => ({ requests: 0, seconds: 0, ticks: 0, errors: 0 }))
-  if (TOGETHER) {
-    const before = [a, b].map((server) => cpuTicks(server.pid))
-    const rs = await Promise.all([a, b].map((server) => load(server.url, DURATION)))
-    return rs.map((r, i) => ({
-      perSecond: r.perSecond,
-      cpu: (cpuTicks([a, b][i].pid) - before[i]) * 10000 / r.requests,
-      errors: r.errors
-    }))
-  }
   const slices = Math.max(1, Math.round(DURATION / SLICE))
   for (let i = 0; i < slices; i++) {
     for (const which of i % 2 === 0 ? [0, 1] : [1, 0]) {
