@@ -12,7 +12,7 @@
 //
 // An instruction count is not time: it leaves out cache misses and stalls, so it is a
 // check on the req/s figures, not a replacement. CACHE=1 simulates the caches too
-// (callgrind's --cache-sim, twice as slow): L1 and last-level misses per request and
+// (callgrind's --cache-sim, slower): L1 and last-level misses per request and
 // the cycles they estimate. Needs valgrind (callgrind and
 // callgrind_control) on PATH; the memory rows only (a Redis row's wait is not counted).
 // ROUNDS= (3), JOBS= (2), WARMUP= (3000), REQUESTS= (5000), CONNECTIONS= (8), ONLY=
@@ -36,15 +36,8 @@ const CONNECTIONS = Number(process.env.CONNECTIONS ?? 8)
 const CACHE = process.env.CACHE === '1'
 const SERVER = path.join(__dirname, 'express-server.js')
 
-const ROWS = [
-  { limiter: 'none', label: 'no limiter' },
-  { limiter: 'noop', label: 'a middleware calling next() (the floor)' },
-  { limiter: 'headers-only', label: 'two fixed RateLimit headers, no limiting' },
-  { limiter: 'tidegate-memory', label: 'tidegate rateLimit, memory' },
-  { limiter: 'tidegate-memory-no-headers', label: 'tidegate rateLimit, memory, headers: false' },
-  { limiter: 'erl-memory', label: 'express-rate-limit, its MemoryStore' },
-  { limiter: 'erl-tidegate-memory', label: 'express-rate-limit + TidegateStore' }
-]
+/** The memory rows: under callgrind a Redis row's wait is not counted. */
+const ROWS = require('./rows').filter((row) => !row.redis)
 
 /**
  * Sends `count` GET / to `port` over CONNECTIONS keep-alive connections.

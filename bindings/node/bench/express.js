@@ -35,18 +35,7 @@ const ROUNDS = Number(process.env.ROUNDS ?? 3)
 const OWN_ROUNDS = 3
 const SERVER = path.join(__dirname, 'express-server.js')
 
-const ROWS = [
-  { limiter: 'none', label: 'no limiter' },
-  { limiter: 'noop', label: 'a middleware calling next() (the floor)' },
-  { limiter: 'headers-only', label: 'two fixed RateLimit headers, no limiting' },
-  { limiter: 'tidegate-memory', label: 'tidegate rateLimit, memory' },
-  { limiter: 'tidegate-memory-no-headers', label: 'tidegate rateLimit, memory, headers: false' },
-  { limiter: 'erl-memory', label: 'express-rate-limit, its MemoryStore' },
-  { limiter: 'erl-tidegate-memory', label: 'express-rate-limit + TidegateStore' },
-  { limiter: 'tidegate-redis', label: 'tidegate rateLimit, Redis', redis: true },
-  { limiter: 'erl-rate-limit-redis', label: 'express-rate-limit + rate-limit-redis', redis: true, needs: ['rate-limit-redis', 'redis'] },
-  { limiter: 'erl-tidegate-redis', label: 'express-rate-limit + TidegateStore, Redis', redis: true }
-]
+const ROWS = require('./rows')
 
 const wrk = spawnSync('wrk', ['--version']).error === undefined
 
