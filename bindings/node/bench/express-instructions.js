@@ -1,9 +1,9 @@
 'use strict'
 
 // What each limiter costs an Express app in instructions per request, counted by
-// valgrind's callgrind: a count that does not move with the machine's load, where the
-// req/s of bench/express.js spread over several points from one run to the next on a
-// shared VM. Each row's app (bench/express-server.js) runs under callgrind; this process
+// valgrind's callgrind: a count the machine's load barely moves (run it on an idle
+// machine all the same: a busy one moved it by about 1.5 %), where the req/s of
+// bench/express.js spread over several points from one run to the next on a shared VM. Each row's app (bench/express-server.js) runs under callgrind; this process
 // sends it WARMUP requests (the JIT settles), zeroes the counters
 // (`callgrind_control -z`), sends REQUESTS more, dumps the counters (`-d`) and divides
 // by REQUESTS. Every thread of the process is counted: the JIT compilers and the garbage
