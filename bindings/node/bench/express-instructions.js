@@ -4,9 +4,13 @@
 // valgrind's callgrind: a count the machine's load barely moves (run it on an idle
 // machine all the same: a busy one moved it by about 1.5 %), where the req/s of
 // bench/express.js spread over several points from one run to the next on a shared VM. Each row's app (bench/express-server.js) runs under callgrind; this process
-// sends it WARMUP requests (the JIT settles), zeroes the counters
-// (`callgrind_control -z`), sends REQUESTS more, dumps the counters (`-d`) and divides
-// by REQUESTS. Every thread of the process is counted: the JIT compilers and the garbage
+// sends it WARMUP requests in CYCLES turns, each over connections of its own (the JIT
+// settles, also on the paths that close and open connections), zeroes the counters
+// (`callgrind_control -z`), sends REQUESTS more over new connections, dumps the
+// counters (`-d`) and divides by REQUESTS. With one turn, the counted requests' new
+// connections made V8 drop and recompile the request path's optimized code (types it
+// had not seen on closed sockets): 60 k instructions a request of compiling in the
+// count, 10 % of it, and about 5 k more for a row that reads `req.socket`. Every thread of the process is counted: the JIT compilers and the garbage
 // collector too. The rows run ROUNDS times, JOBS at a time; each row reports the median
 // over rounds and its cost against the no-limiter app of the same round.
 //
@@ -15,7 +19,7 @@
 // (callgrind's --cache-sim, slower): L1 and last-level misses per request and
 // the cycles they estimate. Needs valgrind (callgrind and
 // callgrind_control) on PATH; the memory rows only (a Redis row's wait is not counted).
-// ROUNDS= (3), JOBS= (2), WARMUP= (3000), REQUESTS= (5000), CONNECTIONS= (8), ONLY=
+// ROUNDS= (3), JOBS= (2), WARMUP= (6000), CYCLES= (3), REQUESTS= (5000), CONNECTIONS= (8), ONLY=
 // (rows besides `none`, comma-separated). Under valgrind an app answers about 200
 // requests per second: with the defaults a row takes about a minute. Not a test: it
 // prints figures.
@@ -29,7 +33,9 @@ const readline = require('node:readline')
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
 const JOBS = Number(process.env.JOBS ?? 2)
-const WARMUP = Number(process.env.WARMUP ?? 3000)
+const WARMUP = Number(process.env.WARMUP ?? 6000)
+/** Turns of the warm-up, each over new connections. */
+const CYCLES = Number(process.env.CYCLES ?? 3)
 const REQUESTS = Number(process.env.REQUESTS ?? 5000)
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 8)
 /** Simulate the caches too (callgrind's --cache-sim): misses and estimated cycles. */
@@ -113,7 +119,7 @@ function eventsPerRequest (text) {
 
 /**
  * The app with `limiter` under callgrind: its events per request over REQUESTS
- * requests after WARMUP.
+ * requests after WARMUP (in CYCLES turns).
  * @param {string} limiter
  * @param {string} dir
  * @returns {Promise<Counts>}
@@ -133,7 +139,7 @@ async function countRequests (limiter, dir) {
     })
     const { port } = JSON.parse(line)
     const pid = String(child.pid)
-    await send(port, WARMUP)
+    for (let turn = 0; turn < CYCLES; turn++) await send(port, Math.ceil(WARMUP / CYCLES))
     await control(['-z', pid])
     await send(port, REQUESTS)
     await control(['-d', pid])
@@ -159,7 +165,7 @@ async function main () {
   }
   const only = process.env.ONLY?.split(',') ?? null
   const rows = ROWS.filter((row) => only === null || row.limiter === 'none' || only.includes(row.limiter))
-  console.log(`Express ${require('express/package.json').version} under callgrind, ${WARMUP} requests to warm up, then ${REQUESTS} counted over ${CONNECTIONS} connections; median of ${ROUNDS} rounds, ${JOBS} apps at a time (node ${process.version})`)
+  console.log(`Express ${require('express/package.json').version} under callgrind, ${WARMUP} requests to warm up in ${CYCLES} turns of new connections, then ${REQUESTS} counted over ${CONNECTIONS} connections; median of ${ROUNDS} rounds, ${JOBS} apps at a time (node ${process.version})`)
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tidegate-callgrind-'))
   const measures = CACHE
     ? [['Ir', 'k instructions'], ['cycles', 'k cycles (estimated)'], ['l1', 'L1 misses'], ['ll', 'LL misses']]
