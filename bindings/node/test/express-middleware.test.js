@@ -2,6 +2,7 @@
 
 const test = require('node:test')
 const assert = require('node:assert/strict')
+const net = require('node:net')
 const express = require('express')
 const { rateLimit, redisStore } = require('..')
 const { listen } = require('./support/http')
@@ -94,6 +95,42 @@ test('the default key is req.ip: the socket address unless the app trusts a prox
     } finally {
       await server.close()
     }
+  }
+})
+
+test('the default key of a pipelined request, whose response waits without a socket, is the socket address', async () => {
+  const app = express()
+  app.use(rateLimit({ requestsPerMinute: 60, capacity: 2 }))
+  // Whether the response had no socket yet: it waits behind the one before it.
+  app.get('/api', (req, res) => res.json({ ip: req.ip, waiting: res.socket === null }))
+  const server = await listen(app)
+  try {
+    const { hostname, port } = new URL(server.base)
+    const request = (last) => `GET /api HTTP/1.1\r\nHost: ${hostname}\r\n${last ? 'Connection: close\r\n' : ''}\r\n`
+    // Three requests in one write, the last closing the connection.
+    const answer = await new Promise((resolve, reject) => {
+      const socket = net.connect(Number(port), hostname, () => {
+        socket.write(request(false) + request(false) + request(true))
+      })
+      let text = ''
+      socket.setEncoding('utf8')
+      socket.on('data', (chunk) => { text += chunk })
+      socket.on('end', () => resolve(text))
+      socket.on('error', reject)
+    })
+    // The answers, one after the other: status line, headers, a JSON body.
+    const answers = answer.split(/(?=HTTP\/1\.1 )/).map((one) => ({
+      status: Number(one.slice(9, 12)),
+      body: JSON.parse(one.slice(one.indexOf('\r\n\r\n') + 4))
+    }))
+    const statuses = answers.map((a) => a.status)
+    const bodies = answers.map((a) => a.body)
+    // One key for all three, the socket's: 2 admitted, the third refused.
+    assert.deepEqual(statuses, [200, 200, 429])
+    assert.deepEqual(bodies.slice(0, 2).map((b) => b.ip), ['127.0.0.1', '127.0.0.1'])
+    assert.ok(bodies.slice(0, 2).some((b) => b.waiting), 'no response waited without a socket')
+  } finally {
+    await server.close()
   }
 })
 
