@@ -19,6 +19,14 @@ const FORWARDED = new Set(['processed', 'retry', 'process_failed', 'config_updat
  * before anything else can call it). */
 const RECORD = new Float64Array(RECORD_SLOTS)
 
+/**
+ * Events after which a turn's `trackBatch` goes out without waiting for the turn's end.
+ * With 64 calls in flight, each awaited before the next (bench/tracker.js, 20 events per
+ * id): 87 000 events/s with one batch per turn, 150 000 with batches of 32, 129 000 of
+ * 16, 106 000 of 24, 94 000 of 48.
+ */
+const BATCH_FLUSH_AT = 32
+
 /** Numbers per event in a `trackBatch` answer: the kind, then the record's. */
 const BATCH_SLOTS = 1 + RECORD_SLOTS
 
@@ -90,8 +98,11 @@ class EventTracker extends EventEmitter {
     /** The storage adapter. */
     this.storage = storage
     this._shared = Boolean(storage.shared)
-    /** Events waiting for the next `trackBatch` call (Redis): category, id, json, details. */
-    this._queued = new TickBatch(4, (columns, settle) => this._sendBatch(columns, settle))
+    /**
+     * Events waiting for the next `trackBatch` call (Redis): category, id, json,
+     * details; a batch goes out at the end of the turn or once it holds BATCH_FLUSH_AT.
+     */
+    this._queued = new TickBatch(4, (columns, settle) => this._sendBatch(columns, settle), BATCH_FLUSH_AT)
     /** The strategy. */
     this.strategy = strategy
     /** @type {((events: DeliveredRecord[]) => Promise<void>) | null} */

@@ -6,15 +6,23 @@
  * `send(columns, settle)` receives the columns and each call's `{ resolve, reject }`, in
  * the order added. When `send` throws or rejects, every call it had not settled is
  * rejected with that error.
+ *
+ * With `flushAt`, a batch goes out as soon as it holds that many calls, and the calls
+ * after it start the next one: a caller that keeps many calls in flight and awaits each
+ * answer before its next call then has two or more batches on their way at once, where
+ * one batch per turn would leave the store idle while the answers are handled. Batches
+ * in flight at once may reach the store in either order.
  */
 class TickBatch {
   /**
    * @param {number} width the number of columns (1 to 4)
    * @param {(columns: unknown[][], settle: Settle[]) => Promise<void>} send
+   * @param {number} [flushAt] the calls after which a batch goes out at once
    */
-  constructor (width, send) {
+  constructor (width, send, flushAt = Infinity) {
     this._width = width
     this._send = send
+    this._flushAt = flushAt
     this._columns = emptyColumns(width)
     /** @type {Settle[]} */
     this._settle = []
@@ -37,11 +45,14 @@ class TickBatch {
       if (this._width > 2) columns[2].push(c)
       if (this._width > 3) columns[3].push(d)
       this._settle.push({ resolve, reject })
+      if (this._settle.length >= this._flushAt) this._flush()
     })
   }
 
   /** Sends what is queued and starts a new batch. */
   async _flush () {
+    // Nothing when a full batch went out earlier in this turn and nothing came after it.
+    if (this._settle.length === 0) return
     const columns = this._columns
     const settle = this._settle
     this._columns = emptyColumns(this._width)

@@ -185,6 +185,36 @@ test('Redis: events tracked together each get their own answer, a refused one re
   }
 })
 
+test('Redis: one record\'s events spread over several batches in flight are each counted once, the limit exact', async () => {
+  const redis = await startRedis()
+  const tracker = new EventTracker({
+    storage: new RedisAdapter({ url: redis.url, name: 'in-order' }),
+    limit: 3,
+    processor: async () => {}
+  })
+  try {
+    // 200 calls in one turn: several trackBatch calls in flight at once, the record
+    // 'one' in every one of them, between events of other records.
+    const calls = []
+    for (let i = 0; i < 200; i++) {
+      calls.push(i % 2 === 0 ? tracker.trackEvent('c', 'one', { n: i }) : tracker.trackEvent('c', `other-${i}`))
+    }
+    const answers = await Promise.all(calls)
+    const mine = answers.filter((_, i) => i % 2 === 0)
+    // Counted in any order (the scripts run side by side), each once: counts 1 to 100,
+    // the first 3 admitted, the rest deferred.
+    const byCount = [...mine].sort((a, b) => a.data.count - b.data.count)
+    assert.deepEqual(byCount.map((a) => a.data.count), Array.from({ length: 100 }, (_, i) => i + 1))
+    assert.deepEqual(byCount.map((a) => a.type), byCount.map((_, i) => (i < 3 ? 'immediate' : 'deferred')))
+    assert.equal((await tracker.getEvent('c', 'one'))?.count, 100)
+    assert.ok(answers.filter((_, i) => i % 2 === 1).every((a) => a.type === 'immediate' && a.data.count === 1))
+  } finally {
+    await tracker.clear()
+    tracker.destroy()
+    await redis.stop()
+  }
+})
+
 test('a Redis outage fails trackEvent in bounded time without blocking the event loop', async () => {
   const redis = await startRedis()
   const tracker = new EventTracker({
