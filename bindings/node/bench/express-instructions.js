@@ -3,26 +3,27 @@
 // What each limiter costs an Express app in instructions per request, counted by
 // valgrind's callgrind: a count the machine's load barely moves (run it on an idle
 // machine all the same: a busy one moved it by about 1.5 %), where the req/s of
-// bench/express.js spread over several points from one run to the next on a shared VM. Each row's app (bench/express-server.js) runs under callgrind; this process
-// sends it WARMUP requests in CYCLES turns, each over connections of its own (the JIT
-// settles, also on the paths that close and open connections), zeroes the counters
-// (`callgrind_control -z`), sends REQUESTS more over new connections, dumps the
-// counters (`-d`) and divides by REQUESTS. With one turn, the counted requests' new
-// connections made V8 drop and recompile the request path's optimized code (types it
-// had not seen on closed sockets): 60 k instructions a request of compiling in the
-// count, 10 % of it, and about 5 k more for a row that reads `req.socket`. Every thread of the process is counted: the JIT compilers and the garbage
-// collector too. The rows run ROUNDS times, JOBS at a time; each row reports the median
-// over rounds and its cost against the no-limiter app of the same round.
+// bench/express.js spread over several points from one run to the next on a shared VM.
+// Each row's app (bench/express-server.js) runs under callgrind; this process sends it
+// WARMUP requests in CYCLES turns, each over connections of its own (the JIT settles,
+// also on the paths that close and open connections), zeroes the counters
+// (`callgrind_control -z`), sends REQUESTS more over new connections, dumps the counters
+// (`-d`) and divides by REQUESTS. With one turn, the counted requests' new connections
+// made V8 drop and recompile the request path's optimized code (types it had not seen on
+// closed sockets): 60 k instructions a request of compiling in the count, 10 % of it,
+// and about 5 k more for a row that reads `req.socket`. Every thread of the process is
+// counted: the JIT compilers and the garbage collector too. The rows run ROUNDS times,
+// JOBS at a time; each row reports the median over rounds and its cost against the
+// no-limiter app of the same round.
 //
 // An instruction count is not time: it leaves out cache misses and stalls, so it is a
 // check on the req/s figures, not a replacement. CACHE=1 simulates the caches too
-// (callgrind's --cache-sim, slower): L1 and last-level misses per request and
-// the cycles they estimate. Needs valgrind (callgrind and
-// callgrind_control) on PATH; the memory rows only (a Redis row's wait is not counted).
-// ROUNDS= (3), JOBS= (2), WARMUP= (6000), CYCLES= (3), REQUESTS= (5000), CONNECTIONS= (8), ONLY=
-// (rows besides `none`, comma-separated). Under valgrind an app answers about 200
-// requests per second: with the defaults a row takes about a minute. Not a test: it
-// prints figures.
+// (callgrind's --cache-sim, slower): L1 and last-level misses per request and the cycles
+// they estimate. Needs valgrind (callgrind and callgrind_control) on PATH; the memory
+// rows only (a Redis row's wait is not counted). ROUNDS= (3), JOBS= (2), WARMUP= (6000),
+// CYCLES= (3), REQUESTS= (5000), CONNECTIONS= (8), ONLY= (rows besides `none`,
+// comma-separated). Under valgrind an app answers about 200 requests per second: with
+// the defaults a row takes about a minute. Not a test: it prints figures.
 
 const { spawn, spawnSync, execFile } = require('node:child_process')
 const fs = require('node:fs')
