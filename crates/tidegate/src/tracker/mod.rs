@@ -49,11 +49,12 @@ pub use stats::{ShutdownReport, TrackerStats};
 pub use store::TrackerStore;
 pub use strategy::Strategy;
 
-/// The tracker script (`algorithms.lua` then `tracker.lua`) and the arguments it takes
-/// for a record's settings, for tests that drive it directly.
+/// The tracker script (`algorithms.lua` then `tracker.lua`), the arguments it takes for
+/// a record's settings and the reader of its `track` reply, for tests that drive it
+/// directly.
 #[cfg(feature = "redis")]
 #[doc(hidden)]
-pub use redis::{TRACKER_LUA, settings_args};
+pub use redis::{TRACKER_LUA, settings_args, track_reply};
 
 #[allow(unused_imports)]
 use {builder::*, config::*, error::*, event_tracker::*, stats::*};

@@ -66,13 +66,13 @@ impl BatchCall for TrackCall {
                 invocation.arg(a.as_str());
             }
         }
-        let result: Result<Vec<i64>, TrackError> = self
+        let result: Result<Vec<u8>, TrackError> = self
             .store
             .run_script(&invocation, CALL_TIMEOUT)
             .await
             .map_err(store_error);
-        match result {
-            Ok(v) if v.len() == 6 * requests.len() => v
+        match result.map(|packed| track_reply(&packed)) {
+            Ok(Some(v)) if v.len() == 6 * requests.len() => v
                 .chunks_exact(6)
                 .map(|part| {
                     let mut out = [0i64; 6];
@@ -83,7 +83,7 @@ impl BatchCall for TrackCall {
             Ok(v) => {
                 let e = bad_reply(format!(
                     "track answered {} values for {} events",
-                    v.len(),
+                    v.map_or(0, |v| v.len()),
                     requests.len()
                 ));
                 requests.iter().map(|_| Err(e.clone())).collect()
@@ -91,6 +91,22 @@ impl BatchCall for TrackCall {
             Err(e) => requests.iter().map(|_| Err(e.clone())).collect(),
         }
     }
+}
+
+/// The numbers of a `track` reply: the script packs them as little-endian doubles (one
+/// bulk string, where a reply of integers took the client longer to parse than the
+/// rest of the call); each is a whole number below 2^53, exact as a double. `None` when
+/// the length is not a whole number of doubles.
+pub fn track_reply(packed: &[u8]) -> Option<Vec<i64>> {
+    if !packed.len().is_multiple_of(8) {
+        return None;
+    }
+    Some(
+        packed
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as i64)
+            .collect(),
+    )
 }
 
 /// Claims one tick makes at most (each up to `max_batch_size` records).
@@ -613,4 +629,25 @@ fn parse_claim(v: Vec<redis::Value>) -> Result<RedisClaim, TrackError> {
         records,
         taken_over,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_track_reply_reads_back_the_whole_numbers_the_script_packed() {
+        let numbers = [0i64, 1, -1, 1_733_616_000_000_000, (1 << 53) - 1];
+        let packed: Vec<u8> = numbers
+            .iter()
+            .flat_map(|&n| (n as f64).to_le_bytes())
+            .collect();
+        assert_eq!(track_reply(&packed), Some(numbers.to_vec()));
+    }
+
+    #[test]
+    fn a_track_reply_that_is_not_whole_doubles_is_refused() {
+        assert_eq!(track_reply(&[0; 12]), None);
+        assert_eq!(track_reply(&[]), Some(Vec::new()));
+    }
 }

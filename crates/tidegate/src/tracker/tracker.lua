@@ -18,7 +18,9 @@
 --   d:<rec>   list: the details of the waiting batch (JSON strings), up to the cap
 --   due       sorted set: waiting batches by due time; member "<16 hex seq><rec>" so ties
 --             go in deferral order, like the memory store's (due, seq) index
---   seen      sorted set: idle candidates (nothing waiting or in flight) by last event
+--   seen      sorted set: every idle record (nothing waiting or in flight), scored at or
+--             before its last event: an event of an idle record leaves the score as it
+--             was (one ZADD fewer per event), and `purge` moves a stale one on
 --   n         the number of records (for max_keys)
 --   seq, cseq sequence numbers of deferrals and of claims
 --   leases    sorted set: claimed batches by lease expiry
@@ -133,65 +135,66 @@ local function new_record(now, a)
 end
 
 -- Gate::admit (core/gate.rs): whether the event at `now` is immediate. The gate state is
--- at key gk (read by the algorithm); a state of another kind (a changed strategy) starts
--- fresh. Returns {allowed, wait (µs, -1 for "after the deferral"), state (the gate state
--- to write when allowed, nil for the counter, kept in r[ADM])}.
-local function gate_admit(r, gk, now, waiting)
+-- at key gk = ghead .. id (read by the algorithm); a state of another kind (a changed
+-- strategy) starts fresh. Returns allowed, wait (µs, -1 for "after the deferral"), state
+-- (the gate state to write when allowed, nil for the counter, kept in r[ADM]). Multiple
+-- values, not a table: this runs for every event.
+local function gate_admit(r, ghead, id, now, waiting)
   local kind = r[KIND]
   if r[SK] ~= kind then
-    call('DEL', gk)
+    -- A new record's (0) has no state to drop: a removed record's went with it.
+    if r[SK] ~= 0 then call('DEL', ghead .. id) end
     r[SK], r[ADM] = kind, 0
   end
   if kind == 1 then
     if not waiting and r[ADM] < r[LIM] then
       r[ADM] = r[ADM] + 1
-      return {allowed = true, wait = -1}
+      return true, -1
     end
-    return {allowed = false, wait = -1}
+    return false, -1
   end
-  local d
+  local gk, d = ghead .. id, nil
   if kind == 2 then
     d = token_bucket(gk, now, 1, r[L_], r[W_], r[B_])
   else
     d = sliding_window(gk, now, 1, r[L_], r[W_])
   end
-  if d.allowed == 1 then return {allowed = true, wait = -1, state = d.value} end
+  if d.allowed == 1 then return true, -1, d.value end
   -- The bucket's next token; a window defers by the defer interval.
-  if kind == 2 then return {allowed = false, wait = d.retry_after} end
-  return {allowed = false, wait = -1}
+  if kind == 2 then return false, d.retry_after end
+  return false, -1
 end
 
--- Record::track (core/track.rs): counts the event at `now`, asks the gate, and when it
--- denies adds the event to the waiting batch, opening one due at the gate's wait or the
--- deferral. Returns {deferred, opened, state (gate state to write)}; the caller writes
--- the keys and offers the detail (add_detail).
-local function track_record(r, gk, now)
+-- Record::track (core/track.rs): counts the event at `now`, asks the gate (state key
+-- ghead .. id), and when it denies adds the event to the waiting batch, opening one due
+-- at the gate's wait or the deferral. Returns deferred, opened, state (gate state to
+-- write); the caller writes the keys and offers the detail (add_detail).
+local function track_record(r, ghead, id, now)
   r[TOT], r[LS] = r[TOT] + 1, now
   local waiting = r[PC] >= 0
-  local g = gate_admit(r, gk, now, waiting)
-  if g.allowed then return {deferred = false, opened = false, state = g.state} end
+  local allowed, wait, state = gate_admit(r, ghead, id, now, waiting)
+  if allowed then return false, false, state end
   if waiting then
     r[PC], r[PLS] = r[PC] + 1, now
-    return {deferred = true, opened = false}
+    return true, false
   end
-  local wait = g.wait
   if wait < 0 then wait = r[DEF] end
   r[PC], r[PFS], r[PLS], r[PDROP], r[PFR], r[PDUE], r[PSEQ], r[PN] =
     1, now, now, 0, 0, now + wait, 0, 0
-  return {deferred = true, opened = true}
+  return true, true
 end
 
 -- Batch::add_detail (core/batch.rs): a detail offered to the waiting batch, kept while
 -- fewer than `cap` are; '' is no detail, OVERSIZED one over max_detail_bytes (dropped).
--- Returns {fate = 'none' | 'kept' | 'dropped'}.
+-- Returns the fate: 'none', 'kept' or 'dropped'.
 local function add_detail(r, detail, cap)
-  if detail == '' then return {fate = 'none'} end
+  if detail == '' then return 'none' end
   if detail == OVERSIZED or r[PN] >= cap then
     r[PDROP] = r[PDROP] + 1
-    return {fate = 'dropped'}
+    return 'dropped'
   end
   r[PN] = r[PN] + 1
-  return {fate = 'kept'}
+  return 'kept'
 end
 
 -- Record::claim (core/claim.rs): takes the waiting batch out (the caller found it due),
@@ -236,10 +239,10 @@ local function defer_record(r, c, now, newer, cap)
   return {details = details, kept_place = kept_place}
 end
 
--- Record::is_idle (core/purge.rs), given that the `seen` index found it last seen at or
--- before the cutoff: nothing waiting, nothing in flight.
-local function is_idle(r)
-  return r[PC] < 0 and r[INF] == 0
+-- Record::is_idle (core/purge.rs): nothing waiting, nothing in flight, and no event
+-- after the cutoff (now - expire, µs).
+local function is_idle(r, cutoff)
+  return r[PC] < 0 and r[INF] == 0 and r[LS] <= cutoff
 end
 
 -- Record::reconfigure (core/reconfigure.rs): sets the settings at ARGV[n..n+9] if the
@@ -311,41 +314,51 @@ end
 -- track: max_keys (0 = unbounded), max_details, the default settings (SETTINGS order,
 -- used when a record is new), R, then R requests of 4 arguments: now, category, id,
 -- detail ('' = none). Each request is decided in turn, atomically with the others.
--- Reply: per request {outcome (0 immediate, 1 deferred, 2 ignored), total, deferred,
--- scheduled_at (-1 none), first_seen, last_seen}.
+-- Reply: per request outcome (0 immediate, 1 deferred, 2 ignored), total, deferred,
+-- scheduled_at (-1 none), first_seen, last_seen, packed as little-endian doubles into one
+-- string (whole numbers below 2^53, exact; tracker/redis.rs reads them with track_reply).
 if op == 'track' then
   local max_keys, cap = tonumber(ARGV[2]), tonumber(ARGV[3])
   local reply = {}
+  -- Per category: the record name's head "<#category>:<category>" and the heads of its
+  -- r:, g: and d: keys, so that a key is one concatenation with the id.
+  local heads = {}
   local function track(now_s, category, id, detail)
     now = tonumber(now_s)
-    local rec = rec_of(category, id)
-    local rk = P .. 'r:' .. rec
+    local h = heads[category]
+    if not h then
+      local head = #category .. ':' .. category
+      h = {head, P .. 'r:' .. head, P .. 'g:' .. head, P .. 'd:' .. head}
+      heads[category] = h
+    end
+    local rk = h[2] .. id
     local r = load(rk)
-    if not r then
+    local new = not r
+    if new then
       if max_keys > 0 and tonumber(call('GET', P .. 'n') or 0) >= max_keys then
         return 2, 1, 0, -1, now, now
       end
       call('INCR', P .. 'n')
       r = new_record(now, 4)
     end
-    local was_waiting = r[PC] >= 0
-    local gk = P .. 'g:' .. rec
-    local t = track_record(r, gk, now)
-    if not t.deferred then
-      if t.state then call('SET', gk, t.state) end
-      if not was_waiting and r[INF] == 0 then call('ZADD', P .. 'seen', now_s, rec) end
+    local deferred, opened, state = track_record(r, h[3], id, now)
+    if not deferred then
+      if state then call('SET', h[3] .. id, state) end
+      -- An idle record is in `seen` already, under an earlier time (see `purge`).
+      if new then call('ZADD', P .. 'seen', now_s, h[1] .. id) end
       save(rk, r)
-      local v = view(r)
-      return 0, v[1], v[2], v[3], v[4], v[5]
+      if r[PC] < 0 then return 0, r[TOT], 0, -1, r[FS], r[LS] end
+      return 0, r[TOT], r[PC], r[PDUE], r[FS], r[LS]
     end
-    local dk = P .. 'd:' .. rec
-    if t.opened then
+    local dk = h[4] .. id
+    if opened then
+      local rec = h[1] .. id
       r[PSEQ] = call('INCR', P .. 'seq')
       call('DEL', dk)
       call('ZADD', P .. 'due', num(r[PDUE]), member_of(r[PSEQ], rec))
       call('ZREM', P .. 'seen', rec)
     end
-    if add_detail(r, detail, cap).fate == 'kept' then call('RPUSH', dk, detail) end
+    if add_detail(r, detail, cap) == 'kept' then call('RPUSH', dk, detail) end
     save(rk, r)
     return 1, r[TOT], r[PC], r[PDUE], r[FS], now
   end
@@ -356,7 +369,7 @@ if op == 'track' then
       track(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
     a = a + 4
   end
-  return reply
+  return pack('<' .. string.rep('d', #reply), spread(reply, 1, #reply))
 end
 
 -- claim: now, lease_until, max records. Takes over one claim whose lease expired, or
@@ -534,19 +547,26 @@ if op == 'reset' then
   return reply
 end
 
--- purge: cutoff µs, budget. Removes up to budget idle records last seen at or before the
--- cutoff (never one with a waiting or in-flight batch). Reply: how many.
+-- purge: cutoff µs, budget. Looks at up to budget records of `seen` scored at or before
+-- the cutoff: removes those idle since then (never one with a waiting or in-flight
+-- batch), scores those with later events at their last event. Reply: how many removed.
 if op == 'purge' then
+  local cutoff = tonumber(ARGV[2])
   local idle = call('ZRANGEBYSCORE', P .. 'seen', '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
   local removed = 0
   for _, rec in ipairs(idle) do
     local rk = P .. 'r:' .. rec
     local r = load(rk)
-    if r and is_idle(r) then
+    if r and is_idle(r, cutoff) then
       if call('DEL', rk) == 1 then removed = removed + 1 end
       call('DEL', P .. 'g:' .. rec, P .. 'd:' .. rec)
+      call('ZREM', P .. 'seen', rec)
+    elseif r and r[PC] < 0 and r[INF] == 0 then
+      -- Idle, with events since its score: it stays, under its last event.
+      call('ZADD', P .. 'seen', num(r[LS]), rec)
+    else
+      call('ZREM', P .. 'seen', rec)
     end
-    call('ZREM', P .. 'seen', rec)
   end
   if removed > 0 then call('DECRBY', P .. 'n', removed) end
   return removed
