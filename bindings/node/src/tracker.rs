@@ -2,7 +2,6 @@
 
 use std::future::Future;
 
-use futures_util::future::join_all;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -205,17 +204,32 @@ impl NativeTracker {
                 details_json.len()
             )));
         }
-        let tracker = &self.tracker;
-        let calls = categories.iter().zip(&ids).zip(details_json).map(
-            |((category, id), json)| async move {
-                let details = details(json)?;
-                tracker
-                    .track_event(category, id, details)
-                    .await
-                    .map_err(track_error)
-            },
-        );
-        Ok(TrackBatch::from_outcomes(join_all(calls).await))
+        // Details that are not JSON fail their own event; the others go together.
+        let mut parsed = Vec::with_capacity(ids.len());
+        let mut events = Vec::with_capacity(ids.len());
+        for ((category, id), json) in categories.into_iter().zip(ids).zip(details_json) {
+            match details(json) {
+                Ok(d) => {
+                    events.push((category, id, d));
+                    parsed.push(None);
+                }
+                Err(e) => parsed.push(Some(Err(e))),
+            }
+        }
+        let mut tracked = self.tracker.track_events(&events).await.into_iter();
+        Ok(TrackBatch::from_outcomes(
+            parsed
+                .into_iter()
+                .map(|slot| {
+                    slot.unwrap_or_else(|| {
+                        tracked
+                            .next()
+                            .expect("one answer per event")
+                            .map_err(track_error)
+                    })
+                })
+                .collect(),
+        ))
     }
 
     /// Changes one record's settings; resolves to `false` when the record does not exist.

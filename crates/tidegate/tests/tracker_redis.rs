@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use tidegate::ManualClock;
 use tidegate::store::redis::{RedisOptions, RedisStore};
 use tidegate::tracker::{
-    ConfigPatch, DeadLetter, DeliveredRecord, EventTracker, Strategy as TrackStrategy, TrackError,
-    TrackOutcome, TrackerBuilder, TrackerEvent, TrackerStore,
+    ConfigPatch, DeadLetter, DeliveredRecord, Details, EventTracker, Strategy as TrackStrategy,
+    TrackError, TrackOutcome, TrackerBuilder, TrackerEvent, TrackerStore,
 };
 
 const MS: u64 = 1_000;
@@ -756,5 +756,69 @@ fn an_instance_reads_lists_and_resets_records_another_instance_tracked() {
         assert!(a.reset_record("disk", "full").await.unwrap());
         assert_eq!(b.record("disk", "full").await.unwrap(), None);
         a.clear().await.unwrap();
+    });
+}
+
+/// The events of one `track_events` call on both stores: in order, each answered as
+/// `track_event` answers, an invalid one failing alone; through Redis, more events than
+/// one script call takes are all counted once.
+#[test]
+fn track_events_answers_each_event_in_order_alike_in_memory_and_redis() {
+    let server = RedisServer::start();
+    let rt = runtime();
+    rt.block_on(async {
+        let store = connect(&[server.url()]).await;
+        let clock = ManualClock::new(10 * MS);
+        let make = |s: TrackerStore| {
+            EventTracker::builder()
+                .manual_ticks()
+                .clock(clock.clone())
+                .store(s)
+                .limit(3)
+                .processor(|_| async { Ok::<_, String>(()) })
+                .build()
+                .unwrap()
+        };
+        let memory = make(TrackerStore::Memory);
+        let redis = make(TrackerStore::redis(store.clone(), unique("many")));
+        let d = Details::from(json!({"path": "/search"}));
+        let mut events: Vec<(&str, &str, Details)> = Vec::new();
+        for i in 0..5 {
+            events.push(("api", "a", d.clone()));
+            events.push(("api", if i == 2 { "" } else { "b" }, Details::null()));
+        }
+        let summary = |answers: Vec<Result<TrackOutcome, TrackError>>| -> Vec<String> {
+            answers
+                .into_iter()
+                .map(|a| match a {
+                    Ok(o) => format!("{} {} {}", o.kind(), o.record().id(), o.record().total),
+                    Err(e) => format!("error {e}"),
+                })
+                .collect()
+        };
+        let (m, r) = (
+            summary(memory.track_events(&events).await),
+            summary(redis.track_events(&events).await),
+        );
+        assert_eq!(m, r);
+        assert_eq!(m[0..2], ["immediate a 1", "immediate b 1"]);
+        assert!(m[5].starts_with("error") && m[5].contains("id"), "{m:?}");
+        assert_eq!(m[8..10], ["deferred a 5", "deferred b 4"]);
+
+        // 150 events of one record: three script calls' worth, each counted once.
+        let hot: Vec<(&str, &str, Details)> = (0..150).map(|_| ("api", "hot", d.clone())).collect();
+        let answers = redis.track_events(&hot).await;
+        let mut totals: Vec<u64> = answers
+            .iter()
+            .map(|a| a.as_ref().unwrap().record().total)
+            .collect();
+        let immediate = answers
+            .iter()
+            .filter(|a| a.as_ref().unwrap().kind() == "immediate")
+            .count();
+        totals.sort_unstable();
+        assert_eq!(totals, (1..=150).collect::<Vec<u64>>());
+        assert_eq!(immediate, 3);
+        redis.clear().await.unwrap();
     });
 }

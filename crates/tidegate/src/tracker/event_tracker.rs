@@ -144,6 +144,60 @@ impl EventTracker {
         now: u64,
     ) -> Result<TrackOutcome, TrackError> {
         let details = details.into();
+        self.check(category, id)?;
+        let outcome = self
+            .inner
+            .records
+            .track(category, id, details, now, &self.inner.default_settings)
+            .await?;
+        self.account(&outcome);
+        Ok(outcome)
+    }
+
+    /// Tracks many events at once, each as [`track_event`](Self::track_event) would, at
+    /// one time: the answers come in the events' order, each its own (an invalid event
+    /// fails alone). Through Redis the events go to the store together, sharing script
+    /// calls and one timeout, which costs less per event than as many `track_event`
+    /// calls awaited side by side.
+    pub async fn track_events<C: AsRef<str>, I: AsRef<str>>(
+        &self,
+        events: &[(C, I, Details)],
+    ) -> Vec<Result<TrackOutcome, TrackError>> {
+        let now = self.inner.clock.now_micros();
+        let mut out: Vec<Option<Result<TrackOutcome, TrackError>>> =
+            Vec::with_capacity(events.len());
+        let mut valid = Vec::with_capacity(events.len());
+        for (category, id, details) in events {
+            let (category, id) = (category.as_ref(), id.as_ref());
+            match self.check(category, id) {
+                Ok(()) => {
+                    valid.push((category, id, details));
+                    out.push(None);
+                }
+                Err(e) => out.push(Some(Err(e))),
+            }
+        }
+        let mut tracked = self
+            .inner
+            .records
+            .track_many(&valid, now, &self.inner.default_settings)
+            .await
+            .into_iter();
+        out.into_iter()
+            .map(|slot| {
+                slot.unwrap_or_else(|| {
+                    let outcome = tracked.next().expect("one answer per valid event");
+                    if let Ok(o) = &outcome {
+                        self.account(o);
+                    }
+                    outcome
+                })
+            })
+            .collect()
+    }
+
+    /// Refuses an event of a shut-down tracker or with an empty category or id.
+    fn check(&self, category: &str, id: &str) -> Result<(), TrackError> {
         if self.inner.stopped.load(Ordering::Acquire) {
             return Err(TrackError::ShutDown);
         }
@@ -153,13 +207,13 @@ impl EventTracker {
         if id.is_empty() {
             return Err(invalid("id", "must not be empty"));
         }
-        let outcome = self
-            .inner
-            .records
-            .track(category, id, details, now, &self.inner.default_settings)
-            .await?;
+        Ok(())
+    }
+
+    /// Counts a tracked event's outcome and tells the event listeners.
+    fn account(&self, outcome: &TrackOutcome) {
         let c = &self.inner.counters;
-        match &outcome {
+        match outcome {
             TrackOutcome::Immediate(r) => {
                 c.immediate.fetch_add(1, Ordering::Relaxed);
                 self.emit(|| TrackerEvent::Immediate(r.clone()));
@@ -176,7 +230,6 @@ impl EventTracker {
                 });
             }
         }
-        Ok(outcome)
     }
 
     /// Changes one record's settings. `Ok(false)` when the record does not exist; invalid

@@ -212,6 +212,24 @@ fn parse_settings(v: &[Option<String>]) -> Result<RecordSettings, TrackError> {
 }
 
 /// A record view from the script's `{total, deferred, scheduled_at, first, last}`.
+/// A `track` answer as the event's outcome.
+fn outcome(
+    category: &str,
+    id: &str,
+    reply: Result<<TrackCall as BatchCall>::Answer, oneshot::error::RecvError>,
+) -> Result<TrackOutcome, TrackError> {
+    let v = reply.map_err(|_| TrackError::Store(StoreError::Stopped))??;
+    let record = view(category, id, &v[1..]);
+    Ok(match v[0] {
+        0 => TrackOutcome::Immediate(record),
+        1 => TrackOutcome::Deferred(record),
+        _ => TrackOutcome::Ignored {
+            reason: IgnoreReason::KeyLimitReached,
+            record,
+        },
+    })
+}
+
 fn view(category: &str, id: &str, v: &[i64]) -> RecordView {
     RecordView {
         key: std::sync::Arc::new(RecordKey {
@@ -337,6 +355,51 @@ impl RedisRecords {
         now: u64,
         settings: &RecordSettings,
     ) -> Result<TrackOutcome, TrackError> {
+        let answer = self.queue(category, id, details, now, settings).await?;
+        // Bounded from the caller's side too: a request still queued behind stuck calls
+        // when this gives up is dropped by the batcher, never sent.
+        match tokio::time::timeout(CALL_TIMEOUT, answer).await {
+            Ok(reply) => outcome(category, id, reply),
+            Err(_) => Err(TrackError::Store(StoreError::NoAnswer(CALL_TIMEOUT))),
+        }
+    }
+
+    /// [`track`](Self::track) for many events at once, answered in order: all are
+    /// queued for the batcher (sharing its script calls) before any answer is awaited,
+    /// and the lot shares one timeout, not a timer per event.
+    pub(crate) async fn track_many(
+        &self,
+        events: &[(&str, &str, &Details)],
+        now: u64,
+        settings: &RecordSettings,
+    ) -> Vec<Result<TrackOutcome, TrackError>> {
+        let mut answers = Vec::with_capacity(events.len());
+        for &(category, id, details) in events {
+            answers.push(self.queue(category, id, details, now, settings).await);
+        }
+        let mut out = Vec::with_capacity(events.len());
+        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+        for (&(category, id, _), answer) in events.iter().zip(answers) {
+            out.push(match answer {
+                Ok(answer) => match tokio::time::timeout_at(deadline, answer).await {
+                    Ok(reply) => outcome(category, id, reply),
+                    Err(_) => Err(TrackError::Store(StoreError::NoAnswer(CALL_TIMEOUT))),
+                },
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
+    /// Queues one event for the batcher; the receiver gets the script's six numbers.
+    async fn queue(
+        &self,
+        category: &str,
+        id: &str,
+        details: &Details,
+        now: u64,
+        settings: &RecordSettings,
+    ) -> Result<oneshot::Receiver<<TrackCall as BatchCall>::Answer>, TrackError> {
         let detail = if details.is_null() {
             String::new()
         } else if details.len() > self.max_detail_bytes {
@@ -357,25 +420,11 @@ impl RedisRecords {
             ],
             reply,
         };
-        let stopped = || TrackError::Store(StoreError::Stopped);
-        batcher.send(queued).await.map_err(|_| stopped())?;
-        // Bounded from the caller's side too: a request still queued behind stuck calls
-        // when this gives up is dropped by the batcher, never sent.
-        let v = match tokio::time::timeout(CALL_TIMEOUT, answer).await {
-            Ok(reply) => reply.map_err(|_| stopped())??,
-            Err(_) => {
-                return Err(TrackError::Store(StoreError::NoAnswer(CALL_TIMEOUT)));
-            }
-        };
-        let record = view(category, id, &v[1..]);
-        Ok(match v[0] {
-            0 => TrackOutcome::Immediate(record),
-            1 => TrackOutcome::Deferred(record),
-            _ => TrackOutcome::Ignored {
-                reason: IgnoreReason::KeyLimitReached,
-                record,
-            },
-        })
+        batcher
+            .send(queued)
+            .await
+            .map_err(|_| TrackError::Store(StoreError::Stopped))?;
+        Ok(answer)
     }
 
     /// Starts the task that sends waiting `track` requests, up to [`TRACK_BATCH`] per

@@ -124,6 +124,26 @@ impl Records {
         }
     }
 
+    /// [`track`](Self::track) for many events at `now`, answered in order (through
+    /// Redis: queued together, sharing script calls and one timeout).
+    pub(crate) async fn track_many(
+        &self,
+        events: &[(&str, &str, &Details)],
+        now: u64,
+        settings: &RecordSettings,
+    ) -> Vec<Result<TrackOutcome, TrackError>> {
+        match self {
+            Self::Memory(m) => events
+                .iter()
+                .map(|&(category, id, details)| {
+                    Ok(m.track(category, id, details.clone(), now, *settings))
+                })
+                .collect(),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.track_many(events, now, settings).await,
+        }
+    }
+
     /// Claims every due batch, in batches of at most `max` records; the number of claims
     /// taken over from instances whose lease expired.
     pub(crate) async fn claim_due(
