@@ -125,13 +125,25 @@ end
 
 -- The record functions (core/*.rs). `r` is a record's fields (FIELDS above).
 
+-- The settings at ARGV[a..a+9] as record fields, parsed once per script call.
+local parsed_settings = {}
+local function settings_at(a)
+  local st = parsed_settings[a]
+  if not st then
+    st = {}
+    apply_settings(st, a)
+    parsed_settings[a] = st
+  end
+  return st
+end
+
 -- Record::new (core/record.rs): a record created by an event at `now`, with the settings
--- at ARGV[a..a+9]; its gate state is started fresh by its first event.
+-- at ARGV[a..a+9]; its gate state is started fresh by its first event. One table
+-- constructor (FIELDS order; the waiting batch's fields as clear_pending leaves them).
 local function new_record(now, a)
-  local r = {0, now, now, 0, 0, 0}
-  apply_settings(r, a)
-  clear_pending(r)
-  return r
+  local st = settings_at(a)
+  return {0, now, now, 0, 0, 0, st[KIND], st[L_], st[W_], st[B_], st[LIM], st[DEF], st[RR],
+    -1, 0, 0, 0, 0, 0, 0, 0}
 end
 
 -- Gate::admit (core/gate.rs): whether the event at `now` is immediate. The gate state is
