@@ -5,9 +5,12 @@
 // node-event-throttler 1.0.7 when it can be found (not a dependency):
 //   npm install --no-save node-event-throttler@1.0.7 redis@4
 // or NODE_EVENT_THROTTLER=/path/to/its/source (with its dependencies installed there).
-// Each case runs ROUNDS times, the two trackers alternating, and reports the median.
+// Each case runs once untimed, then ROUNDS times, the two trackers alternating, and
+// reports the median; through Redis also redis-server's CPU time per event (user +
+// system, from /proc).
 // Not a test: it prints figures.
 
+const fs = require('node:fs')
 const path = require('node:path')
 const TidegateTracker = require('..')
 const { startRedis } = require('../test/support/redis-server')
@@ -64,29 +67,57 @@ function median (values) {
 }
 
 /**
+ * CPU seconds (user + system) the process `pid` has used, or null where /proc is not.
+ * @param {number | undefined} pid
+ * @returns {number | null}
+ */
+function cpuSeconds (pid) {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return null
+  }
+}
+
+/**
  * Runs each maker's tracker `ROUNDS` times, alternating, and prints the medians.
  * @param {string} label
  * @param {number} events
  * @param {{ name: string, make: () => Promise<{ tracker: any, close: () => Promise<void> }> }[]} makers
+ * @param {number} [redisPid] redis-server's process, whose CPU time per event is printed
  */
-async function compare (label, events, makers) {
+async function compare (label, events, makers, redisPid) {
   /** @type {number[][]} */
   const rates = makers.map(() => [])
+  /** @type {number[][]} */
+  const redisCpu = makers.map(() => [])
   /** @type {any[]} */
   const counts = makers.map(() => null)
+  // One untimed run of each first: the first run of a case in this process is
+  // 10-20 % slower for both trackers (V8 compiling the path it takes).
+  for (const maker of makers) {
+    const { tracker, close } = await maker.make()
+    await rate(tracker, Math.min(events, 20000), IDS, IN_FLIGHT)
+    await close()
+  }
   for (let round = 0; round < ROUNDS; round++) {
     for (const [i, maker] of makers.entries()) {
       const { tracker, close } = await maker.make()
+      const before = cpuSeconds(redisPid)
       const r = await rate(tracker, events, IDS, IN_FLIGHT)
+      const after = cpuSeconds(redisPid)
       await close()
       rates[i].push(r.perSecond)
+      if (before !== null && after !== null) redisCpu[i].push((after - before) * 1e6 / events)
       counts[i] = r.counts
     }
   }
   const medians = rates.map(median)
   for (const [i, maker] of makers.entries()) {
     const ratio = i === 0 || medians[i] === 0 ? '' : `  tidegate ${(medians[0] / medians[i]).toFixed(2)}x`
-    console.log(`${label.padEnd(13)} ${maker.name.padEnd(22)} ${String(medians[i]).padStart(8)} events/s  (runs ${rates[i].join(', ')}; ${JSON.stringify(counts[i])})${ratio}`)
+    const cpu = redisCpu[i].length === 0 ? '' : `; redis-server ${median(redisCpu[i]).toFixed(1)} µs CPU per event`
+    console.log(`${label.padEnd(13)} ${maker.name.padEnd(22)} ${String(medians[i]).padStart(8)} events/s  (runs ${rates[i].join(', ')}; ${JSON.stringify(counts[i])}${cpu})${ratio}`)
   }
 }
 
@@ -163,7 +194,7 @@ async function main () {
     })
   }
   try {
-    for (const events of REDIS_EVENTS) await compare(`Redis ${events / IDS}/id`, events, shared)
+    for (const events of REDIS_EVENTS) await compare(`Redis ${events / IDS}/id`, events, shared, redis.pid)
   } finally {
     await redis.stop()
   }

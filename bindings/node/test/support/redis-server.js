@@ -41,7 +41,7 @@ async function waitForPort (port, deadline) {
 /**
  * Starts `redis-server` on a free port (no persistence); `stop()` kills it,
  * `pause()` / `resume()` freeze and thaw it (SIGSTOP / SIGCONT) to make an outage.
- * @returns {Promise<{ url: string, port: number, stop: () => Promise<void>, pause: () => void, resume: () => void }>}
+ * @returns {Promise<{ url: string, port: number, pid: number | undefined, stop: () => Promise<void>, pause: () => void, resume: () => void }>}
  */
 async function startRedis () {
   const port = await freePort()
@@ -53,6 +53,7 @@ async function startRedis () {
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
+    pid: child.pid,
     pause: () => { child.kill('SIGSTOP') },
     resume: () => { child.kill('SIGCONT') },
     stop: async () => {
