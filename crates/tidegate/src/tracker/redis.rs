@@ -211,7 +211,6 @@ fn parse_settings(v: &[Option<String>]) -> Result<RecordSettings, TrackError> {
     })
 }
 
-/// A record view from the script's `{total, deferred, scheduled_at, first, last}`.
 /// A `track` answer as the event's outcome.
 fn outcome(
     category: &str,
@@ -230,6 +229,7 @@ fn outcome(
     })
 }
 
+/// A record view from the script's `{total, deferred, scheduled_at, first, last}`.
 fn view(category: &str, id: &str, v: &[i64]) -> RecordView {
     RecordView {
         key: std::sync::Arc::new(RecordKey {

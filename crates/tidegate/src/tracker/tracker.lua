@@ -77,9 +77,10 @@ end
 local function member_of(seq, rec) return format('%016x', seq) .. rec end
 
 -- The view of a record: total, deferred, scheduled_at (-1 none), first_seen, last_seen.
+-- Five values, not a table: `track` returns them for every event.
 local function view(r)
-  if r[PC] < 0 then return {r[TOT], 0, -1, r[FS], r[LS]} end
-  return {r[TOT], r[PC], r[PDUE], r[FS], r[LS]}
+  if r[PC] < 0 then return r[TOT], 0, -1, r[FS], r[LS] end
+  return r[TOT], r[PC], r[PDUE], r[FS], r[LS]
 end
 
 -- Keeps `seen` (the purge's candidates) to records with nothing waiting or in flight.
@@ -290,7 +291,7 @@ end
 -- Record::snapshot (core/record.rs): the view, then in flight, the waiting batch's
 -- failed rounds, details kept and details dropped.
 local function snapshot(r)
-  local v = view(r)
+  local v = {view(r)}
   if r[PC] < 0 then
     v[6], v[7], v[8], v[9] = r[INF], 0, 0, 0
   else
@@ -359,8 +360,7 @@ if op == 'track' then
       -- An idle record is in `seen` already, under an earlier time (see `purge`).
       if new then call('ZADD', P .. 'seen', now_s, h[1] .. id) end
       save(rk, r)
-      if r[PC] < 0 then return 0, r[TOT], 0, -1, r[FS], r[LS] end
-      return 0, r[TOT], r[PC], r[PDUE], r[FS], r[LS]
+      return 0, view(r)
     end
     local dk = h[4] .. id
     if opened then
@@ -498,7 +498,7 @@ if op == 'configure' then
   if not r then return {} end
   if not reconfigure_record(r, 4, 14).changed then return {-1} end
   save(rk, r)
-  return view(r)
+  return {view(r)}
 end
 
 -- record: category, id. The record read without changing it (snapshot), or {}.
